@@ -1,0 +1,45 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An event as a function sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// paysteps' own id for the event.
+    pub id: String,
+    /// The id the sender gave it (`evt_…` for Stripe).
+    pub external_id: Option<String>,
+    /// `stripe/<type>` for Stripe deliveries.
+    pub name: String,
+    /// The payload; for Stripe events, the whole event envelope as delivered.
+    pub data: Value,
+    /// When the event happened, in milliseconds since the Unix epoch.
+    pub ts: i64,
+}
+
+/// An event handed to [`crate::engine::Engine::ingest`].
+#[derive(Debug, Clone)]
+pub struct EventInput {
+    pub name: String,
+    /// The payload as JSON text, stored as received.
+    pub data: String,
+    pub external_id: Option<String>,
+    /// Permanent dedupe key: a second event with the same key is a duplicate.
+    pub dedupe_key: Option<String>,
+    pub ts: Option<i64>,
+    pub source: &'static str,
+    /// The main object's id (`sub_…`, `pi_…`), for search.
+    pub object_id: Option<String>,
+    pub customer: Option<String>,
+}
+
+/// The event that starts a failure handler: what failed, and on which event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub function_id: String,
+    pub run_id: String,
+    pub error: String,
+    pub event: Event,
+}
+
+/// Name of the internal event that starts failure handlers.
+pub const FUNCTION_FAILED: &str = "paysteps/function.failed";

@@ -1,0 +1,129 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use super::step::{Ctx, Interrupt};
+
+pub(crate) type Handler =
+    Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<serde_json::Value, Interrupt>> + Send + Sync>;
+
+/// What starts a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// Every event with this name (e.g. `stripe/invoice.paid`).
+    Event(String),
+    /// Only started by the engine itself (failure handlers).
+    Internal,
+}
+
+impl Trigger {
+    pub fn event(name: impl Into<String>) -> Trigger {
+        Trigger::Event(name.into())
+    }
+
+    pub fn matches(&self, event_name: &str) -> bool {
+        matches!(self, Trigger::Event(name) if name == event_name)
+    }
+}
+
+/// A durable function: plain Rust registered on the engine.
+///
+/// ```no_run
+/// use paysteps::engine::{Function, Trigger};
+///
+/// let f = Function::new("greet", Trigger::event("app/user.signed_up"), |ctx| async move {
+///     let name: String = ctx.step.run("load", || async { Ok("Ada".to_string()) }).await?;
+///     Ok(format!("hello {name}"))
+/// })
+/// .retries(5);
+/// ```
+#[derive(Clone)]
+pub struct Function {
+    pub(crate) id: String,
+    pub(crate) trigger: Trigger,
+    pub(crate) retries: u32,
+    pub(crate) step_timeout: Option<Duration>,
+    pub(crate) handler: Handler,
+    pub(crate) on_failure: Option<Handler>,
+}
+
+/// Retries per step when a function sets none: 3 retries, so 4 attempts.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+impl Function {
+    pub fn new<F, Fut, T>(id: impl Into<String>, trigger: Trigger, handler: F) -> Function
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Interrupt>> + Send + 'static,
+        T: Serialize,
+    {
+        Function {
+            id: id.into(),
+            trigger,
+            retries: DEFAULT_RETRIES,
+            step_timeout: None,
+            handler: boxed(handler),
+            on_failure: None,
+        }
+    }
+
+    /// Retries per step after the first attempt.
+    pub fn retries(mut self, retries: u32) -> Function {
+        self.retries = retries;
+        self
+    }
+
+    /// Fails a step attempt that runs longer than this (the attempt is retried).
+    pub fn step_timeout(mut self, timeout: Duration) -> Function {
+        self.step_timeout = Some(timeout);
+        self
+    }
+
+    /// Runs once, as a run of its own, when a run of this function fails for good.
+    /// Its event is `paysteps/function.failed`; read it with [`Ctx::failure`].
+    pub fn on_failure<F, Fut, T>(mut self, handler: F) -> Function
+    where
+        F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, Interrupt>> + Send + 'static,
+        T: Serialize,
+    {
+        self.on_failure = Some(boxed(handler));
+        self
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+
+    /// The id under which this function's failure handler runs.
+    pub fn failure_handler_id(&self) -> Option<String> {
+        self.on_failure.as_ref().map(|_| failure_id(&self.id))
+    }
+}
+
+pub(crate) fn failure_id(function_id: &str) -> String {
+    format!("{function_id}.on_failure")
+}
+
+fn boxed<F, Fut, T>(handler: F) -> Handler
+where
+    F: Fn(Ctx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, Interrupt>> + Send + 'static,
+    T: Serialize,
+{
+    Arc::new(move |ctx| {
+        let fut = handler(ctx);
+        Box::pin(async move {
+            let value = fut.await?;
+            serde_json::to_value(value)
+                .map_err(|e| Interrupt::fail(format!("function output is not JSON: {e}")))
+        })
+    })
+}

@@ -1,0 +1,512 @@
+//! The step tools a function uses: memoized `run`, transactional `run_tx`, and sleeps.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::clock::{Clock, duration_ms};
+use super::error::StepError;
+use super::event::{Event, FUNCTION_FAILED, Failure};
+use super::retry::{AfterFailure, Backoff, after_failure};
+use crate::store::{StepRow, StepUpdate, Store, StoreTx};
+
+/// What a handler is given: its event, its run, and the step tools.
+#[derive(Clone)]
+pub struct Ctx {
+    pub event: Event,
+    pub run_id: String,
+    pub function_id: String,
+    /// Executions of this run so far, counting this one.
+    pub attempt: i64,
+    pub step: Step,
+}
+
+impl Ctx {
+    /// In a failure handler: what failed. `None` in an ordinary function.
+    pub fn failure(&self) -> Option<Failure> {
+        (self.event.name == FUNCTION_FAILED)
+            .then(|| serde_json::from_value(self.event.data.clone()).ok())
+            .flatten()
+    }
+}
+
+/// Returned by step tools when the run must stop here for now (a retry is scheduled,
+/// the run sleeps, it failed, or the worker is shutting down). Propagate it with `?`.
+#[derive(Debug)]
+pub struct Interrupt(pub(crate) Reason);
+
+#[derive(Debug)]
+pub(crate) enum Reason {
+    /// The step tools recorded why; see [`Halt`].
+    Parked,
+    /// The handler itself gave up outside any step.
+    Failed(String),
+}
+
+impl Interrupt {
+    /// Fails the run now, without retries.
+    pub fn fail(message: impl Into<String>) -> Interrupt {
+        Interrupt(Reason::Failed(message.into()))
+    }
+}
+
+impl From<StepError> for Interrupt {
+    fn from(err: StepError) -> Self {
+        Interrupt::fail(err.to_string())
+    }
+}
+
+/// Why the step tools stopped a run, applied by the worker when the handler returns.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    Retry {
+        step: StepUpdate,
+        at: i64,
+    },
+    Fail {
+        step: StepUpdate,
+        error: String,
+    },
+    Sleep {
+        step: StepUpdate,
+        until: i64,
+    },
+    /// The worker is shutting down: hand the run back untouched.
+    Release,
+    /// Another worker holds the run now, or it ended elsewhere: do nothing more.
+    Lost,
+    /// The store failed; the lease will expire and the run is taken up again.
+    Store(String),
+}
+
+/// The step tools of one execution of a run.
+#[derive(Clone)]
+pub struct Step {
+    inner: Arc<StepState>,
+}
+
+pub(crate) struct StepSettings {
+    pub run_id: String,
+    pub owner: String,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+    pub backoff: Backoff,
+    pub store: Store,
+    pub clock: Clock,
+    pub shutdown: CancellationToken,
+}
+
+struct StepState {
+    settings: StepSettings,
+    memo: HashMap<String, StepRow>,
+    progress: Mutex<Progress>,
+}
+
+#[derive(Default)]
+struct Progress {
+    occurrences: HashMap<String, u32>,
+    next_position: i64,
+    halt: Option<Halt>,
+}
+
+/// A step about to execute: its key and place in the run.
+struct Planned {
+    key: String,
+    name: String,
+    position: i64,
+    attempts: i64,
+    started_at: i64,
+}
+
+enum Lookup<T> {
+    Done(T),
+    Execute(Planned),
+}
+
+impl Step {
+    pub(crate) fn new(settings: StepSettings, steps: Vec<StepRow>) -> Step {
+        let next_position = steps.iter().map(|s| s.position + 1).max().unwrap_or(0);
+        let memo = steps.into_iter().map(|s| (s.step_key.clone(), s)).collect();
+        Step {
+            inner: Arc::new(StepState {
+                settings,
+                memo,
+                progress: Mutex::new(Progress {
+                    next_position,
+                    ..Progress::default()
+                }),
+            }),
+        }
+    }
+
+    /// Runs `work` once and checkpoints its output; when the run is re-entered, the
+    /// stored output is returned without running `work` again. A failed attempt is
+    /// retried with backoff up to the function's retries.
+    pub async fn run<T, F, Fut>(&self, name: &str, work: F) -> Result<T, Interrupt>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        let planned = match self.lookup(name)? {
+            Lookup::Done(value) => return Ok(value),
+            Lookup::Execute(planned) => planned,
+        };
+        let result = self.with_timeout(work()).await;
+        match result {
+            Ok(value) => {
+                let output = to_json(&value)?;
+                let update = self.completed(&planned, output);
+                let (run_id, owner, now) = self.lease_args();
+                let outcome = self
+                    .inner
+                    .settings
+                    .store
+                    .transaction::<(), TxStepError>(Box::new(move |tx| {
+                        Box::pin(async move { checkpoint(tx, &run_id, &owner, now, &update).await })
+                    }))
+                    .await;
+                self.settle(outcome)?;
+                Ok(value)
+            }
+            Err(err) => Err(self.failed(planned, err)),
+        }
+    }
+
+    /// Like [`Step::run`], but `work` writes through the transaction that records the
+    /// step as done: its writes and the checkpoint commit together or not at all.
+    pub async fn run_tx<T, F>(&self, name: &str, work: F) -> Result<T, Interrupt>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T, StepError>> + Send + 'static,
+    {
+        let planned = match self.lookup(name)? {
+            Lookup::Done(value) => return Ok(value),
+            Lookup::Execute(planned) => planned,
+        };
+        let (run_id, owner, _) = self.lease_args();
+        let this = self.clone();
+        let position = planned.position;
+        let (key, name_owned, attempts, started_at) = (
+            planned.key.clone(),
+            planned.name.clone(),
+            planned.attempts,
+            planned.started_at,
+        );
+        let timeout = self.inner.settings.timeout;
+        let outcome = self
+            .inner
+            .settings
+            .store
+            .transaction::<T, TxStepError>(Box::new(move |tx| {
+                Box::pin(async move {
+                    let now = this.now();
+                    if !tx.holds_lease(&run_id, &owner, now).await? {
+                        return Err(TxStepError::Lost);
+                    }
+                    let value = match timeout {
+                        Some(limit) => tokio::time::timeout(limit, work(tx))
+                            .await
+                            .map_err(|_| TxStepError::Step(timeout_error(limit)))?,
+                        None => work(tx).await,
+                    }
+                    .map_err(TxStepError::Step)?;
+                    let output = serde_json::to_string(&value)
+                        .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
+                    let update = StepUpdate {
+                        key,
+                        name: name_owned,
+                        position,
+                        kind: "run",
+                        status: "completed",
+                        attempts,
+                        output: Some(output),
+                        error: None,
+                        wake_at: None,
+                        started_at,
+                        ended_at: Some(this.now()),
+                    };
+                    tx.save_step(&run_id, &update).await?;
+                    Ok(value)
+                })
+            }))
+            .await;
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(TxStepError::Step(err))) => Err(self.failed(planned, err)),
+            Ok(Err(TxStepError::Lost)) => Err(self.halt(Halt::Lost)),
+            Ok(Err(TxStepError::Store(err))) | Err(err) => {
+                Err(self.halt(Halt::Store(err.to_string())))
+            }
+        }
+    }
+
+    /// Parks the run for `duration`; the worker is freed meanwhile.
+    pub async fn sleep(&self, name: &str, duration: Duration) -> Result<(), Interrupt> {
+        self.sleep_inner(name, Wake::After(duration)).await
+    }
+
+    /// Parks the run until `until_ms` (milliseconds since the Unix epoch).
+    pub async fn sleep_until(&self, name: &str, until_ms: i64) -> Result<(), Interrupt> {
+        self.sleep_inner(name, Wake::At(until_ms)).await
+    }
+
+    async fn sleep_inner(&self, name: &str, wake: Wake) -> Result<(), Interrupt> {
+        let key = self.next_key(name);
+        let now = self.now();
+        let existing = self.inner.memo.get(&key);
+        if existing.is_some_and(|row| row.status == "completed") {
+            return Ok(());
+        }
+        self.check_boundary()?;
+        let (position, started_at, wake_at) = match existing {
+            Some(row) => (row.position, row.started_at, row.wake_at.unwrap_or(now)),
+            None => {
+                let wake_at = match wake {
+                    Wake::After(d) => now.saturating_add(duration_ms(d)),
+                    Wake::At(at) => at,
+                };
+                (self.take_position(), now, wake_at)
+            }
+        };
+        let mut update = StepUpdate {
+            key,
+            name: name.to_owned(),
+            position,
+            kind: "sleep",
+            status: "sleeping",
+            attempts: 1,
+            output: None,
+            error: None,
+            wake_at: Some(wake_at),
+            started_at,
+            ended_at: None,
+        };
+        if wake_at > now {
+            return Err(self.halt(Halt::Sleep {
+                step: update,
+                until: wake_at,
+            }));
+        }
+        update.status = "completed";
+        update.ended_at = Some(now);
+        let (run_id, owner, now) = self.lease_args();
+        let outcome = self
+            .inner
+            .settings
+            .store
+            .transaction::<(), TxStepError>(Box::new(move |tx| {
+                Box::pin(async move { checkpoint(tx, &run_id, &owner, now, &update).await })
+            }))
+            .await;
+        self.settle(outcome)
+    }
+
+    pub(crate) fn take_halt(&self) -> Option<Halt> {
+        self.progress().halt.take()
+    }
+
+    fn lookup<T: DeserializeOwned>(&self, name: &str) -> Result<Lookup<T>, Interrupt> {
+        let key = self.next_key(name);
+        let existing = self.inner.memo.get(&key);
+        if let Some(row) = existing.filter(|row| row.status == "completed") {
+            let output = row.output.as_deref().unwrap_or("null");
+            return serde_json::from_str(output).map(Lookup::Done).map_err(|e| {
+                Interrupt::fail(format!(
+                    "stored output of step '{name}' no longer decodes: {e}"
+                ))
+            });
+        }
+        self.check_boundary()?;
+        let position = existing.map_or_else(|| self.take_position(), |row| row.position);
+        Ok(Lookup::Execute(Planned {
+            key,
+            name: name.to_owned(),
+            position,
+            attempts: existing.map_or(0, |row| row.attempts) + 1,
+            started_at: self.now(),
+        }))
+    }
+
+    /// A step boundary: stop here when a halt is pending or the worker is shutting down.
+    fn check_boundary(&self) -> Result<(), Interrupt> {
+        if self.progress().halt.is_some() {
+            return Err(Interrupt(Reason::Parked));
+        }
+        if self.inner.settings.shutdown.is_cancelled() {
+            return Err(self.halt(Halt::Release));
+        }
+        Ok(())
+    }
+
+    fn failed(&self, planned: Planned, err: StepError) -> Interrupt {
+        let settings = &self.inner.settings;
+        let attempts = u32::try_from(planned.attempts).unwrap_or(u32::MAX);
+        let decision = after_failure(
+            &settings.backoff,
+            settings.retries,
+            attempts,
+            err.is_retriable(),
+            rand::random::<f64>(),
+        );
+        let now = self.now();
+        let message = err.to_string();
+        let mut step = StepUpdate {
+            key: planned.key,
+            name: planned.name.clone(),
+            position: planned.position,
+            kind: "run",
+            status: "errored",
+            attempts: planned.attempts,
+            output: None,
+            error: Some(message.clone()),
+            wake_at: None,
+            started_at: planned.started_at,
+            ended_at: Some(now),
+        };
+        let halt = match decision {
+            AfterFailure::RetryIn(delay) => {
+                step.wake_at = Some(now + delay);
+                Halt::Retry {
+                    step,
+                    at: now + delay,
+                }
+            }
+            AfterFailure::GiveUp => {
+                step.status = "failed";
+                let error = format!("step '{}' failed: {message}", planned.name);
+                Halt::Fail { step, error }
+            }
+        };
+        self.halt(halt)
+    }
+
+    fn settle(
+        &self,
+        outcome: crate::store::Result<Result<(), TxStepError>>,
+    ) -> Result<(), Interrupt> {
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(TxStepError::Step(err))) => Err(Interrupt::from(err)),
+            Ok(Err(TxStepError::Lost)) => Err(self.halt(Halt::Lost)),
+            Ok(Err(TxStepError::Store(err))) | Err(err) => {
+                Err(self.halt(Halt::Store(err.to_string())))
+            }
+        }
+    }
+
+    fn halt(&self, halt: Halt) -> Interrupt {
+        let mut progress = self.progress();
+        if progress.halt.is_none() {
+            progress.halt = Some(halt);
+        }
+        Interrupt(Reason::Parked)
+    }
+
+    fn completed(&self, planned: &Planned, output: String) -> StepUpdate {
+        StepUpdate {
+            key: planned.key.clone(),
+            name: planned.name.clone(),
+            position: planned.position,
+            kind: "run",
+            status: "completed",
+            attempts: planned.attempts,
+            output: Some(output),
+            error: None,
+            wake_at: None,
+            started_at: planned.started_at,
+            ended_at: Some(self.now()),
+        }
+    }
+
+    async fn with_timeout<T>(
+        &self,
+        work: impl Future<Output = Result<T, StepError>>,
+    ) -> Result<T, StepError> {
+        match self.inner.settings.timeout {
+            Some(limit) => tokio::time::timeout(limit, work)
+                .await
+                .unwrap_or_else(|_| Err(timeout_error(limit))),
+            None => work.await,
+        }
+    }
+
+    fn next_key(&self, name: &str) -> String {
+        let mut progress = self.progress();
+        let n = progress.occurrences.entry(name.to_owned()).or_insert(0);
+        let key = format!("{name}:{n}");
+        *n += 1;
+        key
+    }
+
+    fn take_position(&self) -> i64 {
+        let mut progress = self.progress();
+        let position = progress.next_position;
+        progress.next_position += 1;
+        position
+    }
+
+    fn lease_args(&self) -> (String, String, i64) {
+        let s = &self.inner.settings;
+        (s.run_id.clone(), s.owner.clone(), self.now())
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.settings.clock.now_ms()
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        // A poisoned lock only means a handler panicked mid-update; the data is still usable.
+        self.inner
+            .progress
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+enum Wake {
+    After(Duration),
+    At(i64),
+}
+
+enum TxStepError {
+    Step(StepError),
+    Lost,
+    Store(crate::store::Error),
+}
+
+impl From<crate::store::Error> for TxStepError {
+    fn from(err: crate::store::Error) -> Self {
+        TxStepError::Store(err)
+    }
+}
+
+/// Records a step as done, provided the run's lease is still ours.
+async fn checkpoint(
+    tx: &mut StoreTx,
+    run_id: &str,
+    owner: &str,
+    now: i64,
+    update: &StepUpdate,
+) -> Result<(), TxStepError> {
+    if !tx.holds_lease(run_id, owner, now).await? {
+        return Err(TxStepError::Lost);
+    }
+    tx.save_step(run_id, update).await?;
+    Ok(())
+}
+
+fn timeout_error(limit: Duration) -> StepError {
+    StepError::retriable(format!("step timed out after {} ms", limit.as_millis()))
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, Interrupt> {
+    serde_json::to_string(value)
+        .map_err(|e| Interrupt::fail(format!("step output is not JSON: {e}")))
+}

@@ -1,0 +1,351 @@
+//! Workers: claim due runs, execute their handlers, apply what the handler left,
+//! and keep the leases of runs in flight alive.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+
+use super::clock::duration_ms;
+use super::event::{Event, FUNCTION_FAILED, Failure};
+use super::step::{Ctx, Halt, Reason, Step, StepSettings};
+use super::{Inner, new_id};
+use crate::store::{self, ClaimedRun, NewEvent, NewRun, StepUpdate, StoreTx};
+
+pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>> {
+    let owner = inner.owner.clone();
+    let now = inner.config.clock.now_ms();
+    let lease = duration_ms(inner.config.lease);
+    let mut runs = inner
+        .store
+        .write(move |tx| Box::pin(async move { tx.claim_runs(&owner, now, lease, 1).await }))
+        .await?;
+    Ok(runs.pop())
+}
+
+pub(super) async fn work_loop(inner: Arc<Inner>) {
+    loop {
+        let wake = inner.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        if inner.shutdown.is_cancelled() {
+            return;
+        }
+        match claim_one(&inner).await {
+            Ok(Some(run)) => {
+                execute(&inner, run).await;
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "claiming runs failed"),
+        }
+        let wait = idle_wait(&inner).await;
+        tokio::select! {
+            _ = &mut wake => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Until the next known due time, but never longer than the poll interval.
+async fn idle_wait(inner: &Inner) -> Duration {
+    let poll = inner.config.poll_interval;
+    match inner.store.next_due().await {
+        Ok(Some(due)) => {
+            let ms = (due - inner.config.clock.now_ms()).max(1);
+            poll.min(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+        }
+        _ => poll,
+    }
+}
+
+pub(super) async fn renew_loop(inner: Arc<Inner>) {
+    let every = inner.config.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+        let active = inner
+            .active
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if active.is_empty() {
+            continue;
+        }
+        let owner = inner.owner.clone();
+        let now = inner.config.clock.now_ms();
+        let expires = now + duration_ms(inner.config.lease);
+        let renewed = inner
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    for run_id in &active {
+                        tx.execute(
+                            "UPDATE runs SET lease_expires_at = $3 WHERE id = $1 \
+                             AND lease_owner = $2 AND status = 'running'",
+                            crate::args![run_id, &owner, expires],
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        if let Err(err) = renewed {
+            tracing::warn!(error = %err, "renewing leases failed");
+        }
+    }
+}
+
+/// Executes one claimed run up to its next stop and records where it stopped.
+pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
+    set_active(inner, &run.id, true);
+    let outcome = execute_inner(inner, &run).await;
+    set_active(inner, &run.id, false);
+    let woke_others = matches!(&outcome, Ok(true));
+    if let Err(err) = outcome {
+        tracing::warn!(run_id = %run.id, error = %err, "recording the run's progress failed; it resumes when its lease expires");
+    }
+    if woke_others {
+        inner.wake.notify_waiters();
+    }
+}
+
+/// Returns whether new work became due at once (so idle workers should look).
+async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
+    let Some(event_row) = inner.store.event(&run.event_id).await? else {
+        return fail(inner, run, None, "the run's event is missing".into()).await;
+    };
+    let event = Event {
+        id: event_row.id.clone(),
+        external_id: event_row.external_id.clone(),
+        name: event_row.name.clone(),
+        data: serde_json::from_str(&event_row.data)?,
+        ts: event_row.ts,
+    };
+    let Some(function) = inner.functions.get(&run.function_id) else {
+        let msg = format!(
+            "function '{}' is not registered in this process",
+            run.function_id
+        );
+        return fail_with_event(inner, run, None, msg, &event).await;
+    };
+    let steps = inner.store.steps(&run.id).await?;
+    let step = Step::new(
+        StepSettings {
+            run_id: run.id.clone(),
+            owner: inner.owner.clone(),
+            retries: function.retries,
+            timeout: function.timeout,
+            backoff: inner.config.backoff,
+            store: inner.store.clone(),
+            clock: inner.config.clock.clone(),
+            shutdown: inner.shutdown.clone(),
+        },
+        steps,
+    );
+    let ctx = Ctx {
+        event: event.clone(),
+        run_id: run.id.clone(),
+        function_id: run.function_id.clone(),
+        attempt: run.attempt,
+        step: step.clone(),
+    };
+    let result = AssertUnwindSafe((function.handler)(ctx))
+        .catch_unwind()
+        .await;
+    let now = inner.config.clock.now_ms();
+    let owner = inner.owner.clone();
+    let run_id = run.id.clone();
+    match (step.take_halt(), result) {
+        (Some(Halt::Retry { step, at }), _) => {
+            let error = step.error.clone();
+            park(inner, run, "queued", at, Some(step), error).await?;
+            Ok(at <= now)
+        }
+        (Some(Halt::Sleep { step, until }), _) => {
+            park(inner, run, "sleeping", until, Some(step), None).await?;
+            Ok(until <= now)
+        }
+        (Some(Halt::Fail { step, error }), _) => {
+            fail_with_event(inner, run, Some(step), error, &event).await
+        }
+        (Some(Halt::Release), _) => {
+            park(inner, run, "queued", now, None, None).await?;
+            Ok(false)
+        }
+        (Some(Halt::Lost), _) => Ok(false),
+        (Some(Halt::Store(msg)), _) => {
+            tracing::warn!(run_id = %run.id, error = %msg, "a checkpoint failed; the run will be retried");
+            let retry_at = now + duration_ms(inner.config.backoff.base);
+            park(inner, run, "queued", retry_at, None, Some(msg)).await?;
+            Ok(false)
+        }
+        (None, Ok(Ok(output))) => {
+            let output = serde_json::to_string(&output)?;
+            inner
+                .store
+                .write(move |tx| {
+                    Box::pin(async move {
+                        tx.finish_run(&run_id, &owner, "completed", Some(output), None, now)
+                            .await
+                    })
+                })
+                .await?;
+            Ok(false)
+        }
+        (None, Ok(Err(interrupt))) => {
+            let msg = match interrupt.0 {
+                Reason::Failed(msg) => msg,
+                Reason::Parked => "the run stopped without a recorded reason".into(),
+            };
+            fail_with_event(inner, run, None, msg, &event).await
+        }
+        (None, Err(panic)) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            fail_with_event(inner, run, None, format!("handler panicked: {msg}"), &event).await
+        }
+    }
+}
+
+async fn park(
+    inner: &Inner,
+    run: &ClaimedRun,
+    status: &'static str,
+    at: i64,
+    step: Option<StepUpdate>,
+    error: Option<String>,
+) -> store::Result<()> {
+    let (run_id, owner, now) = (
+        run.id.clone(),
+        inner.owner.clone(),
+        inner.config.clock.now_ms(),
+    );
+    inner
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                if !tx.holds_lease(&run_id, &owner, now).await? {
+                    return Ok(());
+                }
+                if let Some(step) = &step {
+                    tx.save_step(&run_id, step).await?;
+                }
+                tx.park_run(&run_id, &owner, status, at, error, now).await?;
+                Ok(())
+            })
+        })
+        .await
+}
+
+async fn fail(
+    inner: &Inner,
+    run: &ClaimedRun,
+    step: Option<StepUpdate>,
+    error: String,
+) -> store::Result<bool> {
+    let (run_id, owner, now) = (
+        run.id.clone(),
+        inner.owner.clone(),
+        inner.config.clock.now_ms(),
+    );
+    inner
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                if let Some(step) = &step {
+                    tx.save_step(&run_id, step).await?;
+                }
+                tx.finish_run(&run_id, &owner, "failed", None, Some(error), now)
+                    .await?;
+                Ok(false)
+            })
+        })
+        .await
+}
+
+/// Fails the run and, when its function has a failure handler, queues that handler's
+/// run in the same transaction, so it runs once for each failed run.
+async fn fail_with_event(
+    inner: &Inner,
+    run: &ClaimedRun,
+    step: Option<StepUpdate>,
+    error: String,
+    event: &Event,
+) -> store::Result<bool> {
+    let handler = inner
+        .functions
+        .get(&run.function_id)
+        .and_then(|f| f.on_failure.clone());
+    let Some(handler_id) = handler else {
+        return fail(inner, run, step, error).await;
+    };
+    let now = inner.config.clock.now_ms();
+    let failure = Failure {
+        function_id: run.function_id.clone(),
+        run_id: run.id.clone(),
+        error: error.clone(),
+        event: event.clone(),
+    };
+    let failure_event = NewEvent {
+        id: new_id("ev"),
+        dedupe_key: Some(format!("failed:{}", run.id)),
+        external_id: None,
+        name: FUNCTION_FAILED.to_owned(),
+        source: "internal".to_owned(),
+        data: serde_json::to_string(&failure)?,
+        ts: now,
+        received_at: now,
+        object_id: None,
+        customer: None,
+    };
+    let handler_run = NewRun {
+        id: new_id("run"),
+        function_id: handler_id,
+        replay_of: None,
+    };
+    let (run_id, owner) = (run.id.clone(), inner.owner.clone());
+    inner
+        .store
+        .write(move |tx| {
+            Box::pin(async move {
+                if let Some(step) = &step {
+                    tx.save_step(&run_id, step).await?;
+                }
+                if !tx
+                    .finish_run(&run_id, &owner, "failed", None, Some(error), now)
+                    .await?
+                {
+                    return Ok(false);
+                }
+                insert_failure(tx, &failure_event, &handler_run).await?;
+                Ok(true)
+            })
+        })
+        .await
+}
+
+async fn insert_failure(tx: &mut StoreTx, event: &NewEvent, run: &NewRun) -> store::Result<()> {
+    tx.insert_event(event, std::slice::from_ref(run)).await?;
+    Ok(())
+}
+
+fn set_active(inner: &Inner, run_id: &str, active: bool) {
+    let mut runs = inner
+        .active
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if active {
+        runs.push(run_id.to_owned());
+    } else {
+        runs.retain(|id| id != run_id);
+    }
+}

@@ -1,0 +1,367 @@
+//! The engine's statements over events, runs and steps, written once with `$n`
+//! placeholders for every backend.
+
+use serde::Serialize;
+
+use super::{Arg, Result, Store, StoreTx};
+use crate::args;
+use crate::store::rows::{EventRow, RunRow, StepRow};
+
+/// An event about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    /// Permanent dedupe key (`stripe:evt_…`); `None` stores the event unconditionally.
+    pub dedupe_key: Option<String>,
+    pub external_id: Option<String>,
+    pub name: String,
+    pub source: String,
+    /// The payload as JSON text.
+    pub data: String,
+    pub ts: i64,
+    pub received_at: i64,
+    pub object_id: Option<String>,
+    pub customer: Option<String>,
+}
+
+/// A run to create together with its event.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub function_id: String,
+    pub replay_of: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum IngestOutcome {
+    Accepted { event_id: String, runs: Vec<String> },
+    Duplicate { event_id: String },
+}
+
+/// A run handed to a worker, with the lease it now holds.
+pub type ClaimedRun = RunRow;
+
+/// A step checkpoint: the row is replaced as a whole each time the step moves on.
+#[derive(Debug, Clone)]
+pub struct StepUpdate {
+    pub key: String,
+    pub name: String,
+    pub position: i64,
+    pub kind: &'static str,
+    pub status: &'static str,
+    pub attempts: i64,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub wake_at: Option<i64>,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// Which runs to list; every field narrows the selection.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub status: Option<String>,
+    pub function_id: Option<String>,
+    pub event_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: i64,
+}
+
+const RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, attempt, lease_owner, \
+     lease_expires_at, output, error, replay_of, created_at, started_at, ended_at, updated_at";
+const EVENT_COLUMNS: &str =
+    "id, external_id, name, source, data, ts, received_at, object_id, customer, duplicates";
+
+impl StoreTx {
+    /// Stores an event and its runs, unless an event with the same dedupe key exists,
+    /// in which case only its duplicate count moves and no run is created.
+    pub async fn insert_event(
+        &mut self,
+        event: &NewEvent,
+        runs: &[NewRun],
+    ) -> Result<IngestOutcome> {
+        let inserted: Option<(String,)> = self
+            .fetch_optional(
+                "INSERT INTO events (id, dedupe_key, external_id, name, source, data, ts, \
+                 received_at, object_id, customer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+                args![
+                    &event.id,
+                    event.dedupe_key.clone(),
+                    event.external_id.clone(),
+                    &event.name,
+                    &event.source,
+                    &event.data,
+                    event.ts,
+                    event.received_at,
+                    event.object_id.clone(),
+                    event.customer.clone(),
+                ],
+            )
+            .await?;
+        if inserted.is_none() {
+            let (event_id,): (String,) = self
+                .fetch_one(
+                    "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 RETURNING id",
+                    args![event.dedupe_key.clone()],
+                )
+                .await?;
+            return Ok(IngestOutcome::Duplicate { event_id });
+        }
+        for run in runs {
+            self.insert_run(&event.id, run, event.received_at).await?;
+        }
+        Ok(IngestOutcome::Accepted {
+            event_id: event.id.clone(),
+            runs: runs.iter().map(|r| r.id.clone()).collect(),
+        })
+    }
+
+    pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO runs (id, function_id, event_id, status, run_at, replay_of, created_at, \
+             updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $4, $4)",
+            args![
+                &run.id,
+                &run.function_id,
+                event_id,
+                now,
+                run.replay_of.clone()
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` runs that are due, or whose lease expired, for `owner`.
+    pub async fn claim_runs(
+        &mut self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedRun>> {
+        let sql = format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id IN (SELECT id FROM ( \
+                 SELECT id, run_at FROM runs WHERE status = 'queued' AND run_at <= $3 \
+                 UNION ALL SELECT id, run_at FROM runs WHERE status = 'sleeping' AND run_at <= $3 \
+                 UNION ALL SELECT id, run_at FROM runs WHERE status = 'running' AND lease_expires_at < $3 \
+             ) ORDER BY run_at LIMIT $4) RETURNING {RUN_COLUMNS}"
+        );
+        self.fetch_all(&sql, args![owner, now + lease_ms, now, limit])
+            .await
+    }
+
+    /// Confirms `owner` still holds the run's lease; false once the run was taken over,
+    /// cancelled or finished elsewhere.
+    pub async fn holds_lease(&mut self, run_id: &str, owner: &str, now: i64) -> Result<bool> {
+        let changed = self
+            .execute(
+                "UPDATE runs SET updated_at = $3 WHERE id = $1 AND lease_owner = $2 \
+                 AND status = 'running'",
+                args![run_id, owner, now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
+        self.execute(
+            "INSERT INTO steps (run_id, step_key, name, position, kind, status, attempts, output, \
+             error, wake_at, started_at, ended_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status, \
+             attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+             wake_at = excluded.wake_at, ended_at = excluded.ended_at",
+            args![
+                run_id,
+                &step.key,
+                &step.name,
+                step.position,
+                step.kind,
+                step.status,
+                step.attempts,
+                step.output.clone(),
+                step.error.clone(),
+                step.wake_at,
+                step.started_at,
+                step.ended_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a run held by `owner` with a final status.
+    pub async fn finish_run(
+        &mut self,
+        run_id: &str,
+        owner: &str,
+        status: &str,
+        output: Option<String>,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<bool> {
+        let changed = self
+            .execute(
+                "UPDATE runs SET status = $3, output = $4, error = $5, ended_at = $6, \
+                 updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                args![run_id, owner, status, output, error, now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    /// Gives up the lease and parks the run as `queued` or `sleeping` until `run_at`.
+    pub async fn park_run(
+        &mut self,
+        run_id: &str,
+        owner: &str,
+        status: &str,
+        run_at: i64,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<bool> {
+        let changed = self
+            .execute(
+                "UPDATE runs SET status = $3, run_at = $4, error = $5, updated_at = $6, \
+                 lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                args![run_id, owner, status, run_at, error, now],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            args![key, value],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Stores `value` unless the key is set, and returns what is stored.
+    pub async fn setting_or_insert(&mut self, key: &str, value: &str) -> Result<String> {
+        self.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            args![key, value],
+        )
+        .await?;
+        let (stored,): (String,) = self
+            .fetch_one("SELECT value FROM settings WHERE key = $1", args![key])
+            .await?;
+        Ok(stored)
+    }
+}
+
+impl Store {
+    /// Pushes back the lease expiry of every run `owner` holds.
+    pub async fn renew_leases(&self, owner: &str, expires_at: i64, now: i64) -> Result<u64> {
+        let owner = owner.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "UPDATE runs SET lease_expires_at = $2, updated_at = $3 \
+                     WHERE lease_owner = $1 AND status = 'running'",
+                    args![owner, expires_at, now],
+                )
+                .await
+            })
+        })
+        .await
+    }
+
+    /// The earliest time a queued or sleeping run, or a lease, falls due.
+    pub async fn next_due(&self) -> Result<Option<i64>> {
+        let row: (Option<i64>,) = self
+            .fetch_one(
+                "SELECT MIN(t) FROM ( \
+                 SELECT MIN(run_at) AS t FROM runs WHERE status = 'queued' \
+                 UNION ALL SELECT MIN(run_at) FROM runs WHERE status = 'sleeping' \
+                 UNION ALL SELECT MIN(lease_expires_at) FROM runs WHERE status = 'running') AS due",
+                vec![],
+            )
+            .await?;
+        Ok(row.0)
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> = self
+            .fetch_optional("SELECT value FROM settings WHERE key = $1", args![key])
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        self.fetch_optional(
+            &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
+            args![run_id],
+        )
+        .await
+    }
+
+    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
+        self.fetch_all(
+            "SELECT run_id, step_key, name, position, kind, status, attempts, output, error, \
+             wake_at, started_at, ended_at FROM steps WHERE run_id = $1 ORDER BY position",
+            args![run_id],
+        )
+        .await
+    }
+
+    /// Finds an event by its own id or by the id its sender gave it (`evt_…`).
+    pub async fn event(&self, id: &str) -> Result<Option<EventRow>> {
+        self.fetch_optional(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 \
+                 UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE external_id = $1 LIMIT 1"
+            ),
+            args![id],
+        )
+        .await
+    }
+
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
+        let mut args: Vec<Arg> = Vec::new();
+        let mut push = |clause: &str, value: Arg, sql: &mut String| {
+            args.push(value);
+            sql.push_str(&clause.replace("$?", &format!("${}", args.len())));
+        };
+        if let Some(status) = &filter.status {
+            push(" AND status = $?", status.into(), &mut sql);
+        }
+        if let Some(function_id) = &filter.function_id {
+            push(" AND function_id = $?", function_id.into(), &mut sql);
+        }
+        if let Some(event_id) = &filter.event_id {
+            push(" AND event_id = $?", event_id.into(), &mut sql);
+        }
+        if let Some(since) = filter.since {
+            push(" AND created_at >= $?", since.into(), &mut sql);
+        }
+        if let Some(until) = filter.until {
+            push(" AND created_at < $?", until.into(), &mut sql);
+        }
+        let limit = if filter.limit > 0 { filter.limit } else { 100 };
+        push(
+            " ORDER BY created_at DESC, id DESC LIMIT $?",
+            limit.into(),
+            &mut sql,
+        );
+        self.fetch_all(&sql, args).await
+    }
+
+    /// Counts rows of a query that returns one integer.
+    pub async fn count(&self, sql: &str, args: Vec<Arg>) -> Result<i64> {
+        let (n,): (i64,) = self.fetch_one(sql, args).await?;
+        Ok(n)
+    }
+}

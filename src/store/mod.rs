@@ -1,0 +1,250 @@
+//! Durable storage: the engine's journal (events, runs, steps) and the business tables.
+//!
+//! Everything outside this module sees [`Store`], [`StoreTx`], [`Arg`] and [`Error`];
+//! the backend behind them is chosen from the database URL.
+
+mod error;
+mod journal;
+mod rows;
+mod sqlite;
+
+use std::future::Future;
+use std::path::Path;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::SqliteRow;
+
+pub use error::{Error, Result};
+pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewRun, RunFilter, StepUpdate};
+pub use rows::{EventRow, RunRow, StepRow};
+
+/// A row type readable from every backend.
+pub trait Record: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin {}
+impl<T> Record for T where T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin {}
+
+/// A value bound to a `$n` placeholder. Statements are written once with `$1…$n`
+/// and bound through this type, so the same text serves every backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Null,
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<i32> for Arg {
+    fn from(v: i32) -> Self {
+        Arg::Int(v.into())
+    }
+}
+impl From<u32> for Arg {
+    fn from(v: u32) -> Self {
+        Arg::Int(v.into())
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Float(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_owned())
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Arg::Null, Into::into)
+    }
+}
+
+/// Builds a `Vec<Arg>` from values of mixed types: `args![id, 42, None::<String>]`.
+#[macro_export]
+macro_rules! args {
+    ($($value:expr),* $(,)?) => { vec![$($crate::store::Arg::from($value)),*] };
+}
+
+/// The storage handle: cheap to clone, shared by the engine, HTTP and CLI.
+#[derive(Clone)]
+pub struct Store(Backend);
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Which database a store runs on, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+}
+
+/// An open write transaction. Business writes made through it commit together with
+/// the step checkpoint that the engine records in the same transaction.
+pub struct StoreTx(TxConn);
+
+enum TxConn {
+    Sqlite(sqlx::SqliteConnection),
+}
+
+/// A unit of work run inside one write transaction.
+pub type TxFn<T, E> =
+    Box<dyn for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, std::result::Result<T, E>> + Send>;
+
+impl Store {
+    /// Opens the database named by `url`: `sqlite://path`, `sqlite:path` or a plain file path.
+    pub async fn connect(url: &str) -> Result<Store> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Self::open_sqlite(Path::new(path)).await
+    }
+
+    /// Opens (creating if needed) an SQLite file in WAL mode.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        Ok(Store(Backend::Sqlite(
+            sqlite::SqliteStore::open(path).await?,
+        )))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match &self.0 {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Applies the migrations of this backend that are not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.fetch_optional::<(i64,)>("SELECT 1", vec![])
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `work` in one write transaction. When `work` returns `Err`, its writes are
+    /// rolled back and the error is returned inside `Ok`; the outer `Err` means the
+    /// transaction itself could not be committed, and nothing of `work` is kept.
+    pub async fn transaction<T, E>(&self, work: TxFn<T, E>) -> Result<std::result::Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        match &self.0 {
+            Backend::Sqlite(s) => s.transaction(work).await,
+        }
+    }
+
+    /// [`Store::transaction`] for work whose only failures are storage errors.
+    pub async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.transaction(Box::new(work)).await?
+    }
+
+    pub async fn fetch_optional<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<Option<T>> {
+        match &self.0 {
+            Backend::Sqlite(s) => sqlite::bind_as(sql, args)
+                .fetch_optional(s.reader())
+                .await
+                .map_err(Error::from),
+        }
+    }
+
+    pub async fn fetch_one<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<T> {
+        self.fetch_optional(sql, args).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn fetch_all<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
+        match &self.0 {
+            Backend::Sqlite(s) => sqlite::bind_as(sql, args)
+                .fetch_all(s.reader())
+                .await
+                .map_err(Error::from),
+        }
+    }
+
+    /// Stops the writer once queued work is done.
+    pub async fn close(&self) {
+        match &self.0 {
+            Backend::Sqlite(s) => s.close().await,
+        }
+    }
+}
+
+impl StoreTx {
+    pub fn dialect(&self) -> Dialect {
+        match &self.0 {
+            TxConn::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64> {
+        match &mut self.0 {
+            TxConn::Sqlite(conn) => Ok(sqlite::bind(sql, args)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()),
+        }
+    }
+
+    pub async fn fetch_optional<T: Record>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>> {
+        match &mut self.0 {
+            TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args)
+                .fetch_optional(&mut *conn)
+                .await?),
+        }
+    }
+
+    pub async fn fetch_one<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<T> {
+        self.fetch_optional(sql, args).await?.ok_or(Error::NotFound)
+    }
+
+    pub async fn fetch_all<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
+        match &mut self.0 {
+            TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args).fetch_all(&mut *conn).await?),
+        }
+    }
+}
+
+/// Boxes an async block borrowing the transaction, for [`Store::write`] and transactional steps.
+pub fn tx_fn<'c, T, Fut>(fut: Fut) -> BoxFuture<'c, T>
+where
+    Fut: Future<Output = T> + Send + 'c,
+{
+    Box::pin(fut)
+}

@@ -1,0 +1,240 @@
+//! SQLite backend: WAL mode, a pool of readers and one writer task that commits
+//! concurrent transactions together (group commit), so throughput is bounded by the
+//! work per fsync rather than one fsync per write.
+
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sqlx::query::{Query, QueryAs};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Sqlite, SqliteConnection};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
+
+/// At most this many transactions share one commit.
+const MAX_BATCH: usize = 512;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub(super) struct SqliteStore {
+    options: SqliteConnectOptions,
+    readers: SqlitePool,
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    writer: std::sync::Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl SqliteStore {
+    pub(super) async fn open(path: &Path) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer_conn = SqliteConnection::connect_with(&options).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options.clone().read_only(true))
+            .await?;
+        let (jobs, rx) = mpsc::channel(4096);
+        let handle = tokio::spawn(run_writer(StoreTx(TxConn::Sqlite(writer_conn)), rx));
+        Ok(SqliteStore {
+            options,
+            readers,
+            jobs,
+            writer: std::sync::Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    pub(super) async fn migrate(&self) -> Result<()> {
+        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    pub(super) fn reader(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    pub(super) async fn transaction<T, E>(
+        &self,
+        work: TxFn<T, E>,
+    ) -> Result<std::result::Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(TxJob { work, reply }))
+            .await
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    pub(super) async fn close(&self) {
+        let handle = self.writer.lock().await.take();
+        if let Some(handle) = handle {
+            // Dropping every sender ends the writer loop; clones held elsewhere keep it
+            // alive, so the handle is aborted once the queue has been given a moment.
+            handle.abort();
+            let _ = handle.await;
+        }
+        self.readers.close().await;
+    }
+}
+
+pub(super) fn bind(sql: &str, args: Vec<Arg>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    args.into_iter().fold(sqlx::query(sql), |q, arg| match arg {
+        Arg::Null => q.bind(None::<i64>),
+        Arg::Int(v) => q.bind(v),
+        Arg::Float(v) => q.bind(v),
+        Arg::Bool(v) => q.bind(v),
+        Arg::Text(v) => q.bind(v),
+    })
+}
+
+pub(super) fn bind_as<T: Record>(
+    sql: &str,
+    args: Vec<Arg>,
+) -> QueryAs<'_, Sqlite, T, SqliteArguments<'_>> {
+    args.into_iter()
+        .fold(sqlx::query_as(sql), |q, arg| match arg {
+            Arg::Null => q.bind(None::<i64>),
+            Arg::Int(v) => q.bind(v),
+            Arg::Float(v) => q.bind(v),
+            Arg::Bool(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+        })
+}
+
+/// A queued transaction: runs inside the shared batch, then learns whether the batch committed.
+trait Job: Send {
+    fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>>;
+    fn abort(self: Box<Self>, err: Error);
+}
+
+trait Finish: Send {
+    /// Whether the job's own work succeeded (its savepoint is kept).
+    fn succeeded(&self) -> bool;
+    fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
+}
+
+struct TxJob<T, E> {
+    work: TxFn<T, E>,
+    reply: oneshot::Sender<Result<std::result::Result<T, E>>>,
+}
+
+struct TxDone<T, E> {
+    outcome: std::result::Result<std::result::Result<T, E>, Error>,
+    reply: oneshot::Sender<Result<std::result::Result<T, E>>>,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Job for TxJob<T, E> {
+    fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>> {
+        Box::pin(async move {
+            let TxJob { work, reply } = *self;
+            let outcome = match AssertUnwindSafe((work)(tx)).catch_unwind().await {
+                Ok(result) => Ok(result),
+                Err(_) => Err(Error::Transaction("transaction work panicked".into())),
+            };
+            Box::new(TxDone { outcome, reply }) as Box<dyn Finish>
+        })
+    }
+
+    fn abort(self: Box<Self>, err: Error) {
+        let _ = self.reply.send(Err(err));
+    }
+}
+
+impl<T: Send, E: Send> Finish for TxDone<T, E> {
+    fn succeeded(&self) -> bool {
+        matches!(self.outcome, Ok(Ok(_)))
+    }
+
+    fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
+        let answer = match (self.outcome, commit) {
+            (Ok(Ok(value)), Ok(())) => Ok(Ok(value)),
+            (Ok(Ok(_)), Err(msg)) => Err(Error::Transaction(msg)),
+            // The work failed: its writes were rolled back whatever the commit did.
+            (Ok(Err(err)), _) => Ok(Err(err)),
+            (Err(err), _) => Err(err),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+async fn run_writer(mut tx: StoreTx, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&mut tx, &mut batch).await;
+    }
+}
+
+async fn commit_batch(tx: &mut StoreTx, batch: &mut Vec<Box<dyn Job>>) {
+    if let Err(err) = tx.execute("BEGIN IMMEDIATE", vec![]).await {
+        let msg = err.to_string();
+        for job in batch.drain(..) {
+            job.abort(Error::Transaction(msg.clone()));
+        }
+        return;
+    }
+    let mut finished = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        if let Err(err) = tx.execute("SAVEPOINT job", vec![]).await {
+            job.abort(err);
+            continue;
+        }
+        let done = job.run(tx).await;
+        let end = if done.succeeded() {
+            tx.execute("RELEASE job", vec![]).await
+        } else {
+            match tx.execute("ROLLBACK TO job", vec![]).await {
+                Ok(_) => tx.execute("RELEASE job", vec![]).await,
+                Err(err) => Err(err),
+            }
+        };
+        match end {
+            Ok(_) => finished.push(done),
+            Err(err) => {
+                // The savepoint is in an unknown state: give up on the whole batch.
+                let msg = err.to_string();
+                let _ = tx.execute("ROLLBACK", vec![]).await;
+                done.complete(Err(msg.clone()));
+                for other in finished.drain(..) {
+                    other.complete(Err(msg.clone()));
+                }
+                return;
+            }
+        }
+    }
+    let commit = match tx.execute("COMMIT", vec![]).await {
+        Ok(_) => Ok(()),
+        Err(err) => {
+            let _ = tx.execute("ROLLBACK", vec![]).await;
+            Err(err.to_string())
+        }
+    };
+    for done in finished {
+        done.complete(commit.clone());
+    }
+}

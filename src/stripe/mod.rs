@@ -1,0 +1,7 @@
+//! What Stripe sends: the `Stripe-Signature` header (checked here, not by async-stripe, so
+//! rotated secrets and a configurable tolerance work), a signer for tests and `trigger`, and
+//! the minimal event envelope read at ingest.
+
+pub mod envelope;
+pub mod signature;
+pub mod signer;
