@@ -1,5 +1,9 @@
 //! paysteps: Stripe webhooks turned into durable, replayable step functions.
 
+pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod http;
+pub mod payments;
 pub mod store;
 pub mod stripe;

@@ -3,5 +3,6 @@
 //! the minimal event envelope read at ingest.
 
 pub mod envelope;
+pub mod fixtures;
 pub mod signature;
 pub mod signer;

@@ -1,0 +1,106 @@
+//! The command line: `dev`, `serve`, `migrate`, `trigger`.
+
+mod server;
+mod trigger;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use server::{build_app, serve_until};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "paysteps",
+    version,
+    about = "Stripe webhooks as durable, replayable step functions"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Local development: embedded SQLite, loopback, a generated webhook secret.
+    Dev(DevArgs),
+    /// Production: refuses to start without a webhook secret and a dashboard credential.
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit.
+    Migrate(MigrateArgs),
+    /// Send a realistic, correctly signed Stripe event to a running server.
+    Trigger(trigger::TriggerArgs),
+}
+
+/// Settings shared by `dev` and `serve`.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Stripe webhook signing secret(s), comma-separated while rolling a secret.
+    #[arg(
+        long = "webhook-secret",
+        env = "STRIPE_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+    /// Largest accepted gap between the signature's timestamp and now, in seconds.
+    #[arg(long, env = "STRIPE_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
+    pub tolerance_secs: u64,
+    /// Largest webhook body accepted, in bytes.
+    #[arg(long, env = "PAYSTEPS_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Runs executed at once by this process.
+    #[arg(long, env = "PAYSTEPS_WORKERS", default_value_t = 16)]
+    pub workers: usize,
+    /// Seconds a worker's claim on a run lasts without renewal.
+    #[arg(long, env = "PAYSTEPS_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PAYSTEPS_BIND", default_value = "127.0.0.1:8288")]
+    pub bind: String,
+    /// SQLite file (or database URL).
+    #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
+    pub db: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PAYSTEPS_BIND", default_value = "0.0.0.0:8288")]
+    pub bind: String,
+    /// Database URL (required).
+    #[arg(long, env = "DATABASE_URL")]
+    pub db: Option<String>,
+    /// Credential for the dashboard and `/api/v1`.
+    #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// SQLite file (or database URL).
+    #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
+    pub db: String,
+}
+
+impl EngineArgs {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Dev(args) => server::dev(args).await,
+        Command::Serve(args) => server::serve(args).await,
+        Command::Migrate(args) => server::migrate(&args.db).await,
+        Command::Trigger(args) => trigger::run(args).await,
+    }
+}

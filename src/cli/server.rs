@@ -1,0 +1,175 @@
+//! `dev`, `serve` and `migrate`: open the store, build the engine and serve HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpListener;
+
+use super::{DevArgs, EngineArgs, ServeArgs};
+use crate::config::{Secret, parse_secrets};
+use crate::engine::{Engine, EngineConfig};
+use crate::http::{self, AppState};
+use crate::payments::{self, Faults};
+use crate::store::Store;
+use crate::stripe::{signature::Verifier, signer};
+
+/// Settings key of the secret `dev` generates when none is configured.
+pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
+
+pub async fn migrate(db: &str) -> anyhow::Result<()> {
+    let store = Store::connect(db).await.context("opening the database")?;
+    store.migrate().await.context("applying migrations")?;
+    store.close().await;
+    println!("migrations applied to {db}");
+    Ok(())
+}
+
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let store = open(&args.db).await?;
+    let (secrets, generated) = match args.engine.webhook_secret.as_deref().map(parse_secrets) {
+        Some(secrets) if !secrets.is_empty() => (secrets, false),
+        _ => {
+            let fresh = signer::generate_secret();
+            let kept = store
+                .write(move |tx| {
+                    Box::pin(async move { tx.setting_or_insert(DEV_SECRET_KEY, &fresh).await })
+                })
+                .await?;
+            (vec![Secret::new(kept)], true)
+        }
+    };
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let port = addr.port();
+    println!("paysteps dev");
+    println!("  database        {}", args.db);
+    println!("  webhook URL     http://{addr}/api/stripe/webhook");
+    println!("  dashboard/API   http://{addr}/  (JSON under http://{addr}/api/v1)");
+    if generated {
+        println!(
+            "  webhook secret  {} (generated and kept in {}; set STRIPE_WEBHOOK_SECRET to use another)",
+            secrets[0].expose(),
+            args.db
+        );
+    } else {
+        println!(
+            "  webhook secret  from STRIPE_WEBHOOK_SECRET ({} configured)",
+            secrets.len()
+        );
+    }
+    println!("  Stripe CLI      stripe listen --forward-to localhost:{port}/api/stripe/webhook");
+    println!(
+        "                  (then set STRIPE_WEBHOOK_SECRET to the whsec_… it prints and restart)"
+    );
+    println!("  try it          paysteps trigger checkout.session.completed");
+    let engine = build_engine(store, &args.engine)?;
+    serve_until(listener, engine, &secrets, &args.engine, shutdown_signal()).await
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    if args.db.as_deref().is_none_or(str::is_empty) {
+        missing.push("DATABASE_URL (or --db)");
+    }
+    let secrets = args
+        .engine
+        .webhook_secret
+        .as_deref()
+        .map(parse_secrets)
+        .unwrap_or_default();
+    if secrets.is_empty() {
+        missing.push("STRIPE_WEBHOOK_SECRET (or --webhook-secret)");
+    }
+    if args.dashboard_token.as_deref().is_none_or(str::is_empty) {
+        missing.push("PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)");
+    }
+    if !missing.is_empty() {
+        bail!(
+            "paysteps serve refuses to start: missing {}",
+            missing.join(", ")
+        );
+    }
+    let db = args.db.unwrap_or_default();
+    let store = open(&db).await?;
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    tracing::info!(addr = %listener.local_addr()?, "paysteps serve listening");
+    let engine = build_engine(store, &args.engine)?;
+    serve_until(listener, engine, &secrets, &args.engine, shutdown_signal()).await
+}
+
+async fn open(db: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(db)
+        .await
+        .with_context(|| format!("opening the database {db}"))?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+fn build_engine(store: Store, args: &EngineArgs) -> anyhow::Result<Engine> {
+    let config = EngineConfig {
+        workers: args.workers,
+        lease: args.lease(),
+        ..EngineConfig::default()
+    };
+    let mut builder = Engine::builder(store).config(config);
+    for function in payments::functions(Faults::default()) {
+        builder = builder.register(function);
+    }
+    Ok(builder.build()?)
+}
+
+/// The HTTP state for an engine and its webhook settings.
+pub fn build_app(engine: Engine, secrets: &[Secret], args: &EngineArgs) -> AppState {
+    AppState {
+        engine,
+        verifier: Arc::new(Verifier::new(
+            secrets.iter().map(Secret::expose),
+            Duration::from_secs(args.tolerance_secs),
+        )),
+        max_body_bytes: args.max_body_bytes,
+    }
+}
+
+/// Starts the workers, serves until `shutdown`, then stops the workers gracefully:
+/// in-flight steps finish and checkpoint, cut-short runs are handed back to the queue.
+pub async fn serve_until(
+    listener: TcpListener,
+    engine: Engine,
+    secrets: &[Secret],
+    args: &EngineArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    engine.start();
+    let state = build_app(engine.clone(), secrets, args);
+    let served = http::serve(listener, state, shutdown).await;
+    tracing::info!("shutting down: finishing in-flight steps");
+    engine.shutdown().await;
+    engine.store().close().await;
+    served.context("serving HTTP")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

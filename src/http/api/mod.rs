@@ -1,0 +1,27 @@
+//! The JSON API under `/api/v1`.
+
+mod events;
+mod functions;
+mod runs;
+mod subscriptions;
+
+use axum::Router;
+
+use super::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(runs::router())
+        .merge(events::router())
+        .merge(functions::router())
+        .merge(subscriptions::router())
+}
+
+/// Stored JSON text as a JSON value (text that does not parse is returned as a string).
+pub(crate) fn json_field(text: Option<&str>) -> serde_json::Value {
+    match text {
+        None => serde_json::Value::Null,
+        Some(text) => serde_json::from_str(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_owned())),
+    }
+}

@@ -1,0 +1,325 @@
+//! Checkout sessions: a completed session links the customer to the user and activates the
+//! subscription or records the one-time payment; delayed payments settle later.
+
+use serde::{Deserialize, Serialize};
+use stripe_webhook::EventObject;
+
+use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionChange};
+use super::{
+    Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
+    parse_event, stripe_function, unexpected, write_step,
+};
+use crate::engine::{Ctx, Function, Interrupt, StepError};
+
+const VALIDATE: &str = "validate-session";
+const ACTIVATE: &str = "activate-subscription";
+const RECORD_PAYMENT: &str = "record-payment";
+const RECORD_FAILURE: &str = "record-payment-failure";
+
+pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+    vec![
+        stripe_function(
+            faults,
+            "checkout-session-completed",
+            "checkout.session.completed",
+            completed,
+        ),
+        stripe_function(
+            faults,
+            "checkout-async-payment-succeeded",
+            "checkout.session.async_payment_succeeded",
+            |ctx, faults| async_payment(ctx, faults, true),
+        ),
+        stripe_function(
+            faults,
+            "checkout-async-payment-failed",
+            "checkout.session.async_payment_failed",
+            |ctx, faults| async_payment(ctx, faults, false),
+        ),
+    ]
+}
+
+/// What the steps after `validate-session` need of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SessionSummary {
+    event: EventMeta,
+    session_id: String,
+    mode: String,
+    payment_status: String,
+    party: Party,
+    subscription_id: Option<String>,
+    payment_intent_id: Option<String>,
+    amount_total: Option<i64>,
+    currency: Option<String>,
+}
+
+impl SessionSummary {
+    fn payment(&self, user_id: Option<String>, status: &str) -> PaymentRecord {
+        PaymentRecord {
+            // A session that needed no payment has no PaymentIntent; it is its own record.
+            id: self
+                .payment_intent_id
+                .clone()
+                .unwrap_or_else(|| self.session_id.clone()),
+            user_id,
+            customer_id: self.party.customer_id.clone(),
+            amount: self.amount_total,
+            currency: self.currency.clone(),
+            status: status.to_owned(),
+            checkout_session_id: Some(self.session_id.clone()),
+            event_created: self.event.created,
+        }
+    }
+
+    fn activation(&self, id: &str, user_id: Option<String>, status: &str) -> SubscriptionChange {
+        SubscriptionChange {
+            id: id.to_owned(),
+            user_id,
+            customer_id: self.party.customer_id.clone(),
+            status: status.to_owned(),
+            current_period_end: None,
+            event_created: self.event.created,
+        }
+    }
+}
+
+/// Whether a session's `payment_status` means the money is there.
+fn payment_settled(payment_status: &str) -> bool {
+    matches!(payment_status, "paid" | "no_payment_required")
+}
+
+/// The `payments.status` a completed session records.
+fn payment_status(payment_status: &str) -> &'static str {
+    if payment_settled(payment_status) {
+        "succeeded"
+    } else {
+        "pending"
+    }
+}
+
+fn summarize(event: EventMeta, object: EventObject) -> Result<SessionSummary, StepError> {
+    let session = match object {
+        EventObject::CheckoutSessionCompleted(s)
+        | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
+        | EventObject::CheckoutSessionAsyncPaymentFailed(s) => s,
+        _ => return Err(unexpected("checkout.session.*", &event)),
+    };
+    let email = session
+        .customer_details
+        .as_ref()
+        .and_then(|d| d.email.clone())
+        .or_else(|| session.customer_email.clone());
+    Ok(SessionSummary {
+        session_id: session.id.as_str().to_owned(),
+        mode: session.mode.as_str().to_owned(),
+        payment_status: session.payment_status.as_str().to_owned(),
+        party: Party {
+            customer_id: session
+                .customer
+                .as_ref()
+                .map(|c| c.id().as_str().to_owned()),
+            user_id: direct_user(
+                session.client_reference_id.as_deref(),
+                session.metadata.as_ref(),
+            ),
+            email,
+        },
+        subscription_id: session
+            .subscription
+            .as_ref()
+            .map(|s| s.id().as_str().to_owned()),
+        payment_intent_id: session
+            .payment_intent
+            .as_ref()
+            .map(|p| p.id().as_str().to_owned()),
+        amount_total: session.amount_total,
+        currency: session.currency.as_ref().map(ToString::to_string),
+        event,
+    })
+}
+
+/// Step `validate-session`. With `needs_user`, a session naming neither a user nor a
+/// customer (whose link could name one) fails at once.
+async fn validate(
+    ctx: &Ctx,
+    faults: &Faults,
+    needs_user: bool,
+) -> Result<SessionSummary, Interrupt> {
+    let data = ctx.event.data.clone();
+    let summary = ctx
+        .step
+        .run(VALIDATE, || async move {
+            faults.check(VALIDATE)?;
+            let summary = parse_event(data, summarize).await?;
+            if summary.mode == "subscription" && summary.subscription_id.is_none() {
+                return Err(StepError::non_retriable(Error::MissingField {
+                    object: format!("subscription-mode checkout session {}", summary.session_id),
+                    field: "subscription",
+                }));
+            }
+            if needs_user && summary.party.user_id.is_none() && summary.party.customer_id.is_none()
+            {
+                return Err(StepError::non_retriable(Error::UnknownUser(format!(
+                    "checkout session {}",
+                    summary.session_id
+                ))));
+            }
+            Ok(summary)
+        })
+        .await?;
+    Ok(summary)
+}
+
+async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+    let session = validate(&ctx, &faults, true).await?;
+    let required = Some(format!("checkout session {}", session.session_id));
+    let user_id = link_customer(&ctx, &faults, &session.party, &session.event, required).await?;
+    let settled = payment_settled(&session.payment_status);
+    let action = match (session.mode.as_str(), &session.subscription_id) {
+        ("subscription", Some(id)) => {
+            // A subscription paid by a delayed method starts incomplete; the async
+            // payment event activates it.
+            let status = if settled { "active" } else { "incomplete" };
+            let change = session.activation(id, user_id.clone(), status);
+            write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
+            format!("subscription {id} {status}")
+        }
+        ("payment", _) => {
+            let status = payment_status(&session.payment_status);
+            let payment = session.payment(user_id.clone(), status);
+            let id = payment.id.clone();
+            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            format!("payment {id} {status}")
+        }
+        (mode, _) => format!("nothing to record for mode {mode}"),
+    };
+    let outcome = outcome(&session, user_id, action);
+    log_success(&ctx, &faults, outcome).await
+}
+
+async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, Interrupt> {
+    let session = validate(&ctx, &faults, false).await?;
+    let user_id = link_customer(&ctx, &faults, &session.party, &session.event, None).await?;
+    let verb = if succeeded { "succeeded" } else { "failed" };
+    let mut action = format!("delayed payment {verb}");
+    match (session.mode.as_str(), &session.subscription_id) {
+        ("subscription", Some(id)) if succeeded => {
+            let change = session.activation(id, user_id.clone(), "active");
+            write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
+            action = format!("subscription {id} active");
+        }
+        ("payment", _) => {
+            let payment = session.payment(user_id.clone(), verb);
+            action = format!("payment {} {verb}", payment.id);
+            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+        }
+        _ => {}
+    }
+    if !succeeded {
+        let failure = NewFailure {
+            id: session.event.id.clone(),
+            kind: FailureKind::Payment,
+            user_id: user_id.clone(),
+            customer_id: session.party.customer_id.clone(),
+            object_id: Some(session.session_id.clone()),
+            amount: session.amount_total,
+            currency: session.currency.clone(),
+            code: Some("async_payment_failed".to_owned()),
+            decline_code: None,
+            message: Some(format!(
+                "the delayed payment of checkout session {} failed",
+                session.session_id
+            )),
+            event_id: Some(session.event.id.clone()),
+            created: session.event.created,
+        };
+        write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+    }
+    let outcome = outcome(&session, user_id, action);
+    log_success(&ctx, &faults, outcome).await
+}
+
+fn outcome(session: &SessionSummary, user_id: Option<String>, action: String) -> Outcome {
+    Outcome {
+        event_id: session.event.id.clone(),
+        object_id: session.session_id.clone(),
+        user_id,
+        customer_id: session.party.customer_id.clone(),
+        action,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paid_or_free_sessions_count_as_paid() {
+        assert_eq!(payment_status("paid"), "succeeded");
+        assert_eq!(payment_status("no_payment_required"), "succeeded");
+        assert_eq!(payment_status("unpaid"), "pending");
+        assert_eq!(payment_status("something_new"), "pending");
+    }
+
+    #[tokio::test]
+    async fn fixture_sessions_summarize_to_what_later_steps_need() {
+        let data: serde_json::Value = serde_json::from_str(include_str!(
+            "../../fixtures/checkout.session.completed.payment.json"
+        ))
+        .unwrap();
+        let s = parse_event(data, summarize).await.unwrap();
+        assert_eq!(s.event.id, "evt_1PgObOB7WZ01zgkW634H1jpR");
+        assert_eq!(s.event.created, 1_791_814_953);
+        assert_eq!(
+            (s.mode.as_str(), s.payment_status.as_str()),
+            ("payment", "paid")
+        );
+        assert_eq!(s.party.user_id.as_deref(), Some("user_123"));
+        assert_eq!(s.party.customer_id.as_deref(), Some("cus_QXg1o8vcGmoR32"));
+        assert_eq!(s.party.email.as_deref(), Some("example@example.com"));
+        assert_eq!(
+            s.payment_intent_id.as_deref(),
+            Some("pi_1PgafyB7WZ01zgkWSjxsAJo3")
+        );
+        assert_eq!(
+            (s.amount_total, s.currency.as_deref()),
+            (Some(1099), Some("usd"))
+        );
+        let payment = s.payment(Some("user_123".into()), "succeeded");
+        assert_eq!(payment.id, "pi_1PgafyB7WZ01zgkWSjxsAJo3");
+        assert_eq!(
+            payment.checkout_session_id.as_deref(),
+            Some(s.session_id.as_str())
+        );
+
+        let data: serde_json::Value = serde_json::from_str(include_str!(
+            "../../fixtures/checkout.session.completed.subscription.json"
+        ))
+        .unwrap();
+        let s = parse_event(data, summarize).await.unwrap();
+        assert_eq!(s.mode, "subscription");
+        assert_eq!(
+            s.subscription_id.as_deref(),
+            Some("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")
+        );
+        assert_eq!(s.party.user_id.as_deref(), Some("user_123"));
+    }
+
+    #[tokio::test]
+    async fn another_object_or_a_broken_envelope_is_not_retried() {
+        let data: serde_json::Value =
+            serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap();
+        let err = parse_event(data, summarize).await.unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().contains("invoice.paid"), "{err}");
+
+        let err = parse_event(serde_json::json!({"id": "evt_1"}), summarize)
+            .await
+            .unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(
+            err.to_string().starts_with("not a valid Stripe event"),
+            "{err}"
+        );
+    }
+}

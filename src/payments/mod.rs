@@ -1,0 +1,330 @@
+//! The built-in Stripe functions: what paysteps does with each payment event, written
+//! against the engine's public API as an application's own functions would be.
+//!
+//! Each function parses the event once, in a first `validate-*` step whose small output
+//! later steps reuse, links the customer to the application's user (`link-customer`), makes
+//! its business writes in transactional steps, and ends with `log-success`. Every function
+//! has a failure handler that logs the failed run in `payment_failures`.
+
+mod checkout;
+mod faults;
+mod invoice;
+mod payment_intent;
+mod processing;
+pub mod repo;
+mod subscription;
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::{Ctx, Function, Interrupt, NonRetriable, StepError, Trigger, system_now_ms};
+use crate::store::StoreTx;
+pub use faults::{Faults, InjectedFault};
+use repo::{CustomerLink, NewFailure, PaymentRecord, SubscriptionChange, SubscriptionState};
+
+/// Every built-in Stripe function, one per event type, each with its failure handler.
+pub fn functions(faults: Faults) -> Vec<Function> {
+    let mut all = checkout::functions(&faults);
+    all.extend(subscription::functions(&faults));
+    all.extend(invoice::functions(&faults));
+    all.extend(payment_intent::functions(&faults));
+    all
+}
+
+/// Why a Stripe event cannot be processed; none of these is fixed by retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not a valid Stripe event: {0}")]
+    InvalidEvent(String),
+    #[error("expected a {expected} event, got {got}")]
+    UnexpectedEvent { expected: &'static str, got: String },
+    #[error("{object} has no {field}")]
+    MissingField { object: String, field: &'static str },
+    #[error(
+        "{0} names no user: no client_reference_id, no metadata.user_id, and no customer \
+         linked to a user"
+    )]
+    UnknownUser(String),
+}
+
+/// A function started by `stripe/<event_type>`, with the failure handler every built-in has.
+fn stripe_function<H, Fut>(faults: &Faults, id: &str, event_type: &str, handler: H) -> Function
+where
+    H: Fn(Ctx, Faults) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome, Interrupt>> + Send + 'static,
+{
+    let run_faults = faults.clone();
+    let failure_faults = faults.clone();
+    Function::new(
+        id,
+        Trigger::event(format!("stripe/{event_type}")),
+        move |ctx| handler(ctx, run_faults.clone()),
+    )
+    .on_failure(move |ctx| processing::record(ctx, failure_faults.clone()))
+}
+
+/// The envelope fields every write needs: the event id keys failure rows, `created`
+/// orders writes to the same object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EventMeta {
+    pub id: String,
+    pub created: i64,
+    /// e.g. `checkout.session.completed`.
+    pub event_type: String,
+}
+
+// Deserializing async-stripe's deeply nested types takes more stack than a runtime worker
+// thread has in debug builds, so it runs on a thread of its own.
+const PARSE_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parses the Stripe event envelope in `data` and hands it to `summarize`, which keeps
+/// what later steps need. A malformed event fails without retries.
+pub(crate) async fn parse_event<S, F>(data: Value, summarize: F) -> Result<S, StepError>
+where
+    S: Send + 'static,
+    F: FnOnce(EventMeta, stripe_webhook::EventObject) -> Result<S, StepError> + Send + 'static,
+{
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stripe-parse".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn(move || {
+            let result = serde_json::from_value::<stripe_webhook::Event>(data)
+                .map_err(|e| Error::InvalidEvent(e.to_string()))
+                .non_retriable()
+                .and_then(|event| {
+                    let meta = EventMeta {
+                        id: event.id.as_str().to_owned(),
+                        created: event.created,
+                        event_type: event.type_.as_str().to_owned(),
+                    };
+                    summarize(meta, event.data.object)
+                });
+            let _ = reply.send(result);
+        })?;
+    answer
+        .await
+        .map_err(|_| StepError::retriable("the Stripe event parser stopped unexpectedly"))?
+}
+
+/// The error for an event of another type than the function handles.
+pub(crate) fn unexpected(expected: &'static str, event: &EventMeta) -> StepError {
+    StepError::non_retriable(Error::UnexpectedEvent {
+        expected,
+        got: event.event_type.clone(),
+    })
+}
+
+/// The user an object names itself: the checkout session's `client_reference_id`, then
+/// `metadata.user_id`. Blank values name no one.
+pub(crate) fn direct_user(
+    client_reference_id: Option<&str>,
+    metadata: Option<&HashMap<String, String>>,
+) -> Option<String> {
+    let from_metadata = metadata.and_then(|m| m.get("user_id")).map(String::as_str);
+    [client_reference_id, from_metadata]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .find(|user| !user.is_empty())
+        .map(str::to_owned)
+}
+
+/// The user named by the object itself wins over the customer's existing link.
+pub(crate) fn resolve_user(direct: Option<String>, linked: Option<String>) -> Option<String> {
+    direct.or(linked.filter(|user| !user.trim().is_empty()))
+}
+
+/// Who an event is about, as far as the object itself says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Party {
+    pub customer_id: Option<String>,
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+}
+
+const LINK_CUSTOMER: &str = "link-customer";
+
+/// Step `link-customer`: resolves the event's user (the object's own, else the customer's
+/// link) and, when the object names both, keeps the customer↔user link. With `required`
+/// set, an unresolvable user fails the run without retries; `required` names the object.
+pub(crate) async fn link_customer(
+    ctx: &Ctx,
+    faults: &Faults,
+    party: &Party,
+    event: &EventMeta,
+    required: Option<String>,
+) -> Result<Option<String>, Interrupt> {
+    let (faults, party, created) = (faults.clone(), party.clone(), event.created);
+    let user = ctx
+        .step
+        .run_tx(LINK_CUSTOMER, move |tx| {
+            Box::pin(async move {
+                faults.check(LINK_CUSTOMER)?;
+                let linked = match (&party.user_id, &party.customer_id) {
+                    (None, Some(customer)) => repo::linked_user(tx, customer).await?,
+                    _ => None,
+                };
+                if let (Some(user_id), Some(customer_id)) = (&party.user_id, &party.customer_id) {
+                    let link = CustomerLink {
+                        customer_id: customer_id.clone(),
+                        user_id: user_id.clone(),
+                        email: party.email.clone(),
+                        event_created: created,
+                    };
+                    repo::link_customer(tx, &link, system_now_ms()).await?;
+                }
+                match (resolve_user(party.user_id, linked), required) {
+                    (None, Some(object)) => {
+                        Err(StepError::non_retriable(Error::UnknownUser(object)))
+                    }
+                    (user, _) => Ok(user),
+                }
+            })
+        })
+        .await?;
+    Ok(user)
+}
+
+/// One business write, made by a transactional step; it is also the step's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "write", rename_all = "snake_case")]
+pub(crate) enum Write {
+    Subscription(SubscriptionState),
+    SubscriptionChange(SubscriptionChange),
+    Payment(PaymentRecord),
+    Failure(NewFailure),
+}
+
+impl Write {
+    async fn apply(&self, tx: &mut StoreTx) -> crate::store::Result<()> {
+        let now = system_now_ms();
+        match self {
+            Write::Subscription(s) => repo::upsert_subscription(tx, s, now).await,
+            Write::SubscriptionChange(c) => repo::change_subscription(tx, c, now).await,
+            Write::Payment(p) => repo::upsert_payment(tx, p, now).await,
+            Write::Failure(f) => repo::record_failure(tx, f).await.map(|_| ()),
+        }
+    }
+}
+
+/// A transactional step named `name` that makes `write`: exactly once per run.
+pub(crate) async fn write_step(
+    ctx: &Ctx,
+    faults: &Faults,
+    name: &'static str,
+    write: Write,
+) -> Result<(), Interrupt> {
+    let faults = faults.clone();
+    ctx.step
+        .run_tx(name, move |tx| {
+            Box::pin(async move {
+                faults.check(name)?;
+                write.apply(tx).await?;
+                Ok(write)
+            })
+        })
+        .await?;
+    Ok(())
+}
+
+/// What a function did, returned by `log-success` and as the run's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub event_id: String,
+    pub object_id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub action: String,
+}
+
+const LOG_SUCCESS: &str = "log-success";
+
+/// Step `log-success`: the last step of every built-in function.
+pub(crate) async fn log_success(
+    ctx: &Ctx,
+    faults: &Faults,
+    outcome: Outcome,
+) -> Result<Outcome, Interrupt> {
+    let function_id = ctx.function_id.clone();
+    ctx.step
+        .run(LOG_SUCCESS, || async move {
+            faults.check(LOG_SUCCESS)?;
+            tracing::info!(
+                function = %function_id,
+                event_id = %outcome.event_id,
+                object_id = %outcome.object_id,
+                user_id = outcome.user_id.as_deref().unwrap_or("-"),
+                action = %outcome.action,
+                "stripe event processed"
+            );
+            Ok(outcome)
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(user: &str) -> HashMap<String, String> {
+        HashMap::from([("user_id".to_owned(), user.to_owned())])
+    }
+
+    #[test]
+    fn users_resolve_from_reference_then_metadata_then_link() {
+        let meta = metadata("user_meta");
+        let linked = || Some("user_link".to_owned());
+        let cases = [
+            (Some("user_ref"), Some(&meta), "user_ref"),
+            (None, Some(&meta), "user_meta"),
+            (Some(""), Some(&meta), "user_meta"),
+            (Some("  "), None, "user_link"),
+            (None, None, "user_link"),
+        ];
+        for (reference, metadata, expected) in cases {
+            let direct = direct_user(reference, metadata);
+            assert_eq!(
+                resolve_user(direct, linked()).as_deref(),
+                Some(expected),
+                "{reference:?} {metadata:?}"
+            );
+        }
+        assert_eq!(direct_user(None, Some(&metadata(" "))), None);
+        assert_eq!(resolve_user(None, Some(String::new())), None);
+        assert_eq!(resolve_user(None, None), None);
+    }
+
+    #[test]
+    fn every_stripe_event_gets_one_function_with_a_failure_handler() {
+        let functions = functions(Faults::default());
+        let mut triggers: Vec<String> = functions
+            .iter()
+            .map(|f| match f.trigger() {
+                Trigger::Event(name) => name.clone(),
+                Trigger::Internal => String::new(),
+            })
+            .collect();
+        assert!(functions.iter().all(|f| f.failure_handler_id().is_some()));
+        triggers.sort();
+        triggers.dedup();
+        assert_eq!(triggers.len(), functions.len(), "one function per event");
+        for event in [
+            "checkout.session.completed",
+            "checkout.session.async_payment_succeeded",
+            "checkout.session.async_payment_failed",
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "invoice.paid",
+            "invoice.payment_failed",
+            "payment_intent.succeeded",
+            "payment_intent.payment_failed",
+        ] {
+            assert!(triggers.contains(&format!("stripe/{event}")), "{event}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! PaymentIntents: record the payment, and log a decline with Stripe's code, decline code
+//! and message.
+
+use serde::{Deserialize, Serialize};
+use stripe_shared::PaymentIntent;
+use stripe_webhook::EventObject;
+
+use super::repo::{FailureKind, NewFailure, PaymentRecord};
+use super::{
+    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success, parse_event,
+    stripe_function, unexpected, write_step,
+};
+use crate::engine::{Ctx, Function, Interrupt, StepError};
+
+const VALIDATE: &str = "validate-payment-intent";
+const RECORD_PAYMENT: &str = "record-payment";
+const RECORD_FAILURE: &str = "record-payment-failure";
+
+pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+    vec![
+        stripe_function(
+            faults,
+            "payment-intent-succeeded",
+            "payment_intent.succeeded",
+            |ctx, faults| handle(ctx, faults, true),
+        ),
+        stripe_function(
+            faults,
+            "payment-intent-payment-failed",
+            "payment_intent.payment_failed",
+            |ctx, faults| handle(ctx, faults, false),
+        ),
+    ]
+}
+
+/// `last_payment_error`, as far as the failure log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Decline {
+    code: Option<String>,
+    decline_code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct IntentSummary {
+    event: EventMeta,
+    intent_id: String,
+    party: Party,
+    amount: i64,
+    currency: String,
+    decline: Option<Decline>,
+}
+
+fn summarize(event: EventMeta, object: EventObject) -> Result<IntentSummary, StepError> {
+    let intent = match object {
+        EventObject::PaymentIntentSucceeded(pi) | EventObject::PaymentIntentPaymentFailed(pi) => pi,
+        _ => return Err(unexpected("payment_intent.*", &event)),
+    };
+    Ok(summary_of(event, &intent))
+}
+
+fn summary_of(event: EventMeta, pi: &PaymentIntent) -> IntentSummary {
+    IntentSummary {
+        intent_id: pi.id.as_str().to_owned(),
+        party: Party {
+            customer_id: pi.customer.as_ref().map(|c| c.id().as_str().to_owned()),
+            user_id: direct_user(None, Some(&pi.metadata)),
+            email: pi.receipt_email.clone(),
+        },
+        amount: pi.amount,
+        currency: pi.currency.to_string(),
+        decline: pi.last_payment_error.as_ref().map(|e| Decline {
+            code: e.code.as_ref().map(|c| c.as_str().to_owned()),
+            decline_code: e.decline_code.clone(),
+            message: e.message.clone(),
+        }),
+        event,
+    }
+}
+
+/// The failure row of a declined PaymentIntent.
+fn failure(intent: &IntentSummary, user_id: Option<String>) -> NewFailure {
+    let decline = intent.decline.clone().unwrap_or_default();
+    NewFailure {
+        id: intent.event.id.clone(),
+        kind: FailureKind::Payment,
+        user_id,
+        customer_id: intent.party.customer_id.clone(),
+        object_id: Some(intent.intent_id.clone()),
+        amount: Some(intent.amount),
+        currency: Some(intent.currency.clone()),
+        code: decline.code.or_else(|| Some("payment_failed".to_owned())),
+        decline_code: decline.decline_code,
+        message: decline.message,
+        event_id: Some(intent.event.id.clone()),
+        created: intent.event.created,
+    }
+}
+
+async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, Interrupt> {
+    let data = ctx.event.data.clone();
+    let intent = ctx
+        .step
+        .run(VALIDATE, || async {
+            faults.check(VALIDATE)?;
+            parse_event(data, summarize).await
+        })
+        .await?;
+    let user_id = link_customer(&ctx, &faults, &intent.party, &intent.event, None).await?;
+    let status = if succeeded { "succeeded" } else { "failed" };
+    let payment = PaymentRecord {
+        id: intent.intent_id.clone(),
+        user_id: user_id.clone(),
+        customer_id: intent.party.customer_id.clone(),
+        amount: Some(intent.amount),
+        currency: Some(intent.currency.clone()),
+        status: status.to_owned(),
+        checkout_session_id: None,
+        event_created: intent.event.created,
+    };
+    write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+    if !succeeded {
+        let failure = failure(&intent, user_id.clone());
+        write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+    }
+    let outcome = Outcome {
+        event_id: intent.event.id.clone(),
+        object_id: intent.intent_id.clone(),
+        user_id,
+        customer_id: intent.party.customer_id.clone(),
+        action: format!("payment {} {status}", intent.intent_id),
+    };
+    log_success(&ctx, &faults, outcome).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_decline_keeps_code_decline_code_and_message() {
+        let data: serde_json::Value = serde_json::from_str(include_str!(
+            "../../fixtures/payment_intent.payment_failed.json"
+        ))
+        .unwrap();
+        let intent = parse_event(data, summarize).await.unwrap();
+        let row = failure(&intent, Some("user_123".into()));
+        assert_eq!(row.id, "evt_1PglVeB7WZ01zgkWItS5oB23");
+        assert_eq!(
+            row.object_id.as_deref(),
+            Some("pi_1PgafyB7WZ01zgkWSjxsAJo3")
+        );
+        assert_eq!(row.code.as_deref(), Some("card_declined"));
+        assert_eq!(row.decline_code.as_deref(), Some("insufficient_funds"));
+        assert_eq!(
+            row.message.as_deref(),
+            Some("Your card has insufficient funds.")
+        );
+        assert_eq!(
+            (row.amount, row.currency.as_deref()),
+            (Some(1099), Some("usd"))
+        );
+
+        let bare = IntentSummary {
+            decline: None,
+            ..intent
+        };
+        assert_eq!(failure(&bare, None).code.as_deref(), Some("payment_failed"));
+    }
+}

@@ -1,0 +1,395 @@
+//! The business tables: upserts made by the Stripe functions inside their transactional
+//! steps, and the read model the application queries.
+//!
+//! Every upsert is keyed by the Stripe id and ordered by the event's `created`
+//! (`event_created`, the row's watermark). Per column, the newer of the stored row and the
+//! incoming event wins where it knows the value; the older one only fills what is still
+//! unknown (NULL), so an older event never overwrites newer state, an out-of-order
+//! delivery still contributes what the newer one lacked, and replays change nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::args;
+use crate::store::{Result, Store, StoreTx};
+
+/// The newer side's value when it has one, else the other side's.
+#[rustfmt::skip]
+macro_rules! known {
+    ($table:literal, $col:literal) => { concat!(
+        $col, " = CASE WHEN excluded.event_created >= ", $table, ".event_created ",
+        "THEN COALESCE(excluded.", $col, ", ", $table, ".", $col, ") ",
+        "ELSE COALESCE(", $table, ".", $col, ", excluded.", $col, ") END, "
+    ) };
+}
+
+/// The newer side's value, even NULL: for fields whose absence is itself state.
+#[rustfmt::skip]
+macro_rules! newest {
+    ($table:literal, $col:literal) => { concat!(
+        $col, " = CASE WHEN excluded.event_created >= ", $table, ".event_created ",
+        "THEN excluded.", $col, " ELSE ", $table, ".", $col, " END, "
+    ) };
+}
+
+/// Moves the row's watermark forward, never back.
+#[rustfmt::skip]
+macro_rules! watermark {
+    ($table:literal) => { concat!(
+        "event_created = CASE WHEN excluded.event_created > ", $table, ".event_created ",
+        "THEN excluded.event_created ELSE ", $table, ".event_created END, ",
+        "updated_at = excluded.updated_at"
+    ) };
+}
+
+#[rustfmt::skip]
+const LINK_CUSTOMER: &str = concat!(
+    "INSERT INTO customers (id, user_id, email, event_created, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET ",
+    known!("customers", "user_id"),
+    known!("customers", "email"),
+    watermark!("customers")
+);
+
+#[rustfmt::skip]
+const UPSERT_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, current_period_end, ",
+    "cancel_at_period_end, canceled_at, event_created, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET ",
+    known!("subscriptions", "user_id"),
+    known!("subscriptions", "customer_id"),
+    newest!("subscriptions", "status"),
+    known!("subscriptions", "price_id"),
+    known!("subscriptions", "current_period_end"),
+    newest!("subscriptions", "cancel_at_period_end"),
+    newest!("subscriptions", "canceled_at"),
+    watermark!("subscriptions")
+);
+
+// Checkout and invoice events know a subscription's status but not its price or
+// cancellation; a newer one only ever extends the period end.
+#[rustfmt::skip]
+const CHANGE_SUBSCRIPTION: &str = concat!(
+    "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, current_period_end, ",
+    "cancel_at_period_end, canceled_at, event_created, updated_at) ",
+    "VALUES ($1, $2, $3, $4, NULL, $5, 0, NULL, $6, $7) ON CONFLICT (id) DO UPDATE SET ",
+    known!("subscriptions", "user_id"),
+    known!("subscriptions", "customer_id"),
+    newest!("subscriptions", "status"),
+    "current_period_end = CASE WHEN excluded.event_created >= subscriptions.event_created ",
+    "AND (subscriptions.current_period_end IS NULL ",
+    "OR excluded.current_period_end > subscriptions.current_period_end) ",
+    "THEN excluded.current_period_end ",
+    "ELSE COALESCE(subscriptions.current_period_end, excluded.current_period_end) END, ",
+    watermark!("subscriptions")
+);
+
+#[rustfmt::skip]
+const UPSERT_PAYMENT: &str = concat!(
+    "INSERT INTO payments (id, user_id, customer_id, amount, currency, status, ",
+    "checkout_session_id, event_created, updated_at) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET ",
+    known!("payments", "user_id"),
+    known!("payments", "customer_id"),
+    known!("payments", "amount"),
+    known!("payments", "currency"),
+    newest!("payments", "status"),
+    known!("payments", "checkout_session_id"),
+    watermark!("payments")
+);
+
+const INSERT_FAILURE: &str = "INSERT INTO payment_failures (id, kind, user_id, customer_id, \
+     object_id, amount, currency, code, decline_code, message, event_id, created) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
+
+/// A customer's application user, as learned from an event created at `event_created`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerLink {
+    pub customer_id: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub event_created: i64,
+}
+
+/// A subscription's whole state, from a `customer.subscription.*` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionState {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: String,
+    pub price_id: Option<String>,
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub canceled_at: Option<i64>,
+    pub event_created: i64,
+}
+
+/// What a checkout or invoice event tells about a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionChange {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: String,
+    /// Extends the stored period end; never shortens it.
+    pub current_period_end: Option<i64>,
+    pub event_created: i64,
+}
+
+/// A payment, keyed by its PaymentIntent id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRecord {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub status: String,
+    pub checkout_session_id: Option<String>,
+    pub event_created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    Payment,
+    Invoice,
+    Processing,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Payment => "payment",
+            FailureKind::Invoice => "invoice",
+            FailureKind::Processing => "processing",
+        }
+    }
+}
+
+/// A failure to log; `id` is the Stripe event id, or `run:<run id>` for a failed run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewFailure {
+    pub id: String,
+    pub kind: FailureKind,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub object_id: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: Option<String>,
+    pub event_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+}
+
+/// The user a customer is linked to, if any.
+pub async fn linked_user(tx: &mut StoreTx, customer_id: &str) -> Result<Option<String>> {
+    let row: Option<(Option<String>,)> = tx
+        .fetch_optional(
+            "SELECT user_id FROM customers WHERE id = $1",
+            args![customer_id],
+        )
+        .await?;
+    Ok(row.and_then(|(user,)| user))
+}
+
+/// Links a customer to a user and gives the customer's earlier subscriptions and payments,
+/// written before the link was known, their user.
+pub async fn link_customer(tx: &mut StoreTx, link: &CustomerLink, now_ms: i64) -> Result<()> {
+    tx.execute(
+        LINK_CUSTOMER,
+        args![
+            &link.customer_id,
+            &link.user_id,
+            link.email.as_deref(),
+            link.event_created,
+            now_ms
+        ],
+    )
+    .await?;
+    for table in ["subscriptions", "payments"] {
+        tx.execute(
+            &format!("UPDATE {table} SET user_id = $1 WHERE customer_id = $2 AND user_id IS NULL"),
+            args![&link.user_id, &link.customer_id],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn upsert_subscription(
+    tx: &mut StoreTx,
+    s: &SubscriptionState,
+    now_ms: i64,
+) -> Result<()> {
+    tx.execute(
+        UPSERT_SUBSCRIPTION,
+        args![
+            &s.id,
+            s.user_id.as_deref(),
+            s.customer_id.as_deref(),
+            &s.status,
+            s.price_id.as_deref(),
+            s.current_period_end,
+            i64::from(s.cancel_at_period_end),
+            s.canceled_at,
+            s.event_created,
+            now_ms
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn change_subscription(
+    tx: &mut StoreTx,
+    c: &SubscriptionChange,
+    now_ms: i64,
+) -> Result<()> {
+    tx.execute(
+        CHANGE_SUBSCRIPTION,
+        args![
+            &c.id,
+            c.user_id.as_deref(),
+            c.customer_id.as_deref(),
+            &c.status,
+            c.current_period_end,
+            c.event_created,
+            now_ms
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn upsert_payment(tx: &mut StoreTx, p: &PaymentRecord, now_ms: i64) -> Result<()> {
+    tx.execute(
+        UPSERT_PAYMENT,
+        args![
+            &p.id,
+            p.user_id.as_deref(),
+            p.customer_id.as_deref(),
+            p.amount,
+            p.currency.as_deref(),
+            &p.status,
+            p.checkout_session_id.as_deref(),
+            p.event_created,
+            now_ms
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Logs a failure once: returns false when a failure with this id is already logged.
+pub async fn record_failure(tx: &mut StoreTx, f: &NewFailure) -> Result<bool> {
+    let inserted = tx
+        .execute(
+            INSERT_FAILURE,
+            args![
+                &f.id,
+                f.kind.as_str(),
+                f.user_id.as_deref(),
+                f.customer_id.as_deref(),
+                f.object_id.as_deref(),
+                f.amount,
+                f.currency.as_deref(),
+                f.code.as_deref(),
+                f.decline_code.as_deref(),
+                f.message.as_deref(),
+                f.event_id.as_deref(),
+                f.created
+            ],
+        )
+        .await?;
+    Ok(inserted > 0)
+}
+
+/// A user's subscription as the application sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UserSubscription {
+    pub id: String,
+    pub status: String,
+    pub price_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub current_period_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub customer_id: Option<String>,
+    /// Whether the status grants access: `active` or `trialing`.
+    pub active: bool,
+}
+
+/// The user's most relevant subscription: a live one (active, trialing, past_due) before
+/// any other, then the most recently changed.
+pub async fn user_subscription(store: &Store, user_id: &str) -> Result<Option<UserSubscription>> {
+    store
+        .fetch_optional(
+            "SELECT id, status, price_id, current_period_end, \
+             cancel_at_period_end <> 0 AS cancel_at_period_end, customer_id, \
+             status IN ('active', 'trialing') AS active \
+             FROM subscriptions WHERE user_id = $1 \
+             ORDER BY CASE WHEN status IN ('active', 'trialing', 'past_due') THEN 0 ELSE 1 END, \
+             event_created DESC, updated_at DESC, id \
+             LIMIT 1",
+            args![user_id],
+        )
+        .await
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Payment {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub status: String,
+    pub checkout_session_id: Option<String>,
+    pub event_created: i64,
+    pub updated_at: i64,
+}
+
+/// The most recently updated payments.
+pub async fn payments(store: &Store, limit: i64) -> Result<Vec<Payment>> {
+    store
+        .fetch_all(
+            "SELECT id, user_id, customer_id, amount, currency, status, checkout_session_id, \
+             event_created, updated_at FROM payments ORDER BY updated_at DESC, id LIMIT $1",
+            args![limit],
+        )
+        .await
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct PaymentFailure {
+    pub id: String,
+    pub kind: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub object_id: Option<String>,
+    pub amount: Option<i64>,
+    pub currency: Option<String>,
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: Option<String>,
+    pub event_id: Option<String>,
+    pub created: i64,
+}
+
+/// The most recent failures, newest first.
+pub async fn payment_failures(store: &Store, limit: i64) -> Result<Vec<PaymentFailure>> {
+    store
+        .fetch_all(
+            "SELECT id, kind, user_id, customer_id, object_id, amount, currency, code, \
+             decline_code, message, event_id, created FROM payment_failures \
+             ORDER BY created DESC, id LIMIT $1",
+            args![limit],
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,205 @@
+//! A paysteps instance for one test: a fresh SQLite file, the real router, a manual clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use paysteps::engine::{Backoff, Clock, Engine, EngineBuilder, EngineConfig, system_now_ms};
+use paysteps::http::{self, AppState};
+use paysteps::payments::{self, Faults};
+use paysteps::store::Store;
+use paysteps::stripe::fixtures::{self, Overrides};
+use paysteps::stripe::signature::Verifier;
+use paysteps::stripe::signer;
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub const SECRET: &str = "whsec_test_primary_secret_0123456789";
+pub const OLD_SECRET: &str = "whsec_test_rolled_secret_9876543210";
+
+pub struct TestApp {
+    /// Keeps the database file alive for the test.
+    _dir: TempDir,
+    pub engine: Engine,
+    pub router: Router,
+    pub faults: Faults,
+    pub clock: Clock,
+}
+
+/// Options for [`TestApp::start_with`].
+pub struct Setup {
+    pub secrets: Vec<&'static str>,
+    pub max_body_bytes: usize,
+    pub with_payments: bool,
+    pub register: Box<dyn FnOnce(EngineBuilder) -> EngineBuilder>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            secrets: vec![SECRET],
+            max_body_bytes: 1024 * 1024,
+            with_payments: true,
+            register: Box::new(|b| b),
+        }
+    }
+}
+
+pub fn test_config(clock: Clock) -> EngineConfig {
+    EngineConfig {
+        workers: 4,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(50),
+        backoff: Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        },
+        clock,
+    }
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        Self::start_with(Setup::default()).await
+    }
+
+    pub async fn start_with(setup: Setup) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("paysteps.db");
+        let store = Store::open_sqlite(&path).await.expect("open store");
+        store.migrate().await.expect("migrate");
+        let clock = Clock::manual(system_now_ms());
+        let faults = Faults::default();
+        let mut builder = Engine::builder(store).config(test_config(clock.clone()));
+        if setup.with_payments {
+            for f in payments::functions(faults.clone()) {
+                builder = builder.register(f);
+            }
+        }
+        builder = (setup.register)(builder);
+        let engine = builder.build().expect("engine");
+        let state = AppState {
+            engine: engine.clone(),
+            verifier: Arc::new(Verifier::new(setup.secrets, Duration::from_secs(300))),
+            max_body_bytes: setup.max_body_bytes,
+        };
+        TestApp {
+            router: http::router(state),
+            _dir: dir,
+            engine,
+            faults,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        self.engine.store()
+    }
+
+    /// Posts a raw body with an optional `Stripe-Signature` header.
+    pub async fn post_webhook(
+        &self,
+        body: Vec<u8>,
+        signature: Option<String>,
+    ) -> (StatusCode, Value) {
+        let mut request =
+            Request::post("/api/stripe/webhook").header("content-type", "application/json");
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        self.call(request.body(Body::from(body)).expect("request"))
+            .await
+    }
+
+    /// Signs `event` with the primary secret at the current time and delivers it.
+    pub async fn deliver(&self, event: &Value) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(event).expect("json");
+        let signature = signer::sign(SECRET, &body, system_now_ms() / 1000);
+        self.post_webhook(body, Some(signature)).await
+    }
+
+    /// Delivers a fixture as a fresh event, asserts it was accepted, and returns the answer.
+    pub async fn deliver_fixture(&self, name: &str, overrides: Overrides) -> Value {
+        let event = fixture_event(name, overrides);
+        let (status, body) = self.deliver(&event).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Request::get(path).body(Body::empty()).expect("request"))
+            .await
+    }
+
+    async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, body)
+    }
+
+    /// Executes everything due, moving the clock to each retry until no run is due.
+    pub async fn settle(&self) {
+        for _ in 0..100 {
+            self.engine.run_until_idle().await.expect("run");
+            match self.store().next_due().await.expect("next due") {
+                Some(due) if due > self.clock.now_ms() => {
+                    let ahead = (due - self.clock.now_ms()) as u64;
+                    self.clock.advance(Duration::from_millis(ahead));
+                }
+                Some(_) => {}
+                None => return,
+            }
+        }
+        panic!("runs did not settle");
+    }
+
+    pub async fn run(&self, run_id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/v1/runs/{run_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.store().count(sql, vec![]).await.expect("count")
+    }
+}
+
+pub fn fixture_event(name: &str, overrides: Overrides) -> Value {
+    let template = fixtures::fixture(name).unwrap_or_else(|| panic!("no fixture {name}"));
+    fixtures::build_event(template, &overrides)
+}
+
+pub fn first_run(answer: &Value) -> String {
+    answer["runs"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no run in {answer}"))
+        .to_owned()
+}
+
+/// Polls `check` until it holds or `deadline` passes.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < until {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

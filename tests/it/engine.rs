@@ -1,0 +1,333 @@
+//! The engine through its public API: memoized steps, retries, sleeps, transactional steps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use paysteps::args;
+use paysteps::engine::{Function, NonRetriable, StepError, Trigger};
+use serde_json::json;
+
+use crate::common::{Setup, TestApp, eventually};
+
+type Counter = Arc<AtomicU32>;
+
+fn counter() -> Counter {
+    Arc::new(AtomicU32::new(0))
+}
+
+async fn send(app: &TestApp, name: &str) -> String {
+    let outcome = app
+        .engine
+        .ingest(paysteps::engine::EventInput {
+            name: name.into(),
+            data: json!({"n": 1}).to_string(),
+            external_id: None,
+            dedupe_key: None,
+            ts: None,
+            source: "test",
+            object_id: None,
+            customer: None,
+        })
+        .await
+        .expect("ingest");
+    match outcome {
+        paysteps::store::IngestOutcome::Accepted { runs, .. } => runs[0].clone(),
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn app_with(function: Function) -> Setup {
+    Setup {
+        with_payments: false,
+        register: Box::new(move |b| b.register(function)),
+        ..Setup::default()
+    }
+}
+
+#[tokio::test]
+async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once() {
+    let (first, flaky) = (counter(), counter());
+    let (f1, f2) = (first.clone(), flaky.clone());
+    let function = Function::new("flaky", Trigger::event("test/flaky"), move |ctx| {
+        let (f1, f2) = (f1.clone(), f2.clone());
+        async move {
+            let a: u32 = ctx
+                .step
+                .run("first", || async move {
+                    Ok(f1.fetch_add(1, Ordering::SeqCst) + 10)
+                })
+                .await?;
+            let b: u32 = ctx
+                .step
+                .run("flaky", || async move {
+                    let n = f2.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n < 3 {
+                        Err(StepError::retriable(format!("attempt {n} failed")))
+                    } else {
+                        Ok(n)
+                    }
+                })
+                .await?;
+            Ok(json!({ "a": a, "b": b }))
+        }
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/flaky").await;
+
+    app.engine.run_until_idle().await.expect("run");
+    let run = app.run(&run_id).await;
+    assert_eq!(
+        run["status"], "queued",
+        "a failed attempt requeues the run: {run}"
+    );
+    assert_eq!(run["steps"][1]["status"], "errored");
+    assert_eq!(run["steps"][1]["error"], "attempt 1 failed");
+
+    app.settle().await;
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"], json!({"a": 10, "b": 3}));
+    assert_eq!(
+        first.load(Ordering::SeqCst),
+        1,
+        "a completed step ran again"
+    );
+    assert_eq!(flaky.load(Ordering::SeqCst), 3);
+    assert_eq!(run["steps"][0]["attempts"], 1);
+    assert_eq!(run["steps"][1]["attempts"], 3);
+    assert_eq!(run["attempt"], 3, "three executions of the run");
+}
+
+#[tokio::test]
+async fn retries_back_off_exponentially() {
+    let function = Function::new("always", Trigger::event("test/always"), |ctx| async move {
+        ctx.step
+            .run("boom", || async {
+                Err::<(), _>(StepError::retriable("boom"))
+            })
+            .await?;
+        Ok(())
+    })
+    .retries(2);
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/always").await;
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        app.engine.run_until_idle().await.expect("run");
+        let run = app.run(&run_id).await;
+        let due = run["run_at"].as_i64().expect("run_at");
+        delays.push(due - app.clock.now_ms());
+        app.clock.advance(Duration::from_millis(
+            due as u64 - app.clock.now_ms() as u64,
+        ));
+    }
+    // base 1 s: first retry in [0.5, 1) s, second in [1, 2) s.
+    assert!((500..1000).contains(&delays[0]), "{delays:?}");
+    assert!((1000..2000).contains(&delays[1]), "{delays:?}");
+    app.engine.run_until_idle().await.expect("run");
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["steps"][0]["attempts"], 3, "2 retries = 3 attempts");
+}
+
+#[tokio::test]
+async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once() {
+    let handled = counter();
+    let h = handled.clone();
+    let function = Function::new("strict", Trigger::event("test/strict"), |ctx| async move {
+        ctx.step
+            .run("parse", || async { "x".parse::<u32>().non_retriable() })
+            .await?;
+        Ok(())
+    })
+    .on_failure(move |ctx| {
+        let h = h.clone();
+        async move {
+            let failure = ctx.failure().expect("failure payload");
+            ctx.step
+                .run("alert", || async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    Ok(failure.error)
+                })
+                .await
+        }
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/strict").await;
+    app.settle().await;
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["steps"][0]["attempts"], 1);
+    assert!(
+        run["error"].as_str().is_some_and(|e| e.contains("parse")),
+        "{run}"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    let (_, handlers) = app.get("/api/v1/runs?function=strict.on_failure").await;
+    assert_eq!(handlers["runs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(handlers["runs"][0]["status"], "completed");
+    assert!(
+        handlers["runs"][0]["output"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid digit"))
+    );
+}
+
+#[tokio::test]
+async fn sleep_parks_the_run_and_resumes_it_when_due() {
+    let (before, after) = (counter(), counter());
+    let (b, a) = (before.clone(), after.clone());
+    let function = Function::new("sleepy", Trigger::event("test/sleepy"), move |ctx| {
+        let (b, a) = (b.clone(), a.clone());
+        async move {
+            ctx.step
+                .run(
+                    "before",
+                    || async move { Ok(b.fetch_add(1, Ordering::SeqCst)) },
+                )
+                .await?;
+            ctx.step
+                .sleep("wait-a-day", Duration::from_secs(86_400))
+                .await?;
+            ctx.step
+                .run(
+                    "after",
+                    || async move { Ok(a.fetch_add(1, Ordering::SeqCst)) },
+                )
+                .await?;
+            Ok(())
+        }
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/sleepy").await;
+    app.engine.run_until_idle().await.expect("run");
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "sleeping");
+    assert_eq!(run["steps"][1]["kind"], "sleep");
+    assert_eq!(after.load(Ordering::SeqCst), 0);
+
+    app.clock.advance(Duration::from_secs(86_399));
+    assert_eq!(
+        app.engine.run_until_idle().await.expect("run"),
+        0,
+        "woke early"
+    );
+
+    app.clock.advance(Duration::from_secs(1));
+    app.engine.run_until_idle().await.expect("run");
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(before.load(Ordering::SeqCst), 1);
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+    assert_eq!(run["steps"][1]["status"], "completed");
+}
+
+#[tokio::test]
+async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence() {
+    let calls = counter();
+    let c = calls.clone();
+    let function = Function::new("looping", Trigger::event("test/loop"), move |ctx| {
+        let c = c.clone();
+        async move {
+            let mut total = 0;
+            for i in 0..3u32 {
+                let c = c.clone();
+                total += ctx
+                    .step
+                    .run("item", || async move {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        Ok(i * 10)
+                    })
+                    .await?;
+            }
+            ctx.step.sleep("pause", Duration::from_secs(1)).await?;
+            Ok(total)
+        }
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/loop").await;
+    app.settle().await;
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["output"], 30);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "re-entry after the sleep re-ran an item"
+    );
+    let keys: Vec<_> = run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["key"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            json!("item:0"),
+            json!("item:1"),
+            json!("item:2"),
+            json!("pause:0")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only() {
+    let attempts = counter();
+    let a = attempts.clone();
+    let function = Function::new("tx", Trigger::event("test/tx"), move |ctx| {
+        let a = a.clone();
+        async move {
+            ctx.step
+                .run_tx("write", move |tx| {
+                    Box::pin(async move {
+                        tx.execute(
+                            "INSERT INTO customers (id, user_id, event_created, updated_at) VALUES ($1, $2, 0, 0)",
+                            args!["cus_tx", "user_tx"],
+                        )
+                        .await?;
+                        if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                            return Err(StepError::retriable("failed after writing"));
+                        }
+                        Ok(())
+                    })
+                })
+                .await?;
+            Ok(())
+        }
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    let run_id = send(&app, "test/tx").await;
+    app.engine.run_until_idle().await.expect("run");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM customers").await,
+        0,
+        "the failed attempt's write survived"
+    );
+    app.settle().await;
+    assert_eq!(app.run(&run_id).await["status"], "completed");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM customers WHERE id = 'cus_tx'")
+            .await,
+        1
+    );
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn workers_pick_up_new_runs_without_waiting_for_a_poll() {
+    let function = Function::new("quick", Trigger::event("test/quick"), |ctx| async move {
+        ctx.step.run("only", || async { Ok(1) }).await
+    });
+    let app = TestApp::start_with(app_with(function)).await;
+    app.engine.start();
+    let run_id = send(&app, "test/quick").await;
+    let done = eventually(Duration::from_secs(10), || async {
+        app.run(&run_id).await["status"] == "completed"
+    })
+    .await;
+    assert!(done, "the worker pool did not complete the run");
+    app.engine.shutdown().await;
+}

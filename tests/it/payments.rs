@@ -1,0 +1,213 @@
+//! The built-in Stripe functions, end to end: signed delivery → runs → business tables.
+
+use axum::http::StatusCode;
+use paysteps::stripe::fixtures::Overrides;
+use serde_json::Value;
+
+use crate::common::{TestApp, first_run};
+
+fn at(created: i64) -> Overrides {
+    Overrides {
+        created: Some(created),
+        ..Overrides::default()
+    }
+}
+
+async fn subscription(app: &TestApp, user: &str) -> Value {
+    let (status, body) = app.get(&format!("/api/v1/users/{user}/subscription")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn checkout_completed_makes_user_123_an_active_subscriber() {
+    let app = TestApp::start().await;
+    assert_eq!(subscription(&app, "user_123").await["subscribed"], false);
+
+    let answer = app
+        .deliver_fixture("checkout.session.completed", Overrides::default())
+        .await;
+    let run_id = first_run(&answer);
+    app.settle().await;
+
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let names: Vec<_> = run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(names.first().map(String::as_str), Some("validate-session"));
+    assert_eq!(names.last().map(String::as_str), Some("log-success"));
+
+    let body = subscription(&app, "user_123").await;
+    assert_eq!(body["subscribed"], true, "{body}");
+    assert_eq!(body["subscription"]["id"], "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+    assert_eq!(body["subscription"]["status"], "active");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM customers WHERE id = 'cus_QXg1o8vcGmoR32' AND user_id = 'user_123'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn one_time_checkout_records_the_payment_for_the_metadata_user() {
+    let app = TestApp::start().await;
+    app.deliver_fixture("checkout.session.completed.payment", Overrides::default())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM payments WHERE id = 'pi_1PgafyB7WZ01zgkWSjxsAJo3' \
+             AND user_id = 'user_123' AND status = 'succeeded' AND amount = 1099"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn subscription_deleted_cancels_the_subscription() {
+    let app = TestApp::start().await;
+    app.deliver_fixture("customer.subscription.updated", at(1_790_848_808))
+        .await;
+    app.settle().await;
+    assert_eq!(subscription(&app, "user_123").await["subscribed"], true);
+
+    app.deliver_fixture("customer.subscription.deleted", at(1_794_740_408))
+        .await;
+    app.settle().await;
+    let body = subscription(&app, "user_123").await;
+    assert_eq!(body["subscribed"], false, "{body}");
+    assert_eq!(body["subscription"]["status"], "canceled");
+}
+
+#[tokio::test]
+async fn older_subscription_event_delivered_late_does_not_regress_state() {
+    let app = TestApp::start().await;
+    // Newer: the subscription is canceled. Older (delivered after it): still active.
+    app.deliver_fixture("customer.subscription.deleted", at(2_000))
+        .await;
+    app.settle().await;
+    let answer = app
+        .deliver_fixture("customer.subscription.updated", at(1_000))
+        .await;
+    app.settle().await;
+    assert_eq!(app.run(&first_run(&answer)).await["status"], "completed");
+    let body = subscription(&app, "user_123").await;
+    assert_eq!(body["subscription"]["status"], "canceled", "{body}");
+
+    // A checkout from before the cancellation must not reactivate it either.
+    app.deliver_fixture("checkout.session.completed", at(1_500))
+        .await;
+    app.settle().await;
+    assert_eq!(
+        subscription(&app, "user_123").await["subscription"]["status"],
+        "canceled"
+    );
+}
+
+#[tokio::test]
+async fn a_flaky_step_is_retried_and_earlier_steps_run_exactly_once() {
+    let app = TestApp::start().await;
+    app.faults.fail("activate-subscription", 2);
+    let answer = app
+        .deliver_fixture("checkout.session.completed", Overrides::default())
+        .await;
+    app.settle().await;
+    let run = app.run(&first_run(&answer)).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(app.faults.attempts("validate-session"), 1);
+    assert_eq!(app.faults.attempts("link-customer"), 1);
+    assert_eq!(app.faults.attempts("activate-subscription"), 3);
+    let step = run["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "activate-subscription")
+        .expect("step")
+        .clone();
+    assert_eq!(step["attempts"], 3);
+    assert_eq!(step["status"], "completed");
+    assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+    assert_eq!(subscription(&app, "user_123").await["subscribed"], true);
+}
+
+#[tokio::test]
+async fn exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_once() {
+    let app = TestApp::start().await;
+    let answer = app
+        .deliver_fixture("payment_intent.payment_failed", Overrides::default())
+        .await;
+    let run_id = first_run(&answer);
+    app.faults.fail_always("record-payment-failure");
+    app.settle().await;
+
+    let run = app.run(&run_id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("record-payment-failure")),
+        "{run}"
+    );
+    assert_eq!(
+        app.faults.attempts("record-payment-failure"),
+        4,
+        "3 retries = 4 attempts"
+    );
+
+    let (_, handlers) = app
+        .get("/api/v1/runs?function=payment-intent-payment-failed.on_failure")
+        .await;
+    let handlers = handlers["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(handlers.len(), 1, "the failure handler must run once");
+    assert_eq!(handlers[0]["status"], "completed");
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM payment_failures WHERE kind = 'processing' AND message LIKE '%record-payment-failure%'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn payment_failure_records_the_decline_once_even_when_replayed_by_stripe() {
+    let app = TestApp::start().await;
+    let event = crate::common::fixture_event("payment_intent.payment_failed", Overrides::default());
+    app.deliver(&event).await;
+    app.deliver(&event).await;
+    app.settle().await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM payment_failures WHERE kind = 'payment' \
+             AND code = 'card_declined' AND decline_code = 'insufficient_funds'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn invoice_events_move_the_subscription_and_log_failures() {
+    let app = TestApp::start().await;
+    app.deliver_fixture("checkout.session.completed", at(1_790_848_810))
+        .await;
+    app.deliver_fixture("invoice.payment_failed", at(1_793_530_809))
+        .await;
+    app.settle().await;
+    let body = subscription(&app, "user_123").await;
+    assert_eq!(body["subscription"]["status"], "past_due", "{body}");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_failures WHERE kind = 'invoice'")
+            .await,
+        1
+    );
+    app.deliver_fixture("invoice.paid", at(1_793_600_000)).await;
+    app.settle().await;
+    let body = subscription(&app, "user_123").await;
+    assert_eq!(body["subscription"]["status"], "active", "{body}");
+}

@@ -1,0 +1,192 @@
+//! Crashes and shutdowns lose nothing: a run resumes after its last completed step.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use paysteps::args;
+use paysteps::engine::{Clock, Engine, EventInput, Function, Trigger, system_now_ms};
+use paysteps::store::{IngestOutcome, Store};
+use serde_json::json;
+
+use crate::common::{eventually, test_config};
+
+/// Side effects counted across both engines of a test.
+#[derive(Clone, Default)]
+struct Effects {
+    first: Arc<AtomicU32>,
+    second_started: Arc<AtomicU32>,
+    /// While set, the second step never finishes (the process "hangs" there).
+    block: Arc<AtomicBool>,
+}
+
+fn function(effects: Effects) -> Function {
+    Function::new("durable", Trigger::event("test/durable"), move |ctx| {
+        let effects = effects.clone();
+        async move {
+            let first = effects.first.clone();
+            ctx.step
+                .run("first", || async move {
+                    Ok(first.fetch_add(1, Ordering::SeqCst))
+                })
+                .await?;
+            let (started, block) = (effects.second_started.clone(), effects.block.clone());
+            ctx.step
+                .run_tx("second", move |tx| {
+                    Box::pin(async move {
+                        started.fetch_add(1, Ordering::SeqCst);
+                        while block.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        tx.execute(
+                            "INSERT INTO payments (id, user_id, amount, currency, status, event_created, updated_at) \
+                             VALUES ($1, 'user_1', 100, 'usd', 'succeeded', 0, 0)",
+                            args!["pi_effect"],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            Ok(json!("done"))
+        }
+    })
+}
+
+async fn engine_on(path: &std::path::Path, effects: Effects, clock: Clock) -> Engine {
+    let store = Store::open_sqlite(path).await.expect("open");
+    store.migrate().await.expect("migrate");
+    Engine::builder(store)
+        .config(test_config(clock))
+        .register(function(effects))
+        .build()
+        .expect("engine")
+}
+
+async fn start_run(engine: &Engine) -> String {
+    let outcome = engine
+        .ingest(EventInput {
+            name: "test/durable".into(),
+            data: "{}".into(),
+            external_id: None,
+            dedupe_key: None,
+            ts: None,
+            source: "test",
+            object_id: None,
+            customer: None,
+        })
+        .await
+        .expect("ingest");
+    match outcome {
+        IngestOutcome::Accepted { runs, .. } => runs[0].clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("paysteps.db");
+    let effects = Effects::default();
+    effects.block.store(true, Ordering::SeqCst);
+
+    let crashed = engine_on(&path, effects.clone(), Clock::System).await;
+    crashed.start();
+    let run_id = start_run(&crashed).await;
+    let in_flight = eventually(Duration::from_secs(10), || async {
+        effects.second_started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(in_flight, "the second step never started");
+    crashed.abort();
+    crashed.store().close().await;
+    effects.block.store(false, Ordering::SeqCst);
+
+    // A new process on the same file, once the dead worker's lease has expired.
+    let later = Clock::manual(system_now_ms() + 31_000);
+    let recovered = engine_on(&path, effects.clone(), later).await;
+    let run = recovered
+        .store()
+        .run(&run_id)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.status, "running", "the crash left the run leased");
+    recovered.run_until_idle().await.expect("run");
+
+    let run = recovered
+        .store()
+        .run(&run_id)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.status, "completed", "{run:?}");
+    assert_eq!(
+        effects.first.load(Ordering::SeqCst),
+        1,
+        "a completed step ran again"
+    );
+    assert_eq!(effects.second_started.load(Ordering::SeqCst), 2);
+    let payments = recovered
+        .store()
+        .count(
+            "SELECT COUNT(*) FROM payments WHERE id = 'pi_effect'",
+            vec![],
+        )
+        .await
+        .expect("count");
+    assert_eq!(payments, 1, "the business effect must happen exactly once");
+}
+
+#[tokio::test]
+async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("paysteps.db");
+    let effects = Effects::default();
+    effects.block.store(true, Ordering::SeqCst);
+
+    let first = engine_on(&path, effects.clone(), Clock::System).await;
+    first.start();
+    let run_id = start_run(&first).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            effects.second_started.load(Ordering::SeqCst) == 1
+        })
+        .await
+    );
+    let shutdown = tokio::spawn({
+        let first = first.clone();
+        async move { first.shutdown().await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    effects.block.store(false, Ordering::SeqCst);
+    shutdown.await.expect("shutdown");
+
+    let run = first
+        .store()
+        .run(&run_id)
+        .await
+        .expect("read")
+        .expect("run");
+    // The step in flight finished and checkpointed; the run is either done or handed back.
+    assert!(run.lease_owner.is_none(), "lease not released: {run:?}");
+    let steps = first.store().steps(&run_id).await.expect("steps");
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.name == "second" && s.status == "completed")
+    );
+    first.store().close().await;
+
+    let second = engine_on(&path, effects.clone(), Clock::System).await;
+    second.run_until_idle().await.expect("run");
+    let run = second
+        .store()
+        .run(&run_id)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.status, "completed");
+    assert_eq!(effects.second_started.load(Ordering::SeqCst), 1);
+    assert_eq!(effects.first.load(Ordering::SeqCst), 1);
+}
