@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Arg, Result, Store, StoreTx};
+use super::{Arg, Dialect, Result, Store, StoreTx};
 use crate::args;
 use crate::store::rows::{EventRow, RunRow, StepRow};
 
@@ -142,14 +142,26 @@ impl StoreTx {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<ClaimedRun>> {
-        let sql = format!(
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id IN (SELECT id FROM ( \
+        // SQLite has one writer, so a plain subquery cannot race; PostgreSQL skips rows
+        // another process is claiming rather than waiting for them.
+        let due = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT id FROM ( \
                  SELECT id, run_at FROM runs WHERE status = 'queued' AND run_at <= $3 \
                  UNION ALL SELECT id, run_at FROM runs WHERE status = 'sleeping' AND run_at <= $3 \
                  UNION ALL SELECT id, run_at FROM runs WHERE status = 'running' AND lease_expires_at < $3 \
-             ) ORDER BY run_at LIMIT $4) RETURNING {RUN_COLUMNS}"
+                 ) AS due ORDER BY run_at LIMIT $4"
+            }
+            Dialect::Postgres => {
+                "SELECT id FROM runs WHERE (status IN ('queued', 'sleeping') AND run_at <= $3) \
+                 OR (status = 'running' AND lease_expires_at < $3) \
+                 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let sql = format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
+             WHERE id IN ({due}) RETURNING {RUN_COLUMNS}"
         );
         self.fetch_all(&sql, args![owner, now + lease_ms, now, limit])
             .await

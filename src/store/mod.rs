@@ -3,8 +3,21 @@
 //! Everything outside this module sees [`Store`], [`StoreTx`], [`Arg`] and [`Error`];
 //! the backend behind them is chosen from the database URL.
 
+/// Binds every [`Arg`] to a `query` or `query_as`, whatever the backend.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {
+        $args.into_iter().fold($query, |q, arg| match arg {
+            $crate::store::Arg::Int(v) => q.bind(v),
+            $crate::store::Arg::Float(v) => q.bind(v),
+            $crate::store::Arg::Bool(v) => q.bind(v),
+            $crate::store::Arg::Text(v) => q.bind(v),
+        })
+    };
+}
+
 mod error;
 mod journal;
+mod postgres;
 mod rows;
 mod sqlite;
 
@@ -12,6 +25,7 @@ use std::future::Future;
 use std::path::Path;
 
 use futures::future::BoxFuture;
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 pub use error::{Error, Result};
@@ -19,63 +33,55 @@ pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewRun, RunFilter, StepUp
 pub use rows::{EventRow, RunRow, StepRow};
 
 /// A row type readable from every backend.
-pub trait Record: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin {}
-impl<T> Record for T where T: for<'r> sqlx::FromRow<'r, SqliteRow> + Send + Unpin {}
+pub trait Record:
+    for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin
+{
+}
+impl<T> Record for T where
+    T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin
+{
+}
 
 /// A value bound to a `$n` placeholder. Statements are written once with `$1…$n`
-/// and bound through this type, so the same text serves every backend.
+/// and bound through this type, so the same text serves every backend. NULLs keep
+/// their type, as PostgreSQL wants to know it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
-    Null,
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Text(String),
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Bool(Option<bool>),
+    Text(Option<String>),
 }
 
-impl From<i64> for Arg {
-    fn from(v: i64) -> Self {
-        Arg::Int(v)
-    }
+/// A Rust type that binds as one kind of [`Arg`], so `None` of it binds a typed NULL.
+pub trait ArgType: Into<Arg> {
+    fn null() -> Arg;
 }
-impl From<i32> for Arg {
-    fn from(v: i32) -> Self {
-        Arg::Int(v.into())
-    }
+
+macro_rules! arg_type {
+    ($variant:ident: $($ty:ty => $conv:expr),*) => {$(
+        impl From<$ty> for Arg {
+            fn from(v: $ty) -> Self {
+                #[allow(clippy::redundant_closure_call)]
+                Arg::$variant(Some(($conv)(v)))
+            }
+        }
+        impl ArgType for $ty {
+            fn null() -> Arg {
+                Arg::$variant(None)
+            }
+        }
+    )*};
 }
-impl From<u32> for Arg {
-    fn from(v: u32) -> Self {
-        Arg::Int(v.into())
-    }
-}
-impl From<f64> for Arg {
-    fn from(v: f64) -> Self {
-        Arg::Float(v)
-    }
-}
-impl From<bool> for Arg {
-    fn from(v: bool) -> Self {
-        Arg::Bool(v)
-    }
-}
-impl From<String> for Arg {
-    fn from(v: String) -> Self {
-        Arg::Text(v)
-    }
-}
-impl From<&str> for Arg {
-    fn from(v: &str) -> Self {
-        Arg::Text(v.to_owned())
-    }
-}
-impl From<&String> for Arg {
-    fn from(v: &String) -> Self {
-        Arg::Text(v.clone())
-    }
-}
-impl<T: Into<Arg>> From<Option<T>> for Arg {
+
+arg_type!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from);
+arg_type!(Float: f64 => |v| v);
+arg_type!(Bool: bool => |v| v);
+arg_type!(Text: String => |v| v, &str => str::to_owned, &String => String::clone);
+
+impl<T: ArgType> From<Option<T>> for Arg {
     fn from(v: Option<T>) -> Self {
-        v.map_or(Arg::Null, Into::into)
+        v.map_or_else(T::null, Into::into)
     }
 }
 
@@ -92,12 +98,14 @@ pub struct Store(Backend);
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// Which database a store runs on, for the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Sqlite,
+    Postgres,
 }
 
 /// An open write transaction. Business writes made through it commit together with
@@ -106,6 +114,7 @@ pub struct StoreTx(TxConn);
 
 enum TxConn {
     Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 /// A unit of work run inside one write transaction.
@@ -113,8 +122,14 @@ pub type TxFn<T, E> =
     Box<dyn for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, std::result::Result<T, E>> + Send>;
 
 impl Store {
-    /// Opens the database named by `url`: `sqlite://path`, `sqlite:path` or a plain file path.
+    /// Opens the database named by `url`: `postgres://…` (or `postgresql://…`), or
+    /// SQLite as `sqlite://path`, `sqlite:path` or a plain file path.
     pub async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Store(Backend::Postgres(
+                postgres::PgStore::open(url).await?,
+            )));
+        }
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -132,6 +147,7 @@ impl Store {
     pub fn dialect(&self) -> Dialect {
         match &self.0 {
             Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -139,12 +155,13 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match &self.0 {
             Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(p) => p.migrate().await,
         }
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        self.fetch_optional::<(i64,)>("SELECT 1", vec![])
+        self.fetch_optional::<(i64,)>("SELECT CAST(1 AS BIGINT)", vec![])
             .await
             .map(|_| ())
     }
@@ -159,6 +176,7 @@ impl Store {
     {
         match &self.0 {
             Backend::Sqlite(s) => s.transaction(work).await,
+            Backend::Postgres(p) => p.transaction(work).await,
         }
     }
 
@@ -177,6 +195,10 @@ impl Store {
                 .fetch_optional(s.reader())
                 .await
                 .map_err(Error::from),
+            Backend::Postgres(p) => postgres::bind_as(sql, args)
+                .fetch_optional(p.pool())
+                .await
+                .map_err(Error::from),
         }
     }
 
@@ -190,6 +212,10 @@ impl Store {
                 .fetch_all(s.reader())
                 .await
                 .map_err(Error::from),
+            Backend::Postgres(p) => postgres::bind_as(sql, args)
+                .fetch_all(p.pool())
+                .await
+                .map_err(Error::from),
         }
     }
 
@@ -197,6 +223,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.0 {
             Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.close().await,
         }
     }
 }
@@ -205,6 +232,7 @@ impl StoreTx {
     pub fn dialect(&self) -> Dialect {
         match &self.0 {
             TxConn::Sqlite(_) => Dialect::Sqlite,
+            TxConn::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -213,6 +241,10 @@ impl StoreTx {
         match &mut self.0 {
             TxConn::Sqlite(conn) => Ok(sqlite::bind(sql, args)
                 .execute(&mut *conn)
+                .await?
+                .rows_affected()),
+            TxConn::Postgres(tx) => Ok(postgres::bind(sql, args)
+                .execute(&mut **tx)
                 .await?
                 .rows_affected()),
         }
@@ -227,6 +259,9 @@ impl StoreTx {
             TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args)
                 .fetch_optional(&mut *conn)
                 .await?),
+            TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args)
+                .fetch_optional(&mut **tx)
+                .await?),
         }
     }
 
@@ -237,6 +272,7 @@ impl StoreTx {
     pub async fn fetch_all<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
         match &mut self.0 {
             TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args).fetch_all(&mut *conn).await?),
+            TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args).fetch_all(&mut **tx).await?),
         }
     }
 }

@@ -26,7 +26,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
-    options: SqliteConnectOptions,
+    options: std::sync::Arc<SqliteConnectOptions>,
     readers: SqlitePool,
     jobs: mpsc::Sender<Box<dyn Job>>,
     writer: std::sync::Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -50,7 +50,7 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::channel(4096);
         let handle = tokio::spawn(run_writer(StoreTx(TxConn::Sqlite(writer_conn)), rx));
         Ok(SqliteStore {
-            options,
+            options: std::sync::Arc::new(options),
             readers,
             jobs,
             writer: std::sync::Arc::new(Mutex::new(Some(handle))),
@@ -97,27 +97,14 @@ impl SqliteStore {
 }
 
 pub(super) fn bind(sql: &str, args: Vec<Arg>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
-    args.into_iter().fold(sqlx::query(sql), |q, arg| match arg {
-        Arg::Null => q.bind(None::<i64>),
-        Arg::Int(v) => q.bind(v),
-        Arg::Float(v) => q.bind(v),
-        Arg::Bool(v) => q.bind(v),
-        Arg::Text(v) => q.bind(v),
-    })
+    bind_args!(sqlx::query(sql), args)
 }
 
 pub(super) fn bind_as<T: Record>(
     sql: &str,
     args: Vec<Arg>,
 ) -> QueryAs<'_, Sqlite, T, SqliteArguments<'_>> {
-    args.into_iter()
-        .fold(sqlx::query_as(sql), |q, arg| match arg {
-            Arg::Null => q.bind(None::<i64>),
-            Arg::Int(v) => q.bind(v),
-            Arg::Float(v) => q.bind(v),
-            Arg::Bool(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v),
-        })
+    bind_args!(sqlx::query_as(sql), args)
 }
 
 /// A queued transaction: runs inside the shared batch, then learns whether the batch committed.

@@ -8,7 +8,17 @@ use paysteps::args;
 use paysteps::engine::{Function, NonRetriable, StepError, Trigger};
 use serde_json::json;
 
-use crate::common::{Setup, TestApp, eventually};
+use crate::common::{Backend, Setup, TestApp, eventually};
+
+crate::on_both_backends!(
+    a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once,
+    retries_back_off_exponentially,
+    a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once,
+    sleep_parks_the_run_and_resumes_it_when_due,
+    steps_with_one_name_in_a_loop_are_memoized_by_occurrence,
+    a_transactional_step_commits_its_writes_with_its_checkpoint_only,
+    workers_pick_up_new_runs_without_waiting_for_a_poll,
+);
 
 type Counter = Arc<AtomicU32>;
 
@@ -37,16 +47,18 @@ async fn send(app: &TestApp, name: &str) -> String {
     }
 }
 
-fn app_with(function: Function) -> Setup {
+fn app_with(backend: Backend, function: Function) -> Setup {
     Setup {
+        backend,
         with_payments: false,
         register: Box::new(move |b| b.register(function)),
         ..Setup::default()
     }
 }
 
-#[tokio::test]
-async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once() {
+async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once(
+    backend: Backend,
+) {
     let (first, flaky) = (counter(), counter());
     let (f1, f2) = (first.clone(), flaky.clone());
     let function = Function::new("flaky", Trigger::event("test/flaky"), move |ctx| {
@@ -72,7 +84,7 @@ async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_on
             Ok(json!({ "a": a, "b": b }))
         }
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/flaky").await;
 
     app.engine.run_until_idle().await.expect("run");
@@ -99,8 +111,7 @@ async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_on
     assert_eq!(run["attempt"], 3, "three executions of the run");
 }
 
-#[tokio::test]
-async fn retries_back_off_exponentially() {
+async fn retries_back_off_exponentially(backend: Backend) {
     let function = Function::new("always", Trigger::event("test/always"), |ctx| async move {
         ctx.step
             .run("boom", || async {
@@ -110,7 +121,7 @@ async fn retries_back_off_exponentially() {
         Ok(())
     })
     .retries(2);
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/always").await;
     let mut delays = Vec::new();
     for _ in 0..2 {
@@ -131,8 +142,7 @@ async fn retries_back_off_exponentially() {
     assert_eq!(run["steps"][0]["attempts"], 3, "2 retries = 3 attempts");
 }
 
-#[tokio::test]
-async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once() {
+async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once(backend: Backend) {
     let handled = counter();
     let h = handled.clone();
     let function = Function::new("strict", Trigger::event("test/strict"), |ctx| async move {
@@ -153,7 +163,7 @@ async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once()
                 .await
         }
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/strict").await;
     app.settle().await;
     let run = app.run(&run_id).await;
@@ -174,8 +184,7 @@ async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once()
     );
 }
 
-#[tokio::test]
-async fn sleep_parks_the_run_and_resumes_it_when_due() {
+async fn sleep_parks_the_run_and_resumes_it_when_due(backend: Backend) {
     let (before, after) = (counter(), counter());
     let (b, a) = (before.clone(), after.clone());
     let function = Function::new("sleepy", Trigger::event("test/sleepy"), move |ctx| {
@@ -199,7 +208,7 @@ async fn sleep_parks_the_run_and_resumes_it_when_due() {
             Ok(())
         }
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/sleepy").await;
     app.engine.run_until_idle().await.expect("run");
     let run = app.run(&run_id).await;
@@ -223,8 +232,7 @@ async fn sleep_parks_the_run_and_resumes_it_when_due() {
     assert_eq!(run["steps"][1]["status"], "completed");
 }
 
-#[tokio::test]
-async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence() {
+async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence(backend: Backend) {
     let calls = counter();
     let c = calls.clone();
     let function = Function::new("looping", Trigger::event("test/loop"), move |ctx| {
@@ -245,7 +253,7 @@ async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence() {
             Ok(total)
         }
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/loop").await;
     app.settle().await;
     let run = app.run(&run_id).await;
@@ -273,8 +281,7 @@ async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence() {
     );
 }
 
-#[tokio::test]
-async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only() {
+async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only(backend: Backend) {
     let attempts = counter();
     let a = attempts.clone();
     let function = Function::new("tx", Trigger::event("test/tx"), move |ctx| {
@@ -298,7 +305,7 @@ async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only() {
             Ok(())
         }
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     let run_id = send(&app, "test/tx").await;
     app.engine.run_until_idle().await.expect("run");
     assert_eq!(
@@ -316,12 +323,11 @@ async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only() {
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
-async fn workers_pick_up_new_runs_without_waiting_for_a_poll() {
+async fn workers_pick_up_new_runs_without_waiting_for_a_poll(backend: Backend) {
     let function = Function::new("quick", Trigger::event("test/quick"), |ctx| async move {
         ctx.step.run("only", || async { Ok(1) }).await
     });
-    let app = TestApp::start_with(app_with(function)).await;
+    let app = TestApp::start_with(app_with(backend, function)).await;
     app.engine.start();
     let run_id = send(&app, "test/quick").await;
     let done = eventually(Duration::from_secs(10), || async {

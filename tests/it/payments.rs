@@ -4,7 +4,18 @@ use axum::http::StatusCode;
 use paysteps::stripe::fixtures::Overrides;
 use serde_json::Value;
 
-use crate::common::{TestApp, first_run};
+use crate::common::{Backend, TestApp, first_run};
+
+crate::on_both_backends!(
+    checkout_completed_makes_user_123_an_active_subscriber,
+    one_time_checkout_records_the_payment_for_the_metadata_user,
+    subscription_deleted_cancels_the_subscription,
+    older_subscription_event_delivered_late_does_not_regress_state,
+    a_flaky_step_is_retried_and_earlier_steps_run_exactly_once,
+    exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_once,
+    payment_failure_records_the_decline_once_even_when_replayed_by_stripe,
+    invoice_events_move_the_subscription_and_log_failures,
+);
 
 fn at(created: i64) -> Overrides {
     Overrides {
@@ -19,9 +30,8 @@ async fn subscription(app: &TestApp, user: &str) -> Value {
     body
 }
 
-#[tokio::test]
-async fn checkout_completed_makes_user_123_an_active_subscriber() {
-    let app = TestApp::start().await;
+async fn checkout_completed_makes_user_123_an_active_subscriber(backend: Backend) {
+    let app = TestApp::start(backend).await;
     assert_eq!(subscription(&app, "user_123").await["subscribed"], false);
 
     let answer = app
@@ -52,9 +62,8 @@ async fn checkout_completed_makes_user_123_an_active_subscriber() {
     );
 }
 
-#[tokio::test]
-async fn one_time_checkout_records_the_payment_for_the_metadata_user() {
-    let app = TestApp::start().await;
+async fn one_time_checkout_records_the_payment_for_the_metadata_user(backend: Backend) {
+    let app = TestApp::start(backend).await;
     app.deliver_fixture("checkout.session.completed.payment", Overrides::default())
         .await;
     app.settle().await;
@@ -68,9 +77,8 @@ async fn one_time_checkout_records_the_payment_for_the_metadata_user() {
     );
 }
 
-#[tokio::test]
-async fn subscription_deleted_cancels_the_subscription() {
-    let app = TestApp::start().await;
+async fn subscription_deleted_cancels_the_subscription(backend: Backend) {
+    let app = TestApp::start(backend).await;
     app.deliver_fixture("customer.subscription.updated", at(1_790_848_808))
         .await;
     app.settle().await;
@@ -84,9 +92,8 @@ async fn subscription_deleted_cancels_the_subscription() {
     assert_eq!(body["subscription"]["status"], "canceled");
 }
 
-#[tokio::test]
-async fn older_subscription_event_delivered_late_does_not_regress_state() {
-    let app = TestApp::start().await;
+async fn older_subscription_event_delivered_late_does_not_regress_state(backend: Backend) {
+    let app = TestApp::start(backend).await;
     // Newer: the subscription is canceled. Older (delivered after it): still active.
     app.deliver_fixture("customer.subscription.deleted", at(2_000))
         .await;
@@ -109,9 +116,8 @@ async fn older_subscription_event_delivered_late_does_not_regress_state() {
     );
 }
 
-#[tokio::test]
-async fn a_flaky_step_is_retried_and_earlier_steps_run_exactly_once() {
-    let app = TestApp::start().await;
+async fn a_flaky_step_is_retried_and_earlier_steps_run_exactly_once(backend: Backend) {
+    let app = TestApp::start(backend).await;
     app.faults.fail("activate-subscription", 2);
     let answer = app
         .deliver_fixture("checkout.session.completed", Overrides::default())
@@ -135,9 +141,10 @@ async fn a_flaky_step_is_retried_and_earlier_steps_run_exactly_once() {
     assert_eq!(subscription(&app, "user_123").await["subscribed"], true);
 }
 
-#[tokio::test]
-async fn exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_once() {
-    let app = TestApp::start().await;
+async fn exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_once(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
     let answer = app
         .deliver_fixture("payment_intent.payment_failed", Overrides::default())
         .await;
@@ -174,9 +181,8 @@ async fn exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_o
     );
 }
 
-#[tokio::test]
-async fn payment_failure_records_the_decline_once_even_when_replayed_by_stripe() {
-    let app = TestApp::start().await;
+async fn payment_failure_records_the_decline_once_even_when_replayed_by_stripe(backend: Backend) {
+    let app = TestApp::start(backend).await;
     let event = crate::common::fixture_event("payment_intent.payment_failed", Overrides::default());
     app.deliver(&event).await;
     app.deliver(&event).await;
@@ -191,9 +197,8 @@ async fn payment_failure_records_the_decline_once_even_when_replayed_by_stripe()
     );
 }
 
-#[tokio::test]
-async fn invoice_events_move_the_subscription_and_log_failures() {
-    let app = TestApp::start().await;
+async fn invoice_events_move_the_subscription_and_log_failures(backend: Backend) {
+    let app = TestApp::start(backend).await;
     app.deliver_fixture("checkout.session.completed", at(1_790_848_810))
         .await;
     app.deliver_fixture("invoice.payment_failed", at(1_793_530_809))

@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use paysteps::args;
 use paysteps::engine::{Clock, Engine, EventInput, Function, Trigger, system_now_ms};
-use paysteps::store::{IngestOutcome, Store};
+use paysteps::store::IngestOutcome;
 use serde_json::json;
 
-use crate::common::{eventually, test_config};
+use crate::common::{Backend, TestDb, eventually, test_config};
+
+crate::on_both_backends!(
+    a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once,
+    a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run,
+);
 
 /// Side effects counted across both engines of a test.
 #[derive(Clone, Default)]
@@ -53,10 +58,8 @@ fn function(effects: Effects) -> Function {
     })
 }
 
-async fn engine_on(path: &std::path::Path, effects: Effects, clock: Clock) -> Engine {
-    let store = Store::open_sqlite(path).await.expect("open");
-    store.migrate().await.expect("migrate");
-    Engine::builder(store)
+async fn engine_on(db: &TestDb, effects: Effects, clock: Clock) -> Engine {
+    Engine::builder(db.store().await)
         .config(test_config(clock))
         .register(function(effects))
         .build()
@@ -83,14 +86,14 @@ async fn start_run(engine: &Engine) -> String {
     }
 }
 
-#[tokio::test]
-async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("paysteps.db");
+async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once(
+    backend: Backend,
+) {
+    let db = TestDb::create(backend).await;
     let effects = Effects::default();
     effects.block.store(true, Ordering::SeqCst);
 
-    let crashed = engine_on(&path, effects.clone(), Clock::System).await;
+    let crashed = engine_on(&db, effects.clone(), Clock::System).await;
     crashed.start();
     let run_id = start_run(&crashed).await;
     let in_flight = eventually(Duration::from_secs(10), || async {
@@ -104,7 +107,7 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
 
     // A new process on the same file, once the dead worker's lease has expired.
     let later = Clock::manual(system_now_ms() + 31_000);
-    let recovered = engine_on(&path, effects.clone(), later).await;
+    let recovered = engine_on(&db, effects.clone(), later).await;
     let run = recovered
         .store()
         .run(&run_id)
@@ -138,14 +141,12 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
     assert_eq!(payments, 1, "the business effect must happen exactly once");
 }
 
-#[tokio::test]
-async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("paysteps.db");
+async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(backend: Backend) {
+    let db = TestDb::create(backend).await;
     let effects = Effects::default();
     effects.block.store(true, Ordering::SeqCst);
 
-    let first = engine_on(&path, effects.clone(), Clock::System).await;
+    let first = engine_on(&db, effects.clone(), Clock::System).await;
     first.start();
     let run_id = start_run(&first).await;
     assert!(
@@ -178,7 +179,7 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run() 
     );
     first.store().close().await;
 
-    let second = engine_on(&path, effects.clone(), Clock::System).await;
+    let second = engine_on(&db, effects.clone(), Clock::System).await;
     second.run_until_idle().await.expect("run");
     let run = second
         .store()

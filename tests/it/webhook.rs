@@ -5,7 +5,18 @@ use paysteps::engine::system_now_ms;
 use paysteps::stripe::fixtures::Overrides;
 use paysteps::stripe::signer;
 
-use crate::common::{OLD_SECRET, SECRET, Setup, TestApp, fixture_event};
+use crate::common::{Backend, OLD_SECRET, SECRET, Setup, TestApp, fixture_event};
+
+crate::on_both_backends!(
+    every_rejection_has_its_code_and_stores_nothing,
+    body_over_the_limit_is_413,
+    timestamps_inside_the_tolerance_pass_and_outside_fail,
+    a_rolled_secret_is_accepted_when_any_v1_matches,
+    duplicate_delivery_starts_no_run,
+    an_unhandled_type_is_stored_and_acknowledged_without_a_run,
+    health_answers_ok_with_a_database,
+    a_database_that_is_down_answers_503_with_retry_after,
+);
 
 fn body(name: &str) -> Vec<u8> {
     serde_json::to_vec(&fixture_event(name, Overrides::default())).expect("json")
@@ -42,9 +53,8 @@ async fn assert_rejected(
     assert_eq!(app.count("SELECT COUNT(*) FROM runs").await, 0);
 }
 
-#[tokio::test]
-async fn every_rejection_has_its_code_and_stores_nothing() {
-    let app = TestApp::start().await;
+async fn every_rejection_has_its_code_and_stores_nothing(backend: Backend) {
+    let app = TestApp::start(backend).await;
     let payload = body("invoice.paid");
     let good = |b: &[u8]| signer::sign(SECRET, b, now());
 
@@ -136,9 +146,9 @@ async fn every_rejection_has_its_code_and_stores_nothing() {
     assert_eq!(status, StatusCode::OK, "{answer}");
 }
 
-#[tokio::test]
-async fn body_over_the_limit_is_413() {
+async fn body_over_the_limit_is_413(backend: Backend) {
     let app = TestApp::start_with(Setup {
+        backend,
         max_body_bytes: 2048,
         ..Setup::default()
     })
@@ -156,9 +166,8 @@ async fn body_over_the_limit_is_413() {
     .await;
 }
 
-#[tokio::test]
-async fn timestamps_inside_the_tolerance_pass_and_outside_fail() {
-    let app = TestApp::start().await;
+async fn timestamps_inside_the_tolerance_pass_and_outside_fail(backend: Backend) {
+    let app = TestApp::start(backend).await;
     for (offset, accepted) in [(-290, true), (290, true), (-310, false), (310, false)] {
         let payload = body("invoice.paid");
         let signature = signer::sign(SECRET, &payload, now() + offset);
@@ -172,9 +181,9 @@ async fn timestamps_inside_the_tolerance_pass_and_outside_fail() {
     }
 }
 
-#[tokio::test]
-async fn a_rolled_secret_is_accepted_when_any_v1_matches() {
+async fn a_rolled_secret_is_accepted_when_any_v1_matches(backend: Backend) {
     let app = TestApp::start_with(Setup {
+        backend,
         secrets: vec![OLD_SECRET, SECRET],
         ..Setup::default()
     })
@@ -205,9 +214,8 @@ async fn a_rolled_secret_is_accepted_when_any_v1_matches() {
     assert_eq!(answer["error"]["code"], "signature_mismatch");
 }
 
-#[tokio::test]
-async fn duplicate_delivery_starts_no_run() {
-    let app = TestApp::start().await;
+async fn duplicate_delivery_starts_no_run(backend: Backend) {
+    let app = TestApp::start(backend).await;
     let event = fixture_event("payment_intent.succeeded", Overrides::default());
     let (status, first) = app.deliver(&event).await;
     assert_eq!(status, StatusCode::OK);
@@ -232,9 +240,8 @@ async fn duplicate_delivery_starts_no_run() {
     assert_eq!(stored["duplicates"], 1);
 }
 
-#[tokio::test]
-async fn an_unhandled_type_is_stored_and_acknowledged_without_a_run() {
-    let app = TestApp::start().await;
+async fn an_unhandled_type_is_stored_and_acknowledged_without_a_run(backend: Backend) {
+    let app = TestApp::start(backend).await;
     let answer = app
         .deliver_fixture("customer.tax_id.created", Overrides::default())
         .await;
@@ -252,17 +259,15 @@ async fn an_unhandled_type_is_stored_and_acknowledged_without_a_run() {
     assert_eq!(stored["runs"], serde_json::json!([]));
 }
 
-#[tokio::test]
-async fn health_answers_ok_with_a_database() {
-    let app = TestApp::start().await;
+async fn health_answers_ok_with_a_database(backend: Backend) {
+    let app = TestApp::start(backend).await;
     let (status, body) = app.get("/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["database"], "ok");
 }
 
-#[tokio::test]
-async fn a_database_that_is_down_answers_503_with_retry_after() {
-    let app = TestApp::start().await;
+async fn a_database_that_is_down_answers_503_with_retry_after(backend: Backend) {
+    let app = TestApp::start(backend).await;
     app.store().close().await;
     let (status, body) = app.get("/health").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");

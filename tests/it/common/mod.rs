@@ -1,4 +1,7 @@
-//! A paysteps instance for one test: a fresh SQLite file, the real router, a manual clock.
+//! A paysteps instance for one test: a fresh database (an SQLite file, or a PostgreSQL
+//! schema when `TEST_DATABASE_URL` is set), the real router, a manual clock.
+
+pub mod db;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +17,16 @@ use paysteps::stripe::fixtures::{self, Overrides};
 use paysteps::stripe::signature::Verifier;
 use paysteps::stripe::signer;
 use serde_json::Value;
-use tempfile::TempDir;
 use tower::ServiceExt;
+
+pub use db::{Backend, TestDb};
 
 pub const SECRET: &str = "whsec_test_primary_secret_0123456789";
 pub const OLD_SECRET: &str = "whsec_test_rolled_secret_9876543210";
 
 pub struct TestApp {
-    /// Keeps the database file alive for the test.
-    _dir: TempDir,
+    /// Keeps the database alive (and drops the schema) for the test.
+    _db: TestDb,
     pub engine: Engine,
     pub router: Router,
     pub faults: Faults,
@@ -31,6 +35,7 @@ pub struct TestApp {
 
 /// Options for [`TestApp::start_with`].
 pub struct Setup {
+    pub backend: Backend,
     pub secrets: Vec<&'static str>,
     pub max_body_bytes: usize,
     pub with_payments: bool,
@@ -40,6 +45,7 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
+            backend: Backend::Sqlite,
             secrets: vec![SECRET],
             max_body_bytes: 1024 * 1024,
             with_payments: true,
@@ -62,15 +68,17 @@ pub fn test_config(clock: Clock) -> EngineConfig {
 }
 
 impl TestApp {
-    pub async fn start() -> TestApp {
-        Self::start_with(Setup::default()).await
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(Setup {
+            backend,
+            ..Setup::default()
+        })
+        .await
     }
 
     pub async fn start_with(setup: Setup) -> TestApp {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("paysteps.db");
-        let store = Store::open_sqlite(&path).await.expect("open store");
-        store.migrate().await.expect("migrate");
+        let db = TestDb::create(setup.backend).await;
+        let store = db.store().await;
         let clock = Clock::manual(system_now_ms());
         let faults = Faults::default();
         let mut builder = Engine::builder(store).config(test_config(clock.clone()));
@@ -88,7 +96,7 @@ impl TestApp {
         };
         TestApp {
             router: http::router(state),
-            _dir: dir,
+            _db: db,
             engine,
             faults,
             clock,
