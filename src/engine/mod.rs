@@ -248,6 +248,7 @@ impl Engine {
             tasks.push(tokio::spawn(worker::work_loop(self.inner.clone())));
         }
         tasks.push(tokio::spawn(worker::renew_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(worker::signal_loop(self.inner.clone())));
     }
 
     /// Stops claiming, lets every in-flight step finish and checkpoint, and hands the

@@ -101,6 +101,32 @@ pub(super) async fn renew_loop(inner: Arc<Inner>) {
     }
 }
 
+/// Wakes idle workers when another process queues runs (PostgreSQL's LISTEN/NOTIFY).
+pub(super) async fn signal_loop(inner: Arc<Inner>) {
+    let mut signals = loop {
+        match inner.store.run_signals().await {
+            Ok(Some(signals)) => break signals,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "listening for new runs failed; polling meanwhile");
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.config.poll_interval) => continue,
+                    _ = inner.shutdown.cancelled() => return,
+                }
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Ok(()) => inner.wake.notify_waiters(),
+                Err(_) => tokio::time::sleep(inner.config.poll_interval).await,
+            },
+            _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Executes one claimed run up to its next stop and records where it stopped.
 pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
     set_active(inner, &run.id, true);

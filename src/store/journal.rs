@@ -112,6 +112,9 @@ impl StoreTx {
         for run in runs {
             self.insert_run(&event.id, run, event.received_at).await?;
         }
+        if !runs.is_empty() {
+            self.signal_new_runs().await?;
+        }
         Ok(IngestOutcome::Accepted {
             event_id: event.id.clone(),
             runs: runs.iter().map(|r| r.id.clone()).collect(),

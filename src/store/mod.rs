@@ -219,6 +219,15 @@ impl Store {
         }
     }
 
+    /// Signals that another process queued runs; `None` where the backend has a single
+    /// process (SQLite), whose own engine wakes its workers directly.
+    pub async fn run_signals(&self) -> Result<Option<RunSignals>> {
+        match &self.0 {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(p) => Ok(Some(RunSignals(p.listen().await?))),
+        }
+    }
+
     /// Stops the writer once queued work is done.
     pub async fn close(&self) {
         match &self.0 {
@@ -228,7 +237,29 @@ impl Store {
     }
 }
 
+/// See [`Store::run_signals`].
+pub struct RunSignals(sqlx::postgres::PgListener);
+
+impl RunSignals {
+    /// Waits for the next signal (reconnecting if the connection drops).
+    pub async fn next(&mut self) -> Result<()> {
+        self.0.recv().await?;
+        Ok(())
+    }
+}
+
 impl StoreTx {
+    /// Tells every process that runs were queued, once this transaction commits.
+    pub async fn signal_new_runs(&mut self) -> Result<()> {
+        if let TxConn::Postgres(tx) = &mut self.0 {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(postgres::RUNS_CHANNEL)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub fn dialect(&self) -> Dialect {
         match &self.0 {
             TxConn::Sqlite(_) => Dialect::Sqlite,

@@ -10,6 +10,9 @@ use sqlx::{ConnectOptions, Postgres};
 
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
+/// Notified (on commit) by every transaction that queues runs.
+pub(super) const RUNS_CHANNEL: &str = "paysteps_runs";
+
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
@@ -46,7 +49,16 @@ impl PgStore {
         T: Send + 'static,
         E: Send + 'static,
     {
-        let tx = self.pool.begin().await?;
+        // Not getting a working connection means the database is out of reach,
+        // whatever the driver calls the failure.
+        let tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|err| match Error::from(err) {
+                Error::Other(err) => Error::Unavailable(err),
+                other => other,
+            })?;
         let mut store_tx = StoreTx(TxConn::Postgres(tx));
         let result = work(&mut store_tx).await;
         let TxConn::Postgres(tx) = store_tx.0 else {
@@ -64,6 +76,13 @@ impl PgStore {
                 Ok(Err(err))
             }
         }
+    }
+
+    /// A listener for [`RUNS_CHANNEL`], so idle workers of every process wake at once.
+    pub(super) async fn listen(&self) -> Result<sqlx::postgres::PgListener> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(RUNS_CHANNEL).await?;
+        Ok(listener)
     }
 
     pub(super) async fn close(&self) {

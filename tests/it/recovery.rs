@@ -191,3 +191,40 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
     assert_eq!(effects.second_started.load(Ordering::SeqCst), 1);
     assert_eq!(effects.first.load(Ordering::SeqCst), 1);
 }
+
+/// On PostgreSQL, a run queued by one process wakes the idle workers of another at once
+/// (LISTEN/NOTIFY), long before their poll interval.
+#[tokio::test]
+async fn another_process_picks_up_a_new_run_without_polling() {
+    if crate::common::db::postgres_url().is_none() {
+        crate::common::db::report_postgres_skipped();
+        return;
+    }
+    let db = TestDb::create(Backend::Postgres).await;
+    let effects = Effects::default();
+    let sender = engine_on(&db, effects.clone(), Clock::System).await;
+    let worker = Engine::builder(db.store().await)
+        .config(paysteps::engine::EngineConfig {
+            poll_interval: Duration::from_secs(60),
+            ..test_config(Clock::System)
+        })
+        .register(function(effects.clone()))
+        .build()
+        .expect("engine");
+    worker.start();
+    // Let the worker finish its first look and go idle, listening.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let run_id = start_run(&sender).await;
+    let done = eventually(Duration::from_secs(10), || async {
+        worker
+            .store()
+            .run(&run_id)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|run| run.status == "completed")
+    })
+    .await;
+    worker.shutdown().await;
+    assert!(done, "the idle worker was not woken by the other process");
+}
