@@ -43,3 +43,6 @@ pub struct Failure {
 
 /// Name of the internal event that starts failure handlers.
 pub const FUNCTION_FAILED: &str = "paysteps/function.failed";
+
+/// Name of the event each cron tick stores; its data names the function and the tick.
+pub const CRON_TICK: &str = "paysteps/cron.tick";

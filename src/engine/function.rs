@@ -5,6 +5,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use super::cron::{Schedule, ScheduleError};
 use super::step::{Ctx, Interrupt};
 
 pub(crate) type Handler =
@@ -15,6 +16,8 @@ pub(crate) type Handler =
 pub enum Trigger {
     /// Every event with this name (e.g. `stripe/invoice.paid`).
     Event(String),
+    /// Each tick of a cron schedule, once across every process.
+    Cron(Box<Schedule>),
     /// Only started by the engine itself (failure handlers).
     Internal,
 }
@@ -22,6 +25,16 @@ pub enum Trigger {
 impl Trigger {
     pub fn event(name: impl Into<String>) -> Trigger {
         Trigger::Event(name.into())
+    }
+
+    /// A 5-field cron expression read in UTC, e.g. `0 2 * * *` for 02:00 daily.
+    pub fn cron(expr: &str) -> Result<Trigger, ScheduleError> {
+        Schedule::parse(expr, None).map(|s| Trigger::Cron(Box::new(s)))
+    }
+
+    /// A 5-field cron expression read in an IANA time zone such as `Europe/Paris`.
+    pub fn cron_in(expr: &str, time_zone: &str) -> Result<Trigger, ScheduleError> {
+        Schedule::parse(expr, Some(time_zone)).map(|s| Trigger::Cron(Box::new(s)))
     }
 
     pub fn matches(&self, event_name: &str) -> bool {

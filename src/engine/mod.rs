@@ -2,6 +2,7 @@
 //! memoized steps, retries, sleeps, leases and recovery.
 
 mod clock;
+mod cron;
 mod error;
 mod event;
 mod function;
@@ -19,8 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, system_now_ms};
+pub use cron::{Schedule, ScheduleError};
 pub use error::{EngineError, NonRetriable, StepError};
-pub use event::{Event, EventInput, FUNCTION_FAILED, Failure};
+pub use event::{CRON_TICK, Event, EventInput, FUNCTION_FAILED, Failure};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use run::{RunStatus, UnknownStatus};
@@ -155,8 +157,10 @@ impl EngineBuilder {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FunctionInfo {
     pub id: String,
-    /// The event name that starts it; `None` for failure handlers.
+    /// The event name that starts it; `None` for cron functions and failure handlers.
     pub trigger: Option<String>,
+    /// The cron expression and its time zone, for cron functions.
+    pub cron: Option<String>,
     pub retries: u32,
     pub step_timeout_ms: Option<u128>,
     pub on_failure: Option<String>,
@@ -188,7 +192,11 @@ impl Engine {
                 id: f.id.clone(),
                 trigger: match &f.trigger {
                     Trigger::Event(name) => Some(name.clone()),
-                    Trigger::Internal => None,
+                    Trigger::Cron(_) | Trigger::Internal => None,
+                },
+                cron: match &f.trigger {
+                    Trigger::Cron(s) => Some(format!("{} ({})", s.expr(), s.time_zone())),
+                    _ => None,
                 },
                 retries: f.retries,
                 step_timeout_ms: f.timeout.map(|t| t.as_millis()),
@@ -249,6 +257,7 @@ impl Engine {
         }
         tasks.push(tokio::spawn(worker::renew_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::signal_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(worker::cron_loop(self.inner.clone())));
     }
 
     /// Stops claiming, lets every in-flight step finish and checkpoint, and hands the
@@ -279,6 +288,13 @@ impl Engine {
         {
             task.abort();
         }
+    }
+
+    /// Fires every cron tick that is due now (at most one per function, however many
+    /// were missed) and returns how many runs it started. Processes sharing the
+    /// database may all call it: each tick starts one run in all.
+    pub async fn fire_cron(&self) -> crate::store::Result<usize> {
+        worker::fire_cron(&self.inner).await
     }
 
     /// Executes runs that are due now, one after another, until none is left; returns

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use futures::FutureExt;
 
+use super::Trigger;
 use super::clock::duration_ms;
-use super::event::{Event, FUNCTION_FAILED, Failure};
+use super::cron::{self, TickDecision};
+use super::event::{CRON_TICK, Event, FUNCTION_FAILED, Failure};
 use super::step::{Ctx, Halt, Reason, Step, StepSettings};
 use super::{Inner, new_id};
-use crate::store::{self, ClaimedRun, NewEvent, NewRun, StepUpdate, StoreTx};
+use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate, StoreTx};
 
 pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>> {
     let owner = inner.owner.clone();
@@ -99,6 +101,99 @@ pub(super) async fn renew_loop(inner: Arc<Inner>) {
             tracing::warn!(error = %err, "renewing leases failed");
         }
     }
+}
+
+/// Fires cron ticks as they fall due.
+pub(super) async fn cron_loop(inner: Arc<Inner>) {
+    let schedules: Vec<_> = inner
+        .functions
+        .values()
+        .filter_map(|f| match &f.trigger {
+            Trigger::Cron(schedule) => Some(schedule.as_ref().clone()),
+            _ => None,
+        })
+        .collect();
+    if schedules.is_empty() {
+        return;
+    }
+    loop {
+        if let Err(err) = fire_cron(&inner).await {
+            tracing::warn!(error = %err, "firing cron ticks failed");
+        }
+        let now = inner.config.clock.now_ms();
+        let next = schedules.iter().filter_map(|s| s.next_after(now)).min();
+        let wait_ms = next.map_or(60_000, |at| (at - now).clamp(10, 60_000));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
+pub(super) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
+    let mut started = 0;
+    for function in inner.functions.values() {
+        let Trigger::Cron(schedule) = &function.trigger else {
+            continue;
+        };
+        let now = inner.config.clock.now_ms();
+        let last = inner.store.cron_last_tick(&function.id).await?;
+        let function_id = function.id.clone();
+        match cron::decide(schedule, last, now) {
+            TickDecision::Wait => {}
+            TickDecision::Start => {
+                inner
+                    .store
+                    .write(move |tx| {
+                        Box::pin(async move { tx.start_cron(&function_id, now).await })
+                    })
+                    .await?;
+            }
+            TickDecision::Fire(tick) => {
+                let event = NewEvent {
+                    id: new_id("ev"),
+                    dedupe_key: Some(format!("cron:{function_id}:{tick}")),
+                    external_id: None,
+                    name: CRON_TICK.to_owned(),
+                    source: "cron".to_owned(),
+                    data: serde_json::json!({
+                        "function_id": function_id,
+                        "tick": tick,
+                        "cron": schedule.expr(),
+                        "time_zone": schedule.time_zone(),
+                    })
+                    .to_string(),
+                    ts: tick,
+                    received_at: now,
+                    object_id: None,
+                    customer: None,
+                };
+                let run = NewRun {
+                    id: new_id("run"),
+                    function_id: function_id.clone(),
+                    replay_of: None,
+                };
+                let outcome = inner
+                    .store
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let outcome =
+                                tx.insert_event(&event, std::slice::from_ref(&run)).await?;
+                            tx.advance_cron(&function_id, tick).await?;
+                            Ok(outcome)
+                        })
+                    })
+                    .await?;
+                if matches!(outcome, IngestOutcome::Accepted { .. }) {
+                    started += 1;
+                }
+            }
+        }
+    }
+    if started > 0 {
+        inner.wake.notify_waiters();
+    }
+    Ok(started)
 }
 
 /// Wakes idle workers when another process queues runs (PostgreSQL's LISTEN/NOTIFY).

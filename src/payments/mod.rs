@@ -305,7 +305,7 @@ mod tests {
             .iter()
             .map(|f| match f.trigger() {
                 Trigger::Event(name) => name.clone(),
-                Trigger::Internal => String::new(),
+                Trigger::Cron(_) | Trigger::Internal => String::new(),
             })
             .collect();
         assert!(functions.iter().all(|f| f.failure_handler_id().is_some()));

@@ -252,6 +252,29 @@ impl StoreTx {
         Ok(changed == 1)
     }
 
+    /// Records when a cron schedule starts, unless it already has a last tick.
+    pub async fn start_cron(&mut self, function_id: &str, now: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
+             ON CONFLICT (function_id) DO NOTHING",
+            args![function_id, now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a cron function's last tick forward (never back).
+    pub async fn advance_cron(&mut self, function_id: &str, tick: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
+             ON CONFLICT (function_id) DO UPDATE SET last_tick = excluded.last_tick \
+             WHERE excluded.last_tick > cron_state.last_tick",
+            args![function_id, tick],
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         self.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
@@ -305,6 +328,16 @@ impl Store {
             )
             .await?;
         Ok(row.0)
+    }
+
+    pub async fn cron_last_tick(&self, function_id: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = self
+            .fetch_optional(
+                "SELECT last_tick FROM cron_state WHERE function_id = $1",
+                args![function_id],
+            )
+            .await?;
+        Ok(row.map(|r| r.0))
     }
 
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
