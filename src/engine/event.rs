@@ -32,6 +32,22 @@ pub struct EventInput {
     pub customer: Option<String>,
 }
 
+impl EventInput {
+    /// An event with a JSON payload and no dedupe key, as an application sends it.
+    pub fn new(name: impl Into<String>, data: &Value) -> EventInput {
+        EventInput {
+            name: name.into(),
+            data: data.to_string(),
+            external_id: None,
+            dedupe_key: None,
+            ts: None,
+            source: "api",
+            object_id: None,
+            customer: None,
+        }
+    }
+}
+
 /// The event that starts a failure handler: what failed, and on which event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {

@@ -116,12 +116,37 @@ struct Progress {
 }
 
 /// A step about to execute: its key and place in the run.
+#[derive(Clone)]
 struct Planned {
     key: String,
     name: String,
     position: i64,
     attempts: i64,
     started_at: i64,
+}
+
+impl Planned {
+    fn update(
+        &self,
+        status: &'static str,
+        output: Option<String>,
+        error: Option<String>,
+        ended_at: i64,
+    ) -> StepUpdate {
+        StepUpdate {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            position: self.position,
+            kind: "run",
+            status,
+            attempts: self.attempts,
+            output,
+            error,
+            wake_at: None,
+            started_at: self.started_at,
+            ended_at: Some(ended_at),
+        }
+    }
 }
 
 enum Lookup<T> {
@@ -162,7 +187,7 @@ impl Step {
         match result {
             Ok(value) => {
                 let output = to_json(&value)?;
-                let update = self.completed(&planned, output);
+                let update = planned.update("completed", Some(output), None, self.now());
                 let (run_id, owner, now) = self.lease_args();
                 let outcome = self
                     .inner
@@ -192,13 +217,7 @@ impl Step {
         };
         let (run_id, owner, _) = self.lease_args();
         let this = self.clone();
-        let position = planned.position;
-        let (key, name_owned, attempts, started_at) = (
-            planned.key.clone(),
-            planned.name.clone(),
-            planned.attempts,
-            planned.started_at,
-        );
+        let plan = planned.clone();
         let timeout = self.inner.settings.timeout;
         let outcome = self
             .inner
@@ -219,19 +238,7 @@ impl Step {
                     .map_err(TxStepError::Step)?;
                     let output = serde_json::to_string(&value)
                         .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
-                    let update = StepUpdate {
-                        key,
-                        name: name_owned,
-                        position,
-                        kind: "run",
-                        status: "completed",
-                        attempts,
-                        output: Some(output),
-                        error: None,
-                        wake_at: None,
-                        started_at,
-                        ended_at: Some(this.now()),
-                    };
+                    let update = plan.update("completed", Some(output), None, this.now());
                     tx.save_step(&run_id, &update).await?;
                     Ok(value)
                 })
@@ -357,19 +364,7 @@ impl Step {
         );
         let now = self.now();
         let message = err.to_string();
-        let mut step = StepUpdate {
-            key: planned.key,
-            name: planned.name.clone(),
-            position: planned.position,
-            kind: "run",
-            status: "errored",
-            attempts: planned.attempts,
-            output: None,
-            error: Some(message.clone()),
-            wake_at: None,
-            started_at: planned.started_at,
-            ended_at: Some(now),
-        };
+        let mut step = planned.update("errored", None, Some(message.clone()), now);
         let halt = match decision {
             AfterFailure::RetryIn(delay) => {
                 step.wake_at = Some(now + delay);
@@ -407,22 +402,6 @@ impl Step {
             progress.halt = Some(halt);
         }
         Interrupt(Reason::Parked)
-    }
-
-    fn completed(&self, planned: &Planned, output: String) -> StepUpdate {
-        StepUpdate {
-            key: planned.key.clone(),
-            name: planned.name.clone(),
-            position: planned.position,
-            kind: "run",
-            status: "completed",
-            attempts: planned.attempts,
-            output: Some(output),
-            error: None,
-            wake_at: None,
-            started_at: planned.started_at,
-            ended_at: Some(self.now()),
-        }
     }
 
     async fn with_timeout<T>(

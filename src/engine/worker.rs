@@ -13,7 +13,7 @@ use super::cron::{self, TickDecision};
 use super::event::{CRON_TICK, Event, FUNCTION_FAILED, Failure};
 use super::step::{Ctx, Halt, Reason, Step, StepSettings};
 use super::{Inner, new_id};
-use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate, StoreTx};
+use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate};
 
 pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>> {
     let owner = inner.owner.clone();
@@ -239,7 +239,7 @@ pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
 /// Returns whether new work became due at once (so idle workers should look).
 async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
     let Some(event_row) = inner.store.event(&run.event_id).await? else {
-        return fail(inner, run, None, "the run's event is missing".into()).await;
+        return fail(inner, run, None, "the run's event is missing".into(), None).await;
     };
     let event = Event {
         id: event_row.id.clone(),
@@ -253,7 +253,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
             "function '{}' is not registered in this process",
             run.function_id
         );
-        return fail_with_event(inner, run, None, msg, &event).await;
+        return fail(inner, run, None, msg, Some(&event)).await;
     };
     let steps = inner.store.steps(&run.id).await?;
     let step = Step::new(
@@ -293,7 +293,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
             Ok(until <= now)
         }
         (Some(Halt::Fail { step, error }), _) => {
-            fail_with_event(inner, run, Some(step), error, &event).await
+            fail(inner, run, Some(step), error, Some(&event)).await
         }
         (Some(Halt::Release), _) => {
             park(inner, run, "queued", now, None, None).await?;
@@ -324,7 +324,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
                 Reason::Failed(msg) => msg,
                 Reason::Parked => "the run stopped without a recorded reason".into(),
             };
-            fail_with_event(inner, run, None, msg, &event).await
+            fail(inner, run, None, msg, Some(&event)).await
         }
         (None, Err(panic)) => {
             let msg = panic
@@ -332,7 +332,14 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            fail_with_event(inner, run, None, format!("handler panicked: {msg}"), &event).await
+            fail(
+                inner,
+                run,
+                None,
+                format!("handler panicked: {msg}"),
+                Some(&event),
+            )
+            .await
         }
     }
 }
@@ -367,17 +374,27 @@ async fn park(
         .await
 }
 
+/// Fails the run and, when its function has a failure handler and the event is known,
+/// queues that handler's run in the same transaction, so it runs once per failed run.
 async fn fail(
     inner: &Inner,
     run: &ClaimedRun,
     step: Option<StepUpdate>,
     error: String,
+    event: Option<&Event>,
 ) -> store::Result<bool> {
-    let (run_id, owner, now) = (
-        run.id.clone(),
-        inner.owner.clone(),
-        inner.config.clock.now_ms(),
-    );
+    let now = inner.config.clock.now_ms();
+    let handler = inner
+        .functions
+        .get(&run.function_id)
+        .and_then(|f| f.on_failure.clone());
+    let follow_up = match (handler, event) {
+        (Some(handler_id), Some(event)) => {
+            Some(failure_handler_run(run, handler_id, &error, event, now)?)
+        }
+        _ => None,
+    };
+    let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
         .write(move |tx| {
@@ -385,35 +402,33 @@ async fn fail(
                 if let Some(step) = &step {
                     tx.save_step(&run_id, step).await?;
                 }
-                tx.finish_run(&run_id, &owner, "failed", None, Some(error), now)
+                let failed = tx
+                    .finish_run(&run_id, &owner, "failed", None, Some(error), now)
                     .await?;
-                Ok(false)
+                match follow_up {
+                    Some((event, run)) if failed => {
+                        tx.insert_event(&event, std::slice::from_ref(&run)).await?;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
             })
         })
         .await
 }
 
-/// Fails the run and, when its function has a failure handler, queues that handler's
-/// run in the same transaction, so it runs once for each failed run.
-async fn fail_with_event(
-    inner: &Inner,
+/// The `paysteps/function.failed` event and the failure handler's run for a failed run.
+fn failure_handler_run(
     run: &ClaimedRun,
-    step: Option<StepUpdate>,
-    error: String,
+    handler_id: String,
+    error: &str,
     event: &Event,
-) -> store::Result<bool> {
-    let handler = inner
-        .functions
-        .get(&run.function_id)
-        .and_then(|f| f.on_failure.clone());
-    let Some(handler_id) = handler else {
-        return fail(inner, run, step, error).await;
-    };
-    let now = inner.config.clock.now_ms();
+    now: i64,
+) -> store::Result<(NewEvent, NewRun)> {
     let failure = Failure {
         function_id: run.function_id.clone(),
         run_id: run.id.clone(),
-        error: error.clone(),
+        error: error.to_owned(),
         event: event.clone(),
     };
     let failure_event = NewEvent {
@@ -433,30 +448,7 @@ async fn fail_with_event(
         function_id: handler_id,
         replay_of: None,
     };
-    let (run_id, owner) = (run.id.clone(), inner.owner.clone());
-    inner
-        .store
-        .write(move |tx| {
-            Box::pin(async move {
-                if let Some(step) = &step {
-                    tx.save_step(&run_id, step).await?;
-                }
-                if !tx
-                    .finish_run(&run_id, &owner, "failed", None, Some(error), now)
-                    .await?
-                {
-                    return Ok(false);
-                }
-                insert_failure(tx, &failure_event, &handler_run).await?;
-                Ok(true)
-            })
-        })
-        .await
-}
-
-async fn insert_failure(tx: &mut StoreTx, event: &NewEvent, run: &NewRun) -> store::Result<()> {
-    tx.insert_event(event, std::slice::from_ref(run)).await?;
-    Ok(())
+    Ok((failure_event, handler_run))
 }
 
 fn set_active(inner: &Inner, run_id: &str, active: bool) {

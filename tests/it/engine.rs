@@ -8,7 +8,7 @@ use paysteps::args;
 use paysteps::engine::{Function, NonRetriable, StepError, Trigger};
 use serde_json::json;
 
-use crate::common::{Backend, Setup, TestApp, eventually};
+use crate::common::{Backend, Setup, TestApp, eventually, start_run};
 
 crate::on_both_backends!(
     a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once,
@@ -24,27 +24,6 @@ type Counter = Arc<AtomicU32>;
 
 fn counter() -> Counter {
     Arc::new(AtomicU32::new(0))
-}
-
-async fn send(app: &TestApp, name: &str) -> String {
-    let outcome = app
-        .engine
-        .ingest(paysteps::engine::EventInput {
-            name: name.into(),
-            data: json!({"n": 1}).to_string(),
-            external_id: None,
-            dedupe_key: None,
-            ts: None,
-            source: "test",
-            object_id: None,
-            customer: None,
-        })
-        .await
-        .expect("ingest");
-    match outcome {
-        paysteps::store::IngestOutcome::Accepted { runs, .. } => runs[0].clone(),
-        other => panic!("not accepted: {other:?}"),
-    }
 }
 
 fn app_with(backend: Backend, function: Function) -> Setup {
@@ -85,7 +64,7 @@ async fn a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_on
         }
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/flaky").await;
+    let run_id = start_run(&app.engine, "test/flaky").await;
 
     app.engine.run_until_idle().await.expect("run");
     let run = app.run(&run_id).await;
@@ -122,7 +101,7 @@ async fn retries_back_off_exponentially(backend: Backend) {
     })
     .retries(2);
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/always").await;
+    let run_id = start_run(&app.engine, "test/always").await;
     let mut delays = Vec::new();
     for _ in 0..2 {
         app.engine.run_until_idle().await.expect("run");
@@ -164,7 +143,7 @@ async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once(b
         }
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/strict").await;
+    let run_id = start_run(&app.engine, "test/strict").await;
     app.settle().await;
     let run = app.run(&run_id).await;
     assert_eq!(run["status"], "failed");
@@ -209,7 +188,7 @@ async fn sleep_parks_the_run_and_resumes_it_when_due(backend: Backend) {
         }
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/sleepy").await;
+    let run_id = start_run(&app.engine, "test/sleepy").await;
     app.engine.run_until_idle().await.expect("run");
     let run = app.run(&run_id).await;
     assert_eq!(run["status"], "sleeping");
@@ -254,7 +233,7 @@ async fn steps_with_one_name_in_a_loop_are_memoized_by_occurrence(backend: Backe
         }
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/loop").await;
+    let run_id = start_run(&app.engine, "test/loop").await;
     app.settle().await;
     let run = app.run(&run_id).await;
     assert_eq!(run["status"], "completed");
@@ -306,7 +285,7 @@ async fn a_transactional_step_commits_its_writes_with_its_checkpoint_only(backen
         }
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
-    let run_id = send(&app, "test/tx").await;
+    let run_id = start_run(&app.engine, "test/tx").await;
     app.engine.run_until_idle().await.expect("run");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM customers").await,
@@ -329,7 +308,7 @@ async fn workers_pick_up_new_runs_without_waiting_for_a_poll(backend: Backend) {
     });
     let app = TestApp::start_with(app_with(backend, function)).await;
     app.engine.start();
-    let run_id = send(&app, "test/quick").await;
+    let run_id = start_run(&app.engine, "test/quick").await;
     let done = eventually(Duration::from_secs(10), || async {
         app.run(&run_id).await["status"] == "completed"
     })

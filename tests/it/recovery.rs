@@ -5,11 +5,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use paysteps::args;
-use paysteps::engine::{Clock, Engine, EventInput, Function, Trigger, system_now_ms};
-use paysteps::store::IngestOutcome;
+use paysteps::engine::{Clock, Engine, Function, Trigger, system_now_ms};
 use serde_json::json;
 
-use crate::common::{Backend, TestDb, eventually, test_config};
+use crate::common::{Backend, TestDb, eventually, start_run, test_config};
 
 crate::on_both_backends!(
     a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once,
@@ -66,26 +65,6 @@ async fn engine_on(db: &TestDb, effects: Effects, clock: Clock) -> Engine {
         .expect("engine")
 }
 
-async fn start_run(engine: &Engine) -> String {
-    let outcome = engine
-        .ingest(EventInput {
-            name: "test/durable".into(),
-            data: "{}".into(),
-            external_id: None,
-            dedupe_key: None,
-            ts: None,
-            source: "test",
-            object_id: None,
-            customer: None,
-        })
-        .await
-        .expect("ingest");
-    match outcome {
-        IngestOutcome::Accepted { runs, .. } => runs[0].clone(),
-        other => panic!("{other:?}"),
-    }
-}
-
 async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once(
     backend: Backend,
 ) {
@@ -95,7 +74,7 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
 
     let crashed = engine_on(&db, effects.clone(), Clock::System).await;
     crashed.start();
-    let run_id = start_run(&crashed).await;
+    let run_id = start_run(&crashed, "test/durable").await;
     let in_flight = eventually(Duration::from_secs(10), || async {
         effects.second_started.load(Ordering::SeqCst) == 1
     })
@@ -148,7 +127,7 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
 
     let first = engine_on(&db, effects.clone(), Clock::System).await;
     first.start();
-    let run_id = start_run(&first).await;
+    let run_id = start_run(&first, "test/durable").await;
     assert!(
         eventually(Duration::from_secs(10), || async {
             effects.second_started.load(Ordering::SeqCst) == 1
@@ -214,7 +193,7 @@ async fn another_process_picks_up_a_new_run_without_polling() {
     worker.start();
     // Let the worker finish its first look and go idle, listening.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let run_id = start_run(&sender).await;
+    let run_id = start_run(&sender, "test/durable").await;
     let done = eventually(Duration::from_secs(10), || async {
         worker
             .store()

@@ -184,6 +184,21 @@ impl TestApp {
     }
 }
 
+/// Ingests an application event and returns the one run it started.
+pub async fn start_run(engine: &Engine, name: &str) -> String {
+    let outcome = engine
+        .ingest(paysteps::engine::EventInput::new(
+            name,
+            &serde_json::json!({}),
+        ))
+        .await
+        .expect("ingest");
+    match outcome {
+        paysteps::store::IngestOutcome::Accepted { runs, .. } if runs.len() == 1 => runs[0].clone(),
+        other => panic!("expected one run, got {other:?}"),
+    }
+}
+
 pub fn fixture_event(name: &str, overrides: Overrides) -> Value {
     let template = fixtures::fixture(name).unwrap_or_else(|| panic!("no fixture {name}"));
     fixtures::build_event(template, &overrides)
