@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod payments;
 pub mod store;
 pub mod stripe;

@@ -28,6 +28,7 @@ pub use retry::Backoff;
 pub use run::{RunStatus, UnknownStatus};
 pub use step::{Ctx, Interrupt, Step};
 
+use crate::metrics::Metrics;
 use crate::store::{IngestOutcome, NewEvent, NewRun, Store};
 use function::{Handler, failure_id};
 
@@ -85,6 +86,7 @@ pub(crate) struct Inner {
     pub wake: Notify,
     pub shutdown: CancellationToken,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
+    pub metrics: Metrics,
     /// Runs this engine is executing now; only their leases are renewed.
     pub active: Mutex<Vec<String>>,
 }
@@ -93,11 +95,18 @@ pub struct EngineBuilder {
     store: Store,
     config: EngineConfig,
     functions: Vec<Function>,
+    metrics: Option<Metrics>,
 }
 
 impl EngineBuilder {
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Records into these metrics instead of a fresh set.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -137,8 +146,12 @@ impl EngineBuilder {
                 functions.insert(entry.id.clone(), entry);
             }
         }
+        let metrics = self.metrics.unwrap_or_default();
+        self.store
+            .report_batch_sizes(metrics.commit_batch_size.clone());
         Ok(Engine {
             inner: Arc::new(Inner {
+                metrics,
                 store: self.store,
                 config: self.config,
                 functions,
@@ -172,11 +185,16 @@ impl Engine {
             store,
             config: EngineConfig::default(),
             functions: Vec::new(),
+            metrics: None,
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn clock(&self) -> &Clock {
@@ -210,6 +228,7 @@ impl Engine {
     /// answered as a duplicate and starts nothing.
     pub async fn ingest(&self, input: EventInput) -> crate::store::Result<IngestOutcome> {
         let now = self.inner.config.clock.now_ms();
+        let source = input.source;
         let event = NewEvent {
             id: new_id("ev"),
             dedupe_key: input.dedupe_key,
@@ -239,8 +258,27 @@ impl Engine {
             .store
             .write(move |tx| Box::pin(async move { tx.insert_event(&event, &runs).await }))
             .await?;
-        if matches!(&outcome, IngestOutcome::Accepted { runs, .. } if !runs.is_empty()) {
-            self.inner.wake.notify_waiters();
+        let labels = crate::metrics::SourceLabels {
+            source: source.to_owned(),
+        };
+        match &outcome {
+            IngestOutcome::Accepted { runs, .. } => {
+                self.inner
+                    .metrics
+                    .events_received
+                    .get_or_create(&labels)
+                    .inc();
+                if !runs.is_empty() {
+                    self.inner.wake.notify_waiters();
+                }
+            }
+            IngestOutcome::Duplicate { .. } => {
+                self.inner
+                    .metrics
+                    .events_duplicate
+                    .get_or_create(&labels)
+                    .inc();
+            }
         }
         Ok(outcome)
     }

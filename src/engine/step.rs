@@ -93,6 +93,8 @@ pub struct Step {
 
 pub(crate) struct StepSettings {
     pub run_id: String,
+    pub function_id: String,
+    pub metrics: crate::metrics::Metrics,
     pub owner: String,
     pub retries: u32,
     pub timeout: Option<Duration>,
@@ -183,7 +185,9 @@ impl Step {
             Lookup::Done(value) => return Ok(value),
             Lookup::Execute(planned) => planned,
         };
+        let began = std::time::Instant::now();
         let result = self.with_timeout(work()).await;
+        self.observe(began);
         match result {
             Ok(value) => {
                 let output = to_json(&value)?;
@@ -219,6 +223,7 @@ impl Step {
         let this = self.clone();
         let plan = planned.clone();
         let timeout = self.inner.settings.timeout;
+        let began = std::time::Instant::now();
         let outcome = self
             .inner
             .settings
@@ -244,6 +249,7 @@ impl Step {
                 })
             }))
             .await;
+        self.observe(began);
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(TxStepError::Step(err))) => Err(self.failed(planned, err)),
@@ -414,6 +420,17 @@ impl Step {
                 .unwrap_or_else(|_| Err(timeout_error(limit))),
             None => work.await,
         }
+    }
+
+    fn observe(&self, began: std::time::Instant) {
+        let settings = &self.inner.settings;
+        settings
+            .metrics
+            .step_seconds
+            .get_or_create(&crate::metrics::FunctionLabels {
+                function: settings.function_id.clone(),
+            })
+            .observe(began.elapsed().as_secs_f64());
     }
 
     fn next_key(&self, name: &str) -> String {

@@ -227,7 +227,20 @@ pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
     set_active(inner, &run.id, true);
     let outcome = execute_inner(inner, &run).await;
     set_active(inner, &run.id, false);
-    let woke_others = matches!(&outcome, Ok(true));
+    if let Ok(stop) = &outcome {
+        inner.metrics.run_ended(&run.function_id, stop.status);
+        if stop.status == "completed" {
+            let ms = (inner.config.clock.now_ms() - run.created_at).max(0);
+            inner
+                .metrics
+                .run_latency_seconds
+                .get_or_create(&crate::metrics::FunctionLabels {
+                    function: run.function_id.clone(),
+                })
+                .observe(ms as f64 / 1000.0);
+        }
+    }
+    let woke_others = matches!(&outcome, Ok(stop) if stop.wake_others);
     if let Err(err) = outcome {
         tracing::warn!(run_id = %run.id, error = %err, "recording the run's progress failed; it resumes when its lease expires");
     }
@@ -236,10 +249,31 @@ pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
     }
 }
 
-/// Returns whether new work became due at once (so idle workers should look).
-async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
+/// Where an execution left its run, and whether work became due at once (so idle
+/// workers should look).
+struct Stop {
+    status: &'static str,
+    wake_others: bool,
+}
+
+impl Stop {
+    fn new(status: &'static str, wake_others: bool) -> Stop {
+        Stop {
+            status,
+            wake_others,
+        }
+    }
+
+    fn failed(wake_others: bool) -> Stop {
+        Stop::new("failed", wake_others)
+    }
+}
+
+async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
     let Some(event_row) = inner.store.event(&run.event_id).await? else {
-        return fail(inner, run, None, "the run's event is missing".into(), None).await;
+        return fail(inner, run, None, "the run's event is missing".into(), None)
+            .await
+            .map(Stop::failed);
     };
     let event = Event {
         id: event_row.id.clone(),
@@ -253,12 +287,16 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
             "function '{}' is not registered in this process",
             run.function_id
         );
-        return fail(inner, run, None, msg, Some(&event)).await;
+        return fail(inner, run, None, msg, Some(&event))
+            .await
+            .map(Stop::failed);
     };
     let steps = inner.store.steps(&run.id).await?;
     let step = Step::new(
         StepSettings {
             run_id: run.id.clone(),
+            function_id: run.function_id.clone(),
+            metrics: inner.metrics.clone(),
             owner: inner.owner.clone(),
             retries: function.retries,
             timeout: function.timeout,
@@ -286,25 +324,25 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
         (Some(Halt::Retry { step, at }), _) => {
             let error = step.error.clone();
             park(inner, run, "queued", at, Some(step), error).await?;
-            Ok(at <= now)
+            Ok(Stop::new("retrying", at <= now))
         }
         (Some(Halt::Sleep { step, until }), _) => {
             park(inner, run, "sleeping", until, Some(step), None).await?;
-            Ok(until <= now)
+            Ok(Stop::new("sleeping", until <= now))
         }
-        (Some(Halt::Fail { step, error }), _) => {
-            fail(inner, run, Some(step), error, Some(&event)).await
-        }
+        (Some(Halt::Fail { step, error }), _) => fail(inner, run, Some(step), error, Some(&event))
+            .await
+            .map(Stop::failed),
         (Some(Halt::Release), _) => {
             park(inner, run, "queued", now, None, None).await?;
-            Ok(false)
+            Ok(Stop::new("released", false))
         }
-        (Some(Halt::Lost), _) => Ok(false),
+        (Some(Halt::Lost), _) => Ok(Stop::new("lost", false)),
         (Some(Halt::Store(msg)), _) => {
             tracing::warn!(run_id = %run.id, error = %msg, "a checkpoint failed; the run will be retried");
             let retry_at = now + duration_ms(inner.config.backoff.base);
             park(inner, run, "queued", retry_at, None, Some(msg)).await?;
-            Ok(false)
+            Ok(Stop::new("retrying", false))
         }
         (None, Ok(Ok(output))) => {
             let output = serde_json::to_string(&output)?;
@@ -317,14 +355,16 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
                     })
                 })
                 .await?;
-            Ok(false)
+            Ok(Stop::new("completed", false))
         }
         (None, Ok(Err(interrupt))) => {
             let msg = match interrupt.0 {
                 Reason::Failed(msg) => msg,
                 Reason::Parked => "the run stopped without a recorded reason".into(),
             };
-            fail(inner, run, None, msg, Some(&event)).await
+            fail(inner, run, None, msg, Some(&event))
+                .await
+                .map(Stop::failed)
         }
         (None, Err(panic)) => {
             let msg = panic
@@ -340,6 +380,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<bool> {
                 Some(&event),
             )
             .await
+            .map(Stop::failed)
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod api;
 mod dashboard;
 pub mod error;
 mod health;
+mod metrics;
 pub mod state;
 mod stripe_webhook;
 
@@ -19,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(stripe_webhook::router(&state))
         .merge(health::router())
+        .merge(metrics::router())
         .merge(api::router())
         .merge(dashboard::router())
         .layer(TraceLayer::new_for_http())

@@ -34,6 +34,20 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Answer>, ApiError> {
+    let answer = accept(&state, &headers, body).await;
+    if let Err(err) = &answer
+        && err.status.is_client_error()
+    {
+        state.engine.metrics().rejected(err.code);
+    }
+    answer
+}
+
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Answer>, ApiError> {
     let body = body?;
     let signature = headers
         .get("stripe-signature")

@@ -228,6 +228,15 @@ impl Store {
         }
     }
 
+    /// Where the backend reports how many transactions each commit carried (SQLite's
+    /// group commit; PostgreSQL commits each on its own connection).
+    pub fn report_batch_sizes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+        match &self.0 {
+            Backend::Sqlite(s) => s.report_batch_sizes(histogram),
+            Backend::Postgres(_) => {}
+        }
+    }
+
     /// Stops the writer once queued work is done.
     pub async fn close(&self) {
         match &self.0 {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::query::{Query, QueryAs};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -30,6 +31,7 @@ pub(super) struct SqliteStore {
     readers: SqlitePool,
     jobs: mpsc::Sender<Box<dyn Job>>,
     writer: std::sync::Arc<Mutex<Option<JoinHandle<()>>>>,
+    batch_sizes: std::sync::Arc<std::sync::OnceLock<Histogram>>,
 }
 
 impl SqliteStore {
@@ -48,12 +50,18 @@ impl SqliteStore {
             .connect_with(options.clone().read_only(true))
             .await?;
         let (jobs, rx) = mpsc::channel(4096);
-        let handle = tokio::spawn(run_writer(StoreTx(TxConn::Sqlite(writer_conn)), rx));
+        let batch_sizes = std::sync::Arc::new(std::sync::OnceLock::new());
+        let handle = tokio::spawn(run_writer(
+            StoreTx(TxConn::Sqlite(writer_conn)),
+            rx,
+            batch_sizes.clone(),
+        ));
         Ok(SqliteStore {
             options: std::sync::Arc::new(options),
             readers,
             jobs,
             writer: std::sync::Arc::new(Mutex::new(Some(handle))),
+            batch_sizes,
         })
     }
 
@@ -62,6 +70,10 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
         conn.close().await?;
         Ok(())
+    }
+
+    pub(super) fn report_batch_sizes(&self, histogram: Histogram) {
+        let _ = self.batch_sizes.set(histogram);
     }
 
     pub(super) fn reader(&self) -> &SqlitePool {
@@ -163,7 +175,11 @@ impl<T: Send, E: Send> Finish for TxDone<T, E> {
     }
 }
 
-async fn run_writer(mut tx: StoreTx, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
+async fn run_writer(
+    mut tx: StoreTx,
+    mut jobs: mpsc::Receiver<Box<dyn Job>>,
+    batch_sizes: std::sync::Arc<std::sync::OnceLock<Histogram>>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = jobs.recv().await {
         batch.push(first);
@@ -172,6 +188,9 @@ async fn run_writer(mut tx: StoreTx, mut jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
+        }
+        if let Some(histogram) = batch_sizes.get() {
+            histogram.observe(batch.len() as f64);
         }
         commit_batch(&mut tx, &mut batch).await;
     }

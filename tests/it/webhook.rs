@@ -16,6 +16,7 @@ crate::on_both_backends!(
     an_unhandled_type_is_stored_and_acknowledged_without_a_run,
     health_answers_ok_with_a_database,
     a_database_that_is_down_answers_503_with_retry_after,
+    metrics_count_events_rejections_runs_and_the_queue,
 );
 
 fn body(name: &str) -> Vec<u8> {
@@ -284,4 +285,60 @@ async fn a_database_that_is_down_answers_503_with_retry_after(backend: Backend) 
         .expect("response");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
+}
+
+async fn metrics_count_events_rejections_runs_and_the_queue(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    app.deliver_fixture("payment_intent.succeeded", Overrides::default())
+        .await;
+    app.deliver_fixture("checkout.session.completed", Overrides::default())
+        .await;
+    let payload = body("invoice.paid");
+    let (status, _) = app.post_webhook(payload, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let text = app.metrics().await;
+    assert!(
+        text.contains("paysteps_events_received_total{source=\"stripe\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("paysteps_events_rejected_total{reason=\"missing_signature\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("paysteps_runs_open{status=\"queued\"} 2"),
+        "{text}"
+    );
+
+    app.settle().await;
+    let text = app.metrics().await;
+    assert!(
+        text.contains(
+            "paysteps_runs_total{function=\"checkout-session-completed\",status=\"completed\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("paysteps_runs_open{status=\"queued\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "paysteps_step_duration_seconds_count{function=\"checkout-session-completed\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "paysteps_run_latency_seconds_count{function=\"payment-intent-succeeded\"} 1"
+        ),
+        "{text}"
+    );
+    if backend == Backend::Sqlite {
+        assert!(
+            text.contains("paysteps_db_commit_batch_size_count"),
+            "{text}"
+        );
+    }
 }

@@ -142,6 +142,24 @@ impl TestApp {
             .await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let request = Request::get("/metrics")
+            .body(Body::empty())
+            .expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
     async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
         let response = self
             .router
