@@ -16,6 +16,8 @@ mod subscription;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -77,8 +79,46 @@ pub(crate) struct EventMeta {
 }
 
 // Deserializing async-stripe's deeply nested types takes more stack than a runtime worker
-// thread has in debug builds, so it runs on a thread of its own.
+// thread has in debug builds, so it runs on a few long-lived threads with a large stack.
 const PARSE_STACK_BYTES: usize = 16 * 1024 * 1024;
+
+type ParseJob = Box<dyn FnOnce() + Send>;
+
+/// The parser threads, started on first use and kept for the life of the process.
+fn parser() -> Option<&'static Mutex<mpsc::Sender<ParseJob>>> {
+    static PARSER: OnceLock<Option<Mutex<mpsc::Sender<ParseJob>>>> = OnceLock::new();
+    PARSER
+        .get_or_init(|| {
+            let (jobs, queue) = mpsc::channel::<ParseJob>();
+            let queue = Arc::new(Mutex::new(queue));
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let mut started = 0;
+            for i in 0..threads {
+                let queue = queue.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("stripe-parse-{i}"))
+                    .stack_size(PARSE_STACK_BYTES)
+                    .spawn(move || {
+                        loop {
+                            let job = match queue.lock() {
+                                Ok(queue) => queue.recv(),
+                                Err(_) => return,
+                            };
+                            match job {
+                                // A panicking parse drops its reply; the thread lives on.
+                                Ok(job) => {
+                                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                                }
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                started += usize::from(spawned.is_ok());
+            }
+            (started > 0).then(|| Mutex::new(jobs))
+        })
+        .as_ref()
+}
 
 /// Parses the Stripe event envelope in `data` and hands it to `summarize`, which keeps
 /// what later steps need. A malformed event fails without retries.
@@ -88,23 +128,28 @@ where
     F: FnOnce(EventMeta, stripe_webhook::EventObject) -> Result<S, StepError> + Send + 'static,
 {
     let (reply, answer) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("stripe-parse".into())
-        .stack_size(PARSE_STACK_BYTES)
-        .spawn(move || {
-            let result = serde_json::from_value::<stripe_webhook::Event>(data)
-                .map_err(|e| Error::InvalidEvent(e.to_string()))
-                .non_retriable()
-                .and_then(|event| {
-                    let meta = EventMeta {
-                        id: event.id.as_str().to_owned(),
-                        created: event.created,
-                        event_type: event.type_.as_str().to_owned(),
-                    };
-                    summarize(meta, event.data.object)
-                });
-            let _ = reply.send(result);
-        })?;
+    let job: ParseJob = Box::new(move || {
+        let result = serde_json::from_value::<stripe_webhook::Event>(data)
+            .map_err(|e| Error::InvalidEvent(e.to_string()))
+            .non_retriable()
+            .and_then(|event| {
+                let meta = EventMeta {
+                    id: event.id.as_str().to_owned(),
+                    created: event.created,
+                    event_type: event.type_.as_str().to_owned(),
+                };
+                summarize(meta, event.data.object)
+            });
+        let _ = reply.send(result);
+    });
+    let sent = parser()
+        .and_then(|jobs| jobs.lock().ok())
+        .is_some_and(|jobs| jobs.send(job).is_ok());
+    if !sent {
+        return Err(StepError::retriable(
+            "the Stripe event parser threads are not running",
+        ));
+    }
     answer
         .await
         .map_err(|_| StepError::retriable("the Stripe event parser stopped unexpectedly"))?
