@@ -1,6 +1,9 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
+mod cluster;
 mod common;
+mod cron;
+mod db_faults;
 mod engine;
 mod payments;
 mod recovery;

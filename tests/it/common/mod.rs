@@ -2,6 +2,8 @@
 //! schema when `TEST_DATABASE_URL` is set), the real router, a manual clock.
 
 pub mod db;
+pub mod proxy;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
