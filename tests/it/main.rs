@@ -1,5 +1,6 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
+mod cli;
 mod cluster;
 mod common;
 mod cron;
