@@ -23,8 +23,10 @@ pub struct EventInput {
     /// The payload as JSON text, stored as received.
     pub data: String,
     pub external_id: Option<String>,
-    /// Permanent dedupe key: a second event with the same key is a duplicate.
+    /// Dedupe key: a second event with the same key is a duplicate (for ever, or
+    /// within `dedupe_window`).
     pub dedupe_key: Option<String>,
+    pub dedupe_window: Option<std::time::Duration>,
     pub ts: Option<i64>,
     pub source: &'static str,
     /// The main object's id (`sub_…`, `pi_…`), for search.
@@ -40,6 +42,7 @@ impl EventInput {
             data: data.to_string(),
             external_id: None,
             dedupe_key: None,
+            dedupe_window: None,
             ts: None,
             source: "api",
             object_id: None,

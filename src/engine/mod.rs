@@ -232,6 +232,7 @@ impl Engine {
         let event = NewEvent {
             id: new_id("ev"),
             dedupe_key: input.dedupe_key,
+            dedupe_for_ms: input.dedupe_window.map(clock::duration_ms),
             external_id: input.external_id,
             name: input.name,
             source: input.source.to_owned(),

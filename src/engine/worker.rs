@@ -153,6 +153,7 @@ pub(super) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
                 let event = NewEvent {
                     id: new_id("ev"),
                     dedupe_key: Some(format!("cron:{function_id}:{tick}")),
+                    dedupe_for_ms: None,
                     external_id: None,
                     name: CRON_TICK.to_owned(),
                     source: "cron".to_owned(),
@@ -475,6 +476,7 @@ fn failure_handler_run(
     let failure_event = NewEvent {
         id: new_id("ev"),
         dedupe_key: Some(format!("failed:{}", run.id)),
+        dedupe_for_ms: None,
         external_id: None,
         name: FUNCTION_FAILED.to_owned(),
         source: "internal".to_owned(),

@@ -63,6 +63,7 @@ async fn accept(
         data,
         external_id: Some(event.id.clone()),
         dedupe_key: Some(format!("stripe:{}", event.id)),
+        dedupe_window: None,
         ts: Some(event.created.saturating_mul(1000)),
         source: "stripe",
         object_id: event.object_id.clone(),

@@ -11,8 +11,10 @@ use crate::store::rows::{EventRow, RunRow, StepRow};
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub id: String,
-    /// Permanent dedupe key (`stripe:evt_…`); `None` stores the event unconditionally.
+    /// Dedupe key (`stripe:evt_…`); `None` stores the event unconditionally.
     pub dedupe_key: Option<String>,
+    /// How long the key holds, in milliseconds; `None` holds it for ever.
+    pub dedupe_for_ms: Option<i64>,
     pub external_id: Option<String>,
     pub name: String,
     pub source: String,
@@ -81,6 +83,25 @@ impl StoreTx {
         event: &NewEvent,
         runs: &[NewRun],
     ) -> Result<IngestOutcome> {
+        if let (Some(key), Some(window)) = (&event.dedupe_key, event.dedupe_for_ms) {
+            if let Some(original) = self
+                .claim_event_key(key, &event.id, event.received_at, window)
+                .await?
+            {
+                self.execute(
+                    "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
+                    args![&original],
+                )
+                .await?;
+                return Ok(IngestOutcome::Duplicate { event_id: original });
+            }
+            let unkeyed = NewEvent {
+                dedupe_key: None,
+                dedupe_for_ms: None,
+                ..event.clone()
+            };
+            return Box::pin(self.insert_event(&unkeyed, runs)).await;
+        }
         let inserted: Option<(String,)> = self
             .fetch_optional(
                 "INSERT INTO events (id, dedupe_key, external_id, name, source, data, ts, \
@@ -119,6 +140,33 @@ impl StoreTx {
             event_id: event.id.clone(),
             runs: runs.iter().map(|r| r.id.clone()).collect(),
         })
+    }
+
+    /// Takes `key` for `event_id` until `now + window`, unless another event holds it
+    /// still; then returns that event's id.
+    async fn claim_event_key(
+        &mut self,
+        key: &str,
+        event_id: &str,
+        now: i64,
+        window: i64,
+    ) -> Result<Option<String>> {
+        let taken: Option<(String,)> = self
+            .fetch_optional(
+                "INSERT INTO event_keys (key, event_id, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
+                 expires_at = excluded.expires_at WHERE event_keys.expires_at <= $4 \
+                 RETURNING event_id",
+                args![key, event_id, now.saturating_add(window), now],
+            )
+            .await?;
+        if taken.is_some() {
+            return Ok(None);
+        }
+        let (holder,): (String,) = self
+            .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
+            .await?;
+        Ok(Some(holder))
     }
 
     pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {

@@ -18,6 +18,7 @@ crate::on_both_backends!(
     steps_with_one_name_in_a_loop_are_memoized_by_occurrence,
     a_transactional_step_commits_its_writes_with_its_checkpoint_only,
     workers_pick_up_new_runs_without_waiting_for_a_poll,
+    a_dedupe_window_holds_an_id_for_its_length_only,
 );
 
 type Counter = Arc<AtomicU32>;
@@ -315,4 +316,35 @@ async fn workers_pick_up_new_runs_without_waiting_for_a_poll(backend: Backend) {
     .await;
     assert!(done, "the worker pool did not complete the run");
     app.engine.shutdown().await;
+}
+
+async fn a_dedupe_window_holds_an_id_for_its_length_only(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let keyed = || {
+        let mut input = paysteps::engine::EventInput::new("app/order.placed", &json!({"order": 1}));
+        input.dedupe_key = Some("api:order-1".into());
+        input.dedupe_window = Some(Duration::from_secs(24 * 3600));
+        input
+    };
+    let first = app.engine.ingest(keyed()).await.expect("ingest");
+    let paysteps::store::IngestOutcome::Accepted { event_id, .. } = first else {
+        panic!("{first:?}")
+    };
+    app.clock.advance(Duration::from_secs(24 * 3600 - 1));
+    let again = app.engine.ingest(keyed()).await.expect("ingest");
+    assert_eq!(
+        again,
+        paysteps::store::IngestOutcome::Duplicate {
+            event_id: event_id.clone()
+        }
+    );
+
+    app.clock.advance(Duration::from_secs(1));
+    let later = app.engine.ingest(keyed()).await.expect("ingest");
+    assert!(
+        matches!(&later, paysteps::store::IngestOutcome::Accepted { event_id: id, .. } if *id != event_id),
+        "{later:?}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 2);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events WHERE duplicates = 1").await, 1);
 }
