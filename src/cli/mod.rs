@@ -1,5 +1,6 @@
-//! The command line: `dev`, `serve`, `migrate`, `trigger`.
+//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`.
 
+mod send;
 mod server;
 mod trigger;
 
@@ -30,6 +31,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Send a realistic, correctly signed Stripe event to a running server.
     Trigger(trigger::TriggerArgs),
+    /// Send an application event to a running server's event API, as an Inngest SDK would.
+    Send(send::SendArgs),
 }
 
 /// Settings shared by `dev` and `serve`.
@@ -79,6 +82,10 @@ pub struct ServeArgs {
     /// Credential for the dashboard and `/api/v1`.
     #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
     pub dashboard_token: Option<String>,
+    /// Keys accepted by the event API (`POST /e/{key}`), comma-separated; with none,
+    /// every key is refused.
+    #[arg(long = "event-key", env = "PAYSTEPS_EVENT_KEY", hide_env_values = true)]
+    pub event_key: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -102,5 +109,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => server::serve(args).await,
         Command::Migrate(args) => server::migrate(&args.db).await,
         Command::Trigger(args) => trigger::run(args).await,
+        Command::Send(args) => send::run(args).await,
     }
 }

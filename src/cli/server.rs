@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, EventKeys};
 use crate::payments::{self, Faults};
 use crate::store::Store;
 use crate::stripe::{signature::Verifier, signer};
@@ -64,9 +64,19 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     println!(
         "                  (then set STRIPE_WEBHOOK_SECRET to the whsec_… it prints and restart)"
     );
+    println!("  event API       http://{addr}/e/<any key>  (INNGEST_BASE_URL=http://{addr})");
     println!("  try it          paysteps trigger checkout.session.completed");
+    println!("                  paysteps send app/hello --data '{{\"name\":\"Ada\"}}'");
     let engine = build_engine(store, &args.engine)?;
-    serve_until(listener, engine, &secrets, &args.engine, shutdown_signal()).await
+    serve_until(
+        listener,
+        engine,
+        &secrets,
+        EventKeys::Any,
+        &args.engine,
+        shutdown_signal(),
+    )
+    .await
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -92,6 +102,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
+    let event_keys = EventKeys::only(args.event_key.as_deref().unwrap_or_default());
+    if matches!(&event_keys, EventKeys::Only(keys) if keys.is_empty()) {
+        tracing::warn!("no PAYSTEPS_EVENT_KEY: the event API (POST /e/{{key}}) refuses every key");
+    }
     let db = args.db.unwrap_or_default();
     let store = open(&db).await?;
     let listener = TcpListener::bind(&args.bind)
@@ -99,7 +113,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.bind))?;
     tracing::info!(addr = %listener.local_addr()?, "paysteps serve listening");
     let engine = build_engine(store, &args.engine)?;
-    serve_until(listener, engine, &secrets, &args.engine, shutdown_signal()).await
+    serve_until(
+        listener,
+        engine,
+        &secrets,
+        event_keys,
+        &args.engine,
+        shutdown_signal(),
+    )
+    .await
 }
 
 async fn open(db: &str) -> anyhow::Result<Store> {
@@ -123,8 +145,13 @@ fn build_engine(store: Store, args: &EngineArgs) -> anyhow::Result<Engine> {
     Ok(builder.build()?)
 }
 
-/// The HTTP state for an engine and its webhook settings.
-pub fn build_app(engine: Engine, secrets: &[Secret], args: &EngineArgs) -> AppState {
+/// The HTTP state for an engine, its webhook settings and the event API's keys.
+pub fn build_app(
+    engine: Engine,
+    secrets: &[Secret],
+    event_keys: EventKeys,
+    args: &EngineArgs,
+) -> AppState {
     AppState {
         engine,
         verifier: Arc::new(Verifier::new(
@@ -132,6 +159,7 @@ pub fn build_app(engine: Engine, secrets: &[Secret], args: &EngineArgs) -> AppSt
             Duration::from_secs(args.tolerance_secs),
         )),
         max_body_bytes: args.max_body_bytes,
+        event_keys,
     }
 }
 
@@ -141,11 +169,12 @@ pub async fn serve_until(
     listener: TcpListener,
     engine: Engine,
     secrets: &[Secret],
+    event_keys: EventKeys,
     args: &EngineArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     engine.start();
-    let state = build_app(engine.clone(), secrets, args);
+    let state = build_app(engine.clone(), secrets, event_keys, args);
     let served = http::serve(listener, state, shutdown).await;
     tracing::info!("shutting down: finishing in-flight steps");
     engine.shutdown().await;

@@ -1,8 +1,9 @@
-//! HTTP: the Stripe webhook, the JSON API, health, and the dashboard page.
+//! HTTP: the Stripe webhook, the event API, the JSON API, health, and the dashboard page.
 
 pub mod api;
 mod dashboard;
 pub mod error;
+mod event_api;
 mod health;
 mod metrics;
 pub mod state;
@@ -14,16 +15,27 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub use event_api::EventKeys;
 pub use state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(stripe_webhook::router(&state))
+        .merge(event_api::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(api::router())
         .merge(dashboard::router())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::debug_span!(
+                    "request",
+                    method = %request.method(),
+                    uri = %event_api::loggable_uri(request.uri()),
+                    version = ?request.version(),
+                )
+            }),
+        )
         .with_state(state)
 }
 

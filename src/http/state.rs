@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::event_api::EventKeys;
 use crate::engine::Engine;
 use crate::stripe::signature::Verifier;
 
@@ -10,4 +11,6 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Largest webhook body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Keys accepted by `POST /e/{event_key}`.
+    pub event_keys: EventKeys,
 }

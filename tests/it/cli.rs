@@ -107,7 +107,10 @@ async fn trigger_sends_signed_fixtures_that_start_runs() {
         ("payment_intent.succeeded", vec![]),
         ("payment_intent.payment_failed", vec![]),
         // Last, so it is the newest word on the fixture's subscription.
-        ("checkout.session.completed", vec!["--user", "user_42", "--customer", "cus_42"]),
+        (
+            "checkout.session.completed",
+            vec!["--user", "user_42", "--customer", "cus_42"],
+        ),
     ] {
         let mut args = vec!["trigger", event_type, "--url", &url, "--secret", SECRET];
         args.extend(extra);

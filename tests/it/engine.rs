@@ -346,5 +346,9 @@ async fn a_dedupe_window_holds_an_id_for_its_length_only(backend: Backend) {
         "{later:?}"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 2);
-    assert_eq!(app.count("SELECT COUNT(*) FROM events WHERE duplicates = 1").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE duplicates = 1")
+            .await,
+        1
+    );
 }

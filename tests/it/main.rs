@@ -6,6 +6,7 @@ mod common;
 mod cron;
 mod db_faults;
 mod engine;
+mod event_api;
 mod payments;
 mod recovery;
 mod webhook;

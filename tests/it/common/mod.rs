@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use paysteps::engine::{Backoff, Clock, Engine, EngineBuilder, EngineConfig, system_now_ms};
-use paysteps::http::{self, AppState};
+use paysteps::http::{self, AppState, EventKeys};
 use paysteps::payments::{self, Faults};
 use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
@@ -42,6 +42,8 @@ pub struct Setup {
     pub max_body_bytes: usize,
     pub with_payments: bool,
     pub register: Box<dyn FnOnce(EngineBuilder) -> EngineBuilder>,
+    /// Keys the event API accepts (`Any`, as under `dev`, by default).
+    pub event_keys: EventKeys,
 }
 
 impl Default for Setup {
@@ -52,6 +54,7 @@ impl Default for Setup {
             max_body_bytes: 1024 * 1024,
             with_payments: true,
             register: Box::new(|b| b),
+            event_keys: EventKeys::Any,
         }
     }
 }
@@ -95,6 +98,7 @@ impl TestApp {
             engine: engine.clone(),
             verifier: Arc::new(Verifier::new(setup.secrets, Duration::from_secs(300))),
             max_body_bytes: setup.max_body_bytes,
+            event_keys: setup.event_keys,
         };
         TestApp {
             router: http::router(state),
