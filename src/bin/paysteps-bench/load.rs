@@ -1,125 +1,22 @@
-//! The load: unique, signed Stripe events built before timing, sent over keep-alive
-//! connections either as fast as the server answers (closed loop) or on a schedule
-//! (open loop, latency measured from the scheduled time so a slow server cannot hide
-//! its queueing: no coordinated omission).
+//! The load: prepared events sent over keep-alive connections, either as fast as the
+//! server answers (closed loop) or on a schedule (open loop, latency measured from the
+//! scheduled time so a slow server cannot hide its queueing: no coordinated omission),
+//! optionally with a cap on events whose runs have not finished.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use clap::ValueEnum;
 use paysteps::engine::system_now_ms;
-use paysteps::stripe::fixtures::{self, Overrides};
+use paysteps::store::Store;
 use paysteps::stripe::signer;
 use serde::Deserialize;
-use serde_json::Value;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 
-/// Which Stripe event every request carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mix {
-    /// `checkout.session.completed` in subscription mode.
-    #[value(name = "checkout")]
-    Checkout,
-    /// `payment_intent.succeeded`.
-    #[value(name = "payment_intent")]
-    PaymentIntent,
-}
-
-impl Mix {
-    pub fn event_type(self) -> &'static str {
-        match self {
-            Mix::Checkout => "checkout.session.completed",
-            Mix::PaymentIntent => "payment_intent.succeeded",
-        }
-    }
-
-    /// The function each event starts.
-    pub fn function(self) -> &'static str {
-        match self {
-            Mix::Checkout => "checkout-session-completed",
-            Mix::PaymentIntent => "payment-intent-succeeded",
-        }
-    }
-}
-
-/// The ids that make one event unique, kept to check the database against.
-#[derive(Debug, Clone)]
-pub struct Expected {
-    pub event_id: String,
-    /// The subscription (checkout) or PaymentIntent the business row is keyed by.
-    pub object_id: String,
-    pub customer: String,
-    pub user: String,
-}
-
-struct Prepared {
-    index: usize,
-    body: Vec<u8>,
-    signed_at: i64,
-    signature: String,
-}
-
-/// A signature older than this is made again at send time (Stripe's tolerance is 300 s).
-const RESIGN_AFTER_SECS: i64 = 240;
-
-/// Events ready to send, in order, and what each should leave in the database.
-pub struct Batch {
-    queue: Vec<Prepared>,
-    pub expected: Vec<Expected>,
-}
-
-pub fn build(mix: Mix, count: usize, tag: &str, secret: &str) -> anyhow::Result<Batch> {
-    let template = fixtures::fixture(mix.event_type())
-        .ok_or_else(|| anyhow!("no fixture for {}", mix.event_type()))?;
-    let now = system_now_ms() / 1000;
-    let mut queue = Vec::with_capacity(count);
-    let mut expected = Vec::with_capacity(count);
-    for index in 0..count {
-        let ids = Expected {
-            event_id: format!("evt_bench{tag}{index:08}"),
-            object_id: match mix {
-                Mix::Checkout => format!("sub_bench{tag}{index:08}"),
-                Mix::PaymentIntent => format!("pi_bench{tag}{index:08}"),
-            },
-            customer: format!("cus_bench{tag}{index:08}"),
-            user: format!("user_bench{tag}{index:08}"),
-        };
-        let mut event = fixtures::build_event(
-            template.clone(),
-            &Overrides {
-                event_id: Some(ids.event_id.clone()),
-                created: Some(now),
-                user: Some(ids.user.clone()),
-                customer: Some(ids.customer.clone()),
-            },
-        );
-        let object = &mut event["data"]["object"];
-        object["customer"] = Value::from(ids.customer.as_str());
-        match mix {
-            Mix::Checkout => {
-                object["id"] = Value::from(format!("cs_bench{tag}{index:08}"));
-                object["subscription"] = Value::from(ids.object_id.as_str());
-                object["client_reference_id"] = Value::from(ids.user.as_str());
-            }
-            Mix::PaymentIntent => {
-                object["id"] = Value::from(ids.object_id.as_str());
-                object["metadata"]["user_id"] = Value::from(ids.user.as_str());
-            }
-        }
-        let body = serde_json::to_vec(&event).context("serializing an event")?;
-        let signature = signer::sign(secret, &body, now);
-        queue.push(Prepared {
-            index,
-            body,
-            signed_at: now,
-            signature,
-        });
-        expected.push(ids);
-    }
-    Ok(Batch { queue, expected })
-}
+use crate::events::{Batch, Prepared, RESIGN_AFTER_SECS};
+use crate::verify::PENDING;
 
 /// How events are paced.
 #[derive(Debug, Clone, Copy)]
@@ -172,6 +69,19 @@ impl Outcome {
     }
 }
 
+/// How to send a batch.
+pub struct Settings<'a> {
+    /// Base URLs of the servers; connections are spread evenly over them.
+    pub urls: &'a [String],
+    pub connections: usize,
+    pub pace: Pace,
+    pub secret: &'a str,
+    pub deadline: Instant,
+    /// At most this many events accepted whose runs have not finished, read from this
+    /// store: an end-to-end closed loop.
+    pub in_flight: Option<(usize, Store)>,
+}
+
 struct Shared {
     queue: Mutex<std::vec::IntoIter<Prepared>>,
     secret: String,
@@ -180,17 +90,23 @@ struct Shared {
     start: OnceLock<Instant>,
     warmed: Barrier,
     go: Barrier,
+    /// Events accepted so far.
+    accepted: AtomicUsize,
+    /// With an in-flight limit: one permit per event that may be sent.
+    permits: Option<Semaphore>,
+    sending: AtomicBool,
 }
 
-/// Sends every event of `batch` over `connections` connections spread evenly over `urls`.
-pub async fn run(
-    batch: Batch,
-    urls: &[String],
-    connections: usize,
-    pace: Pace,
-    secret: &str,
-    deadline: Instant,
-) -> anyhow::Result<Outcome> {
+/// Sends every event of `batch`.
+pub async fn run(batch: Batch, settings: Settings<'_>) -> anyhow::Result<Outcome> {
+    let Settings {
+        urls,
+        connections,
+        pace,
+        secret,
+        deadline,
+        in_flight,
+    } = settings;
     let total = batch.queue.len();
     let shared = Arc::new(Shared {
         queue: Mutex::new(batch.queue.into_iter()),
@@ -200,7 +116,11 @@ pub async fn run(
         start: OnceLock::new(),
         warmed: Barrier::new(connections + 1),
         go: Barrier::new(connections + 1),
+        accepted: AtomicUsize::new(0),
+        permits: in_flight.as_ref().map(|(limit, _)| Semaphore::new(*limit)),
+        sending: AtomicBool::new(true),
     });
+    let poller = in_flight.map(|(_, store)| tokio::spawn(release_completed(store, shared.clone())));
     let mut tasks = Vec::with_capacity(connections);
     for connection in 0..connections {
         // One client per connection: exactly `connections` keep-alive connections,
@@ -222,8 +142,23 @@ pub async fn run(
     let _ = shared.start.set(Instant::now());
     shared.go.wait().await;
     let mut samples = Vec::with_capacity(total);
+    let mut failed = None;
     for task in tasks {
-        samples.extend(task.await.context("a load connection panicked")??);
+        match task.await.context("a load connection panicked") {
+            Ok(Ok(done)) => samples.extend(done),
+            Ok(Err(err)) | Err(err) => failed = Some(err),
+        }
+        // A connection that gave up must not leave the others waiting for permits.
+        if let (Some(permits), true) = (&shared.permits, failed.is_some()) {
+            permits.close();
+        }
+    }
+    shared.sending.store(false, Ordering::Relaxed);
+    if let Some(poller) = poller {
+        poller.await.context("the in-flight poller panicked")??;
+    }
+    if let Some(err) = failed {
+        return Err(err);
     }
     samples.sort_by_key(|s| s.index);
     Ok(Outcome {
@@ -253,6 +188,13 @@ async fn connection_loop(
         if Instant::now() > shared.deadline {
             break;
         }
+        if let Some(permits) = &shared.permits {
+            match tokio::time::timeout_at(shared.deadline.into(), permits.acquire()).await {
+                Ok(Ok(permit)) => permit.forget(),
+                // Closed, or runs did not finish before the deadline.
+                Ok(Err(_)) | Err(_) => break,
+            }
+        }
         let next = shared
             .queue
             .lock()
@@ -274,6 +216,14 @@ async fn connection_loop(
         let sent = Instant::now();
         let failure = send(&client, &url, event.body, &event.signature).await;
         let done = Instant::now();
+        match (&failure, &shared.permits) {
+            (None, _) => {
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+            }
+            // No run to wait for: the permit comes back at once.
+            (Some(_), Some(permits)) => permits.add_permits(1),
+            (Some(_), None) => {}
+        }
         samples.push(Sample {
             index: event.index,
             failure,
@@ -283,6 +233,33 @@ async fn connection_loop(
         });
     }
     Ok(samples)
+}
+
+/// Gives back one permit per finished run: events accepted minus runs not yet
+/// finished. Reading `accepted` before the count keeps the estimate on the safe side.
+async fn release_completed(store: Store, shared: Arc<Shared>) -> anyhow::Result<()> {
+    let Some(permits) = &shared.permits else {
+        return Ok(());
+    };
+    let mut released = 0;
+    while shared.sending.load(Ordering::Relaxed) {
+        let accepted = shared.accepted.load(Ordering::SeqCst);
+        let pending = match store.fetch_one::<(i64,)>(PENDING, vec![]).await {
+            Ok((pending,)) => pending,
+            Err(err) => {
+                // Nobody else gives permits back: stop the senders rather than hang.
+                permits.close();
+                return Err(err).context("counting unfinished runs");
+            }
+        };
+        let finished = accepted.saturating_sub(usize::try_from(pending).unwrap_or(0));
+        if finished > released {
+            permits.add_permits(finished - released);
+            released = finished;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
 }
 
 fn micros(d: Duration) -> u64 {

@@ -4,6 +4,7 @@
 //! and cost, and verifies that each accepted event was processed exactly once. Exits 1
 //! when anything is wrong.
 
+mod events;
 mod load;
 mod report;
 mod server;
@@ -19,7 +20,8 @@ use paysteps::store::Store;
 use paysteps::stripe::signer;
 use rand::Rng;
 
-use load::{Mix, Pace};
+use events::Mix;
+use load::Pace;
 use report::Report;
 use server::{Cluster, Database, Launch, Usage};
 
@@ -39,6 +41,10 @@ struct Args {
     /// event as soon as the last is answered (closed loop).
     #[arg(long)]
     rate: Option<f64>,
+    /// At most this many events accepted whose runs have not finished (an end-to-end
+    /// closed loop; the bench polls the database every millisecond to see runs finish).
+    #[arg(long)]
+    in_flight: Option<usize>,
     /// Event type sent.
     #[arg(long, value_enum, default_value_t = Mix::Checkout)]
     mix: Mix,
@@ -127,6 +133,9 @@ fn plan(args: &Args) -> anyhow::Result<Plan> {
     if args.processes > 1 && args.database_url.is_none() {
         bail!("--processes above 1 needs --database-url: SQLite serves one process");
     }
+    if args.in_flight == Some(0) {
+        bail!("--in-flight must be at least 1");
+    }
     if connections < args.processes {
         bail!("--connections must be at least --processes, so every process gets load");
     }
@@ -191,6 +200,8 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         args.processes,
     )
     .await?;
+    let pids = cluster.pids();
+    eprintln!("paysteps-bench: server pid(s) {pids:?}");
     let store = Store::connect(&url)
         .await
         .context("opening the database to read the results")?;
@@ -198,10 +209,9 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         "paysteps-bench: building and signing {} events",
         plan.events
     );
-    let mut batch = load::build(args.mix, plan.events, &plan.tag, &secret)?;
+    let mut batch = events::build(args.mix, plan.events, &plan.tag, &secret)?;
     let expected = std::mem::take(&mut batch.expected);
 
-    let pids = cluster.pids();
     let server_usage = || -> anyhow::Result<Usage> {
         pids.iter().try_fold(Usage::default(), |sum, pid| {
             Ok(sum.add(server::usage(&pid.to_string())?))
@@ -217,20 +227,26 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         ]
         .iter()
         .any(|host| url.contains(host));
+    let in_flight = args.in_flight.map(|limit| (limit, store.clone()));
+    let urls = cluster.urls();
     let server_before = server_usage()?;
     let client_before = server::usage("self")?;
     let postgres_before = local_postgres.then(server::postgres_usage);
+    let batches_before = server::commit_batches(&urls).await;
 
     eprintln!("paysteps-bench: sending");
     let start = Instant::now();
     let deadline = start + plan.timeout;
     let outcome = load::run(
         batch,
-        &cluster.urls(),
-        plan.connections,
-        plan.pace,
-        &secret,
-        deadline,
+        load::Settings {
+            urls: &urls,
+            connections: plan.connections,
+            pace: plan.pace,
+            secret: &secret,
+            deadline,
+            in_flight,
+        },
     )
     .await?;
     eprintln!("paysteps-bench: waiting for the runs");
@@ -245,6 +261,13 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         .iter()
         .map(|pid| server::peak_rss_kib(*pid))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let batches = match (
+        batches_before,
+        server::commit_batches(&cluster.urls()).await,
+    ) {
+        (Some(before), Some(after)) => Some(after.since(before)),
+        _ => None,
+    };
     let runs = verify::run_timings(&store, args.mix.function()).await?;
     let mut problems = Vec::new();
     if pending > 0 {
@@ -254,24 +277,17 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
     store.close().await;
     problems.extend(cluster.stop());
 
-    let pace = match plan.pace {
+    let mut pace = match plan.pace {
         Pace::Closed => "closed loop".to_owned(),
         Pace::Open { rate } => format!("open loop at {rate} events/s"),
     };
-    let mut ack_us: Vec<u64> = outcome
-        .samples
-        .iter()
-        .filter(|s| s.failure.is_none())
-        .map(|s| s.latency_us)
-        .collect();
-    ack_us.sort_unstable();
-    let mut service_us: Vec<u64> = outcome
-        .samples
-        .iter()
-        .filter(|s| s.failure.is_none())
-        .map(|s| s.service_us)
-        .collect();
-    service_us.sort_unstable();
+    if let Some(limit) = args.in_flight {
+        pace.push_str(&format!(
+            ", at most {limit} events in flight to run completion"
+        ));
+    }
+    let ack_us = sorted_accepted(&outcome, |s| s.latency_us);
+    let service_us = sorted_accepted(&outcome, |s| s.service_us);
     Report {
         title: format!(
             "paysteps-bench: {backend}; {pace}; {} connections; {} {} events",
@@ -297,6 +313,7 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         client,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         peak_rss_kib,
+        batches,
     }
     .print();
 
@@ -313,4 +330,16 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         }
         Ok(false)
     }
+}
+
+/// One figure of every accepted event, sorted.
+fn sorted_accepted(outcome: &load::Outcome, figure: impl Fn(&load::Sample) -> u64) -> Vec<u64> {
+    let mut values: Vec<u64> = outcome
+        .samples
+        .iter()
+        .filter(|s| s.failure.is_none())
+        .map(figure)
+        .collect();
+    values.sort_unstable();
+    values
 }

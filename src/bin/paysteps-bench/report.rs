@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::server::{TICKS_PER_SEC, Usage};
+use crate::server::{Batches, TICKS_PER_SEC, Usage};
 use crate::verify::RunTimings;
 
 pub struct Report {
@@ -31,6 +31,8 @@ pub struct Report {
     pub client: Usage,
     pub cores: usize,
     pub peak_rss_kib: Vec<u64>,
+    /// Commits and transactions between the start of the load and the end of the runs.
+    pub batches: Option<Batches>,
 }
 
 /// The `q` quantile of sorted values (nearest rank).
@@ -143,6 +145,15 @@ impl Report {
             ));
         }
         println!("  disk writes          {disk}  (/proc/<pid>/io write_bytes)");
+        if let Some(b) = self.batches.filter(|b| b.commits > 0.0) {
+            println!(
+                "  database commits     {:.0} commits ({:.0}/s), {:.1} transactions each, {:.1} per event  (server /metrics)",
+                b.commits,
+                b.commits / window,
+                b.transactions / b.commits,
+                b.transactions / self.accepted.max(1) as f64,
+            );
+        }
         let sum: u64 = self.peak_rss_kib.iter().sum();
         let max = self.peak_rss_kib.iter().copied().max().unwrap_or(0);
         println!(

@@ -323,3 +323,51 @@ pub fn postgres_delta(before: &HashMap<u32, Usage>, after: &HashMap<u32, Usage>)
         sum.add(now.since(before.get(pid).copied().unwrap_or_default()))
     })
 }
+
+/// Database commits and the transactions they carried, summed over the servers'
+/// `db_commit_batch_size` histograms on `/metrics`; `None` where none is exposed.
+pub async fn commit_batches(urls: &[String]) -> Option<Batches> {
+    let client = reqwest::Client::new();
+    let mut total = Batches::default();
+    let mut found = false;
+    for url in urls {
+        let text = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, value)) = line.split_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            if name.ends_with("db_commit_batch_size_count") {
+                total.commits += value;
+                found = true;
+            } else if name.ends_with("db_commit_batch_size_sum") {
+                total.transactions += value;
+            }
+        }
+    }
+    found.then_some(total)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batches {
+    pub commits: f64,
+    pub transactions: f64,
+}
+
+impl Batches {
+    pub fn since(self, before: Batches) -> Batches {
+        Batches {
+            commits: self.commits - before.commits,
+            transactions: self.transactions - before.transactions,
+        }
+    }
+}

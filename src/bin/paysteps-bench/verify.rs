@@ -7,12 +7,15 @@ use std::time::{Duration, Instant};
 use paysteps::args;
 use paysteps::store::Store;
 
-use crate::load::{Expected, Mix, Outcome};
+use crate::events::{Expected, Mix};
+use crate::load::Outcome;
 
 /// A run's function and status, NULL for an event that started none.
 type RunOf = (Option<String>, Option<String>);
 
-const PENDING: &str = "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running', 'sleeping')";
+/// Runs not finished yet.
+pub const PENDING: &str =
+    "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running', 'sleeping')";
 
 /// Waits until no run is queued, running or sleeping; returns how many still are when
 /// `deadline` passes first.
