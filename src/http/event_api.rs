@@ -31,6 +31,7 @@ use super::state::AppState;
 use crate::config::{Secret, parse_secrets};
 use crate::engine::EventInput;
 use crate::store::IngestOutcome;
+use crate::stripe::envelope::kind;
 
 /// Largest request body, as Inngest's event API: 3 MiB.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -360,17 +361,6 @@ fn check_text(field: &str, text: &str) -> Result<(), String> {
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.get(..prefix.len())
         .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

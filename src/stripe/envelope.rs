@@ -89,7 +89,8 @@ fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static st
     })
 }
 
-fn kind(value: &Value) -> &'static str {
+/// "an array", "a string", …: what a JSON value is, for error messages.
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
