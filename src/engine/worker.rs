@@ -416,8 +416,10 @@ async fn park(
         .await
 }
 
-/// Fails the run and, when its function has a failure handler and the event is known,
-/// queues that handler's run in the same transaction, so it runs once per failed run.
+/// Fails the run and, in the same transaction, stores a `paysteps/function.failed`
+/// event that starts the function's failure handler and every function triggered by
+/// that event, so each runs once per failed run. A function that itself reacts to
+/// failures raises no further failure event, so a failing alert cannot loop.
 async fn fail(
     inner: &Inner,
     run: &ClaimedRun,
@@ -426,15 +428,9 @@ async fn fail(
     event: Option<&Event>,
 ) -> store::Result<bool> {
     let now = inner.config.clock.now_ms();
-    let handler = inner
-        .functions
-        .get(&run.function_id)
-        .and_then(|f| f.on_failure.clone());
-    let follow_up = match (handler, event) {
-        (Some(handler_id), Some(event)) => {
-            Some(failure_handler_run(run, handler_id, &error, event, now)?)
-        }
-        _ => None,
+    let follow_up = match event {
+        Some(event) => failure_follow_up(inner, run, &error, event, now)?,
+        None => None,
     };
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
@@ -448,8 +444,8 @@ async fn fail(
                     .finish_run(&run_id, &owner, "failed", None, Some(error), now)
                     .await?;
                 match follow_up {
-                    Some((event, run)) if failed => {
-                        tx.insert_event(&event, std::slice::from_ref(&run)).await?;
+                    Some((event, runs)) if failed => {
+                        tx.insert_event(&event, &runs).await?;
                         Ok(true)
                     }
                     _ => Ok(false),
@@ -459,14 +455,41 @@ async fn fail(
         .await
 }
 
-/// The `paysteps/function.failed` event and the failure handler's run for a failed run.
-fn failure_handler_run(
+/// The `paysteps/function.failed` event for a failed run and the runs it starts, or
+/// `None` when nothing listens.
+fn failure_follow_up(
+    inner: &Inner,
     run: &ClaimedRun,
-    handler_id: String,
     error: &str,
     event: &Event,
     now: i64,
-) -> store::Result<(NewEvent, NewRun)> {
+) -> store::Result<Option<(NewEvent, Vec<NewRun>)>> {
+    let Some(function) = inner.functions.get(&run.function_id) else {
+        return Ok(None);
+    };
+    if matches!(function.trigger, Trigger::Internal) || function.trigger.matches(FUNCTION_FAILED) {
+        return Ok(None);
+    }
+    let listeners = inner
+        .order
+        .iter()
+        .filter_map(|id| inner.functions.get(id))
+        .filter(|f| f.trigger.matches(FUNCTION_FAILED))
+        .map(|f| f.id.clone());
+    let runs: Vec<NewRun> = function
+        .on_failure
+        .clone()
+        .into_iter()
+        .chain(listeners)
+        .map(|function_id| NewRun {
+            id: new_id("run"),
+            function_id,
+            replay_of: None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(None);
+    }
     let failure = Failure {
         function_id: run.function_id.clone(),
         run_id: run.id.clone(),
@@ -486,12 +509,7 @@ fn failure_handler_run(
         object_id: None,
         customer: None,
     };
-    let handler_run = NewRun {
-        id: new_id("run"),
-        function_id: handler_id,
-        replay_of: None,
-    };
-    Ok((failure_event, handler_run))
+    Ok(Some((failure_event, runs)))
 }
 
 fn set_active(inner: &Inner, run_id: &str, active: bool) {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use paysteps::args;
-use paysteps::engine::{Function, NonRetriable, StepError, Trigger};
+use paysteps::engine::{FUNCTION_FAILED, Function, NonRetriable, StepError, Trigger};
 use serde_json::json;
 
 use crate::common::{Backend, Setup, TestApp, eventually, start_run};
@@ -14,6 +14,7 @@ crate::on_both_backends!(
     a_step_failing_twice_then_succeeding_completes_and_earlier_steps_run_once,
     retries_back_off_exponentially,
     a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once,
+    functions_listening_for_failures_run_once_per_failed_run_and_never_loop,
     sleep_parks_the_run_and_resumes_it_when_due,
     steps_with_one_name_in_a_loop_are_memoized_by_occurrence,
     a_transactional_step_commits_its_writes_with_its_checkpoint_only,
@@ -161,6 +162,59 @@ async fn a_non_retriable_error_fails_at_once_and_the_failure_handler_runs_once(b
         handlers["runs"][0]["output"]
             .as_str()
             .is_some_and(|e| e.contains("invalid digit"))
+    );
+}
+
+async fn functions_listening_for_failures_run_once_per_failed_run_and_never_loop(backend: Backend) {
+    let alerts = counter();
+    let a = alerts.clone();
+    let failing = Function::new(
+        "brittle",
+        Trigger::event("test/brittle"),
+        |ctx| async move {
+            ctx.step
+                .run("boom", || async {
+                    Err::<(), _>(StepError::non_retriable("boom"))
+                })
+                .await
+        },
+    );
+    let listener = Function::new("alert", Trigger::event(FUNCTION_FAILED), move |ctx| {
+        let a = a.clone();
+        async move {
+            let failure = ctx.failure().expect("failure payload");
+            a.fetch_add(1, Ordering::SeqCst);
+            ctx.step
+                .run("page", move || async move {
+                    Err::<(), _>(StepError::non_retriable(format!(
+                        "pager down while reporting {}",
+                        failure.run_id
+                    )))
+                })
+                .await
+        }
+    });
+    let app = TestApp::start_with(Setup {
+        backend,
+        with_payments: false,
+        register: Box::new(move |b| b.register(failing).register(listener)),
+        ..Setup::default()
+    })
+    .await;
+    let first = start_run(&app.engine, "test/brittle").await;
+    let second = start_run(&app.engine, "test/brittle").await;
+    app.settle().await;
+    for run_id in [&first, &second] {
+        assert_eq!(app.run(run_id).await["status"], "failed");
+    }
+    let (_, alerts_runs) = app.get("/api/v1/runs?function=alert").await;
+    let runs = alerts_runs["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "one alert per failed run: {alerts_runs}");
+    assert!(runs.iter().all(|r| r["status"] == "failed"));
+    assert_eq!(
+        alerts.load(Ordering::SeqCst),
+        2,
+        "a failed alert raises no alert"
     );
 }
 
