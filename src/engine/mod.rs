@@ -257,7 +257,9 @@ impl Engine {
         let outcome = self
             .inner
             .store
-            .write(move |tx| Box::pin(async move { tx.insert_event(&event, &runs).await }))
+            .write_unisolated(move |tx| {
+                Box::pin(async move { tx.insert_event(&event, &runs).await })
+            })
             .await?;
         let labels = crate::metrics::SourceLabels {
             source: source.to_owned(),
@@ -291,9 +293,7 @@ impl Engine {
             .tasks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for _ in 0..self.inner.config.workers.max(1) {
-            tasks.push(tokio::spawn(worker::work_loop(self.inner.clone())));
-        }
+        tasks.push(tokio::spawn(worker::dispatch_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::renew_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::signal_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::cron_loop(self.inner.clone())));

@@ -192,16 +192,7 @@ impl Step {
             Ok(value) => {
                 let output = to_json(&value)?;
                 let update = planned.update("completed", Some(output), None, self.now());
-                let (run_id, owner, now) = self.lease_args();
-                let outcome = self
-                    .inner
-                    .settings
-                    .store
-                    .transaction::<(), TxStepError>(Box::new(move |tx| {
-                        Box::pin(async move { checkpoint(tx, &run_id, &owner, now, &update).await })
-                    }))
-                    .await;
-                self.settle(outcome)?;
+                self.checkpoint(update).await?;
                 Ok(value)
             }
             Err(err) => Err(self.failed(planned, err)),
@@ -230,10 +221,6 @@ impl Step {
             .store
             .transaction::<T, TxStepError>(Box::new(move |tx| {
                 Box::pin(async move {
-                    let now = this.now();
-                    if !tx.holds_lease(&run_id, &owner, now).await? {
-                        return Err(TxStepError::Lost);
-                    }
                     let value = match timeout {
                         Some(limit) => tokio::time::timeout(limit, work(tx))
                             .await
@@ -244,7 +231,10 @@ impl Step {
                     let output = serde_json::to_string(&value)
                         .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
                     let update = plan.update("completed", Some(output), None, this.now());
-                    tx.save_step(&run_id, &update).await?;
+                    // Last, so a lost lease rolls the work back with the checkpoint.
+                    if !tx.save_step_if_leased(&run_id, &owner, &update).await? {
+                        return Err(TxStepError::Lost);
+                    }
                     Ok(value)
                 })
             }))
@@ -309,16 +299,7 @@ impl Step {
         }
         update.status = "completed";
         update.ended_at = Some(now);
-        let (run_id, owner, now) = self.lease_args();
-        let outcome = self
-            .inner
-            .settings
-            .store
-            .transaction::<(), TxStepError>(Box::new(move |tx| {
-                Box::pin(async move { checkpoint(tx, &run_id, &owner, now, &update).await })
-            }))
-            .await;
-        self.settle(outcome)
+        self.checkpoint(update).await
     }
 
     pub(crate) fn take_halt(&self) -> Option<Halt> {
@@ -388,17 +369,21 @@ impl Step {
         self.halt(halt)
     }
 
-    fn settle(
-        &self,
-        outcome: crate::store::Result<Result<(), TxStepError>>,
-    ) -> Result<(), Interrupt> {
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(TxStepError::Step(err))) => Err(Interrupt::from(err)),
-            Ok(Err(TxStepError::Lost)) => Err(self.halt(Halt::Lost)),
-            Ok(Err(TxStepError::Store(err))) | Err(err) => {
-                Err(self.halt(Halt::Store(err.to_string())))
-            }
+    /// Records a step as done, provided the run's lease is still ours.
+    async fn checkpoint(&self, update: StepUpdate) -> Result<(), Interrupt> {
+        let (run_id, owner, _) = self.lease_args();
+        let saved = self
+            .inner
+            .settings
+            .store
+            .write_unisolated(move |tx| {
+                Box::pin(async move { tx.save_step_if_leased(&run_id, &owner, &update).await })
+            })
+            .await;
+        match saved {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.halt(Halt::Lost)),
+            Err(err) => Err(self.halt(Halt::Store(err.to_string()))),
         }
     }
 
@@ -481,21 +466,6 @@ impl From<crate::store::Error> for TxStepError {
     fn from(err: crate::store::Error) -> Self {
         TxStepError::Store(err)
     }
-}
-
-/// Records a step as done, provided the run's lease is still ours.
-async fn checkpoint(
-    tx: &mut StoreTx,
-    run_id: &str,
-    owner: &str,
-    now: i64,
-    update: &StepUpdate,
-) -> Result<(), TxStepError> {
-    if !tx.holds_lease(run_id, owner, now).await? {
-        return Err(TxStepError::Lost);
-    }
-    tx.save_step(run_id, update).await?;
-    Ok(())
 }
 
 fn timeout_error(limit: Duration) -> StepError {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::Trigger;
 use super::clock::duration_ms;
@@ -15,40 +17,83 @@ use super::step::{Ctx, Halt, Reason, Step, StepSettings};
 use super::{Inner, new_id};
 use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate};
 
-pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>> {
+/// Most runs claimed in one statement.
+const CLAIM_BATCH: usize = 64;
+
+pub(super) async fn claim(inner: &Inner, limit: usize) -> store::Result<Vec<ClaimedRun>> {
     let owner = inner.owner.clone();
     let now = inner.config.clock.now_ms();
     let lease = duration_ms(inner.config.lease);
-    let mut runs = inner
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    inner
         .store
-        .write(move |tx| Box::pin(async move { tx.claim_runs(&owner, now, lease, 1).await }))
-        .await?;
-    Ok(runs.pop())
+        .write_unisolated(move |tx| {
+            Box::pin(async move { tx.claim_runs(&owner, now, lease, limit).await })
+        })
+        .await
 }
 
-pub(super) async fn work_loop(inner: Arc<Inner>) {
+pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>> {
+    Ok(claim(inner, 1).await?.pop())
+}
+
+/// Claims due runs for every free worker slot in one statement and executes each on a
+/// task of its own; waits for new runs, a due time or a freed slot when there is
+/// nothing to claim. Aborting this task aborts the executions with it.
+pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
+    let workers = inner.config.workers.max(1);
+    let slots = Arc::new(Semaphore::new(workers));
+    let mut running = JoinSet::new();
     loop {
         let wake = inner.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        if inner.shutdown.is_cancelled() {
-            return;
-        }
-        match claim_one(&inner).await {
-            Ok(Some(run)) => {
-                execute(&inner, run).await;
-                continue;
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit,
+            _ = inner.shutdown.cancelled() => break,
+        };
+        let Ok(first) = first else { break };
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
             }
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "claiming runs failed"),
+        }
+        while running.try_join_next().is_some() {}
+        if inner.shutdown.is_cancelled() {
+            break;
+        }
+        let wanted = permits.len();
+        let claimed = match claim(&inner, wanted).await {
+            Ok(runs) => runs,
+            Err(err) => {
+                tracing::warn!(error = %err, "claiming runs failed");
+                Vec::new()
+            }
+        };
+        let full = claimed.len() == wanted;
+        for run in claimed {
+            let Some(permit) = permits.pop() else { break };
+            let inner = inner.clone();
+            running.spawn(async move {
+                execute(&inner, run).await;
+                drop(permit);
+            });
+        }
+        drop(permits);
+        if full {
+            continue;
         }
         let wait = idle_wait(&inner).await;
         tokio::select! {
             _ = &mut wake => {}
             _ = tokio::time::sleep(wait) => {}
-            _ = inner.shutdown.cancelled() => return,
+            _ = inner.shutdown.cancelled() => break,
         }
     }
+    // Every execution stops at its next step boundary once shutdown is signalled.
+    while running.join_next().await.is_some() {}
 }
 
 /// Until the next known due time, but never longer than the poll interval.
@@ -87,7 +132,7 @@ pub(super) async fn renew_loop(inner: Arc<Inner>) {
                 Box::pin(async move {
                     for run_id in &active {
                         tx.execute(
-                            "UPDATE runs SET lease_expires_at = $3 WHERE id = $1 \
+                            "UPDATE runs SET lease_expires_at = $3, due_at = $3 WHERE id = $1 \
                              AND lease_owner = $2 AND status = 'running'",
                             crate::args![run_id, &owner, expires],
                         )
@@ -349,7 +394,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             let output = serde_json::to_string(&output)?;
             inner
                 .store
-                .write(move |tx| {
+                .write_unisolated(move |tx| {
                     Box::pin(async move {
                         tx.finish_run(&run_id, &owner, "completed", Some(output), None, now)
                             .await
@@ -401,15 +446,13 @@ async fn park(
     );
     inner
         .store
-        .write(move |tx| {
+        .write_unisolated(move |tx| {
             Box::pin(async move {
-                if !tx.holds_lease(&run_id, &owner, now).await? {
-                    return Ok(());
-                }
-                if let Some(step) = &step {
+                if tx.park_run(&run_id, &owner, status, at, error, now).await?
+                    && let Some(step) = &step
+                {
                     tx.save_step(&run_id, step).await?;
                 }
-                tx.park_run(&run_id, &owner, status, at, error, now).await?;
                 Ok(())
             })
         })
@@ -435,14 +478,14 @@ async fn fail(
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
-        .write(move |tx| {
+        .write_unisolated(move |tx| {
             Box::pin(async move {
-                if let Some(step) = &step {
-                    tx.save_step(&run_id, step).await?;
-                }
                 let failed = tx
                     .finish_run(&run_id, &owner, "failed", None, Some(error), now)
                     .await?;
+                if let Some(step) = step.as_ref().filter(|_| failed) {
+                    tx.save_step(&run_id, step).await?;
+                }
                 match follow_up {
                     Some((event, runs)) if failed => {
                         tx.insert_event(&event, &runs).await?;

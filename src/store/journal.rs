@@ -72,6 +72,12 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, attempt, lease_owner, \
      lease_expires_at, output, error, replay_of, created_at, started_at, ended_at, updated_at";
+const STEP_COLUMNS: &str = "run_id, step_key, name, position, kind, status, attempts, output, \
+     error, wake_at, started_at, ended_at";
+const STEP_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12";
+const STEP_UPSERT: &str = "ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status, \
+     attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
+     wake_at = excluded.wake_at, ended_at = excluded.ended_at";
 const EVENT_COLUMNS: &str =
     "id, external_id, name, source, data, ts, received_at, object_id, customer, duplicates";
 
@@ -171,8 +177,8 @@ impl StoreTx {
 
     pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
         self.execute(
-            "INSERT INTO runs (id, function_id, event_id, status, run_at, replay_of, created_at, \
-             updated_at) VALUES ($1, $2, $3, 'queued', $4, $5, $4, $4)",
+            "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
+             created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $4, $5, $4, $4)",
             args![
                 &run.id,
                 &run.function_id,
@@ -195,24 +201,17 @@ impl StoreTx {
     ) -> Result<Vec<ClaimedRun>> {
         // SQLite has one writer, so a plain subquery cannot race; PostgreSQL skips rows
         // another process is claiming rather than waiting for them.
-        let due = match self.dialect() {
-            Dialect::Sqlite => {
-                "SELECT id FROM ( \
-                 SELECT id, run_at FROM runs WHERE status = 'queued' AND run_at <= $3 \
-                 UNION ALL SELECT id, run_at FROM runs WHERE status = 'sleeping' AND run_at <= $3 \
-                 UNION ALL SELECT id, run_at FROM runs WHERE status = 'running' AND lease_expires_at < $3 \
-                 ) AS due ORDER BY run_at LIMIT $4"
-            }
-            Dialect::Postgres => {
-                "SELECT id FROM runs WHERE (status IN ('queued', 'sleeping') AND run_at <= $3) \
-                 OR (status = 'running' AND lease_expires_at < $3) \
-                 ORDER BY run_at LIMIT $4 FOR UPDATE SKIP LOCKED"
-            }
+        let lock = match self.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
             "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             attempt = attempt + 1, started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id IN ({due}) RETURNING {RUN_COLUMNS}"
+             due_at = $2, attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
+             updated_at = $3 \
+             WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 \
+             AND status IN ('queued', 'sleeping', 'running') ORDER BY due_at LIMIT $4{lock}) \
+             RETURNING {RUN_COLUMNS}"
         );
         self.fetch_all(&sql, args![owner, now + lease_ms, now, limit])
             .await
@@ -233,29 +232,35 @@ impl StoreTx {
 
     pub async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
         self.execute(
-            "INSERT INTO steps (run_id, step_key, name, position, kind, status, attempts, output, \
-             error, wake_at, started_at, ended_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status, \
-             attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
-             wake_at = excluded.wake_at, ended_at = excluded.ended_at",
-            args![
-                run_id,
-                &step.key,
-                &step.name,
-                step.position,
-                step.kind,
-                step.status,
-                step.attempts,
-                step.output.clone(),
-                step.error.clone(),
-                step.wake_at,
-                step.started_at,
-                step.ended_at,
-            ],
+            &format!("INSERT INTO steps ({STEP_COLUMNS}) VALUES ({STEP_VALUES}) {STEP_UPSERT}"),
+            step_args(run_id, step),
         )
         .await?;
         Ok(())
+    }
+
+    /// Saves a step checkpoint provided `owner` still holds the run's lease, in one
+    /// statement; false (and nothing written) once the run was taken over, cancelled or
+    /// finished elsewhere.
+    pub async fn save_step_if_leased(
+        &mut self,
+        run_id: &str,
+        owner: &str,
+        step: &StepUpdate,
+    ) -> Result<bool> {
+        let mut args = step_args(run_id, step);
+        args.push(owner.into());
+        let saved = self
+            .execute(
+                &format!(
+                    "INSERT INTO steps ({STEP_COLUMNS}) SELECT {STEP_VALUES} WHERE EXISTS \
+                     (SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $13 \
+                     AND status = 'running') {STEP_UPSERT}"
+                ),
+                args,
+            )
+            .await?;
+        Ok(saved == 1)
     }
 
     /// Ends a run held by `owner` with a final status.
@@ -271,7 +276,7 @@ impl StoreTx {
         let changed = self
             .execute(
                 "UPDATE runs SET status = $3, output = $4, error = $5, ended_at = $6, \
-                 updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
+                 updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, due_at = NULL \
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 args![run_id, owner, status, output, error, now],
             )
@@ -291,8 +296,8 @@ impl StoreTx {
     ) -> Result<bool> {
         let changed = self
             .execute(
-                "UPDATE runs SET status = $3, run_at = $4, error = $5, updated_at = $6, \
-                 lease_owner = NULL, lease_expires_at = NULL \
+                "UPDATE runs SET status = $3, run_at = $4, due_at = $4, error = $5, \
+                 updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 args![run_id, owner, status, run_at, error, now],
             )
@@ -348,30 +353,11 @@ impl StoreTx {
 }
 
 impl Store {
-    /// Pushes back the lease expiry of every run `owner` holds.
-    pub async fn renew_leases(&self, owner: &str, expires_at: i64, now: i64) -> Result<u64> {
-        let owner = owner.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "UPDATE runs SET lease_expires_at = $2, updated_at = $3 \
-                     WHERE lease_owner = $1 AND status = 'running'",
-                    args![owner, expires_at, now],
-                )
-                .await
-            })
-        })
-        .await
-    }
-
     /// The earliest time a queued or sleeping run, or a lease, falls due.
     pub async fn next_due(&self) -> Result<Option<i64>> {
         let row: (Option<i64>,) = self
             .fetch_one(
-                "SELECT MIN(t) FROM ( \
-                 SELECT MIN(run_at) AS t FROM runs WHERE status = 'queued' \
-                 UNION ALL SELECT MIN(run_at) FROM runs WHERE status = 'sleeping' \
-                 UNION ALL SELECT MIN(lease_expires_at) FROM runs WHERE status = 'running') AS due",
+                "SELECT MIN(due_at) FROM runs WHERE due_at IS NOT NULL",
                 vec![],
             )
             .await?;
@@ -460,4 +446,21 @@ impl Store {
         let (n,): (i64,) = self.fetch_one(sql, args).await?;
         Ok(n)
     }
+}
+
+fn step_args(run_id: &str, step: &StepUpdate) -> Vec<Arg> {
+    args![
+        run_id,
+        &step.key,
+        &step.name,
+        step.position,
+        step.kind,
+        step.status,
+        step.attempts,
+        step.output.clone(),
+        step.error.clone(),
+        step.wake_at,
+        step.started_at,
+        step.ended_at,
+    ]
 }

@@ -175,8 +175,23 @@ impl Store {
         E: Send + 'static,
     {
         match &self.0 {
-            Backend::Sqlite(s) => s.transaction(work).await,
+            Backend::Sqlite(s) => s.transaction(work, true).await,
             Backend::Postgres(p) => p.transaction(work).await,
+        }
+    }
+
+    /// Like [`Store::write`] for the engine's own bookkeeping: statements that fail only
+    /// when the database does and write nothing before an early `Err`. On SQLite they
+    /// share their commit group without a savepoint of their own, so a failure among
+    /// them rolls back every transaction of that commit.
+    pub async fn write_unisolated<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match &self.0 {
+            Backend::Sqlite(s) => s.transaction(Box::new(work), false).await?,
+            Backend::Postgres(p) => p.transaction(Box::new(work)).await?,
         }
     }
 

@@ -83,6 +83,7 @@ impl SqliteStore {
     pub(super) async fn transaction<T, E>(
         &self,
         work: TxFn<T, E>,
+        isolated: bool,
     ) -> Result<std::result::Result<T, E>>
     where
         T: Send + 'static,
@@ -90,7 +91,11 @@ impl SqliteStore {
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(TxJob { work, reply }))
+            .send(Box::new(TxJob {
+                work,
+                isolated,
+                reply,
+            }))
             .await
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
@@ -121,6 +126,8 @@ pub(super) fn bind_as<T: Record>(
 
 /// A queued transaction: runs inside the shared batch, then learns whether the batch committed.
 trait Job: Send {
+    /// Whether the job needs a savepoint of its own (see [`commit_batch`]).
+    fn isolated(&self) -> bool;
     fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>>;
     fn abort(self: Box<Self>, err: Error);
 }
@@ -133,6 +140,7 @@ trait Finish: Send {
 
 struct TxJob<T, E> {
     work: TxFn<T, E>,
+    isolated: bool,
     reply: oneshot::Sender<Result<std::result::Result<T, E>>>,
 }
 
@@ -142,9 +150,13 @@ struct TxDone<T, E> {
 }
 
 impl<T: Send + 'static, E: Send + 'static> Job for TxJob<T, E> {
+    fn isolated(&self) -> bool {
+        self.isolated
+    }
+
     fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>> {
         Box::pin(async move {
-            let TxJob { work, reply } = *self;
+            let TxJob { work, reply, .. } = *self;
             let outcome = match AssertUnwindSafe((work)(tx)).catch_unwind().await {
                 Ok(result) => Ok(result),
                 Err(_) => Err(Error::Transaction("transaction work panicked".into())),
@@ -196,6 +208,11 @@ async fn run_writer(
     }
 }
 
+/// Runs a batch of jobs in one transaction and commits it once. An isolated job runs in
+/// a savepoint of its own, so its failure undoes its writes only; an unisolated one
+/// (statements that fail only when the database does) skips the savepoint's two
+/// statements, and its failure rolls back the whole batch. A job alone in its batch
+/// needs no savepoint: the transaction is its own.
 async fn commit_batch(tx: &mut StoreTx, batch: &mut Vec<Box<dyn Job>>) {
     if let Err(err) = tx.execute("BEGIN IMMEDIATE", vec![]).await {
         let msg = err.to_string();
@@ -204,34 +221,48 @@ async fn commit_batch(tx: &mut StoreTx, batch: &mut Vec<Box<dyn Job>>) {
         }
         return;
     }
-    let mut finished = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        if let Err(err) = tx.execute("SAVEPOINT job", vec![]).await {
+    let alone = batch.len() == 1;
+    let mut finished: Vec<Box<dyn Finish>> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        let savepoint = job.isolated() && !alone;
+        if savepoint && let Err(err) = tx.execute("SAVEPOINT job", vec![]).await {
             job.abort(err);
             continue;
         }
+        let isolated = job.isolated();
         let done = job.run(tx).await;
-        let end = if done.succeeded() {
-            tx.execute("RELEASE job", vec![]).await
-        } else {
-            match tx.execute("ROLLBACK TO job", vec![]).await {
-                Ok(_) => tx.execute("RELEASE job", vec![]).await,
+        let kept = match (done.succeeded(), savepoint) {
+            (true, false) => Ok(()),
+            (true, true) => tx.execute("RELEASE job", vec![]).await.map(drop),
+            (false, true) => match tx.execute("ROLLBACK TO job", vec![]).await {
+                Ok(_) => tx.execute("RELEASE job", vec![]).await.map(drop),
                 Err(err) => Err(err),
-            }
-        };
-        match end {
-            Ok(_) => finished.push(done),
-            Err(err) => {
-                // The savepoint is in an unknown state: give up on the whole batch.
-                let msg = err.to_string();
+            },
+            (false, false) if isolated => {
+                // Alone in the batch: rolling the transaction back undoes just this job.
                 let _ = tx.execute("ROLLBACK", vec![]).await;
-                done.complete(Err(msg.clone()));
-                for other in finished.drain(..) {
-                    other.complete(Err(msg.clone()));
-                }
+                done.complete(Ok(()));
                 return;
             }
+            (false, false) => Err(Error::Transaction(
+                "a write sharing this commit failed; nothing of it was kept".into(),
+            )),
+        };
+        if let Err(err) = kept {
+            // The batch is in an unknown state: give up on all of it.
+            let msg = err.to_string();
+            let _ = tx.execute("ROLLBACK", vec![]).await;
+            done.complete(Err(msg.clone()));
+            for other in finished.drain(..) {
+                other.complete(Err(msg.clone()));
+            }
+            for job in jobs.by_ref() {
+                job.abort(Error::Transaction(msg.clone()));
+            }
+            return;
         }
+        finished.push(done);
     }
     let commit = match tx.execute("COMMIT", vec![]).await {
         Ok(_) => Ok(()),
