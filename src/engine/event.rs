@@ -65,3 +65,40 @@ pub const FUNCTION_FAILED: &str = "paysteps/function.failed";
 
 /// Name of the event each cron tick stores; its data names the function and the tick.
 pub const CRON_TICK: &str = "paysteps/cron.tick";
+
+/// Name of the event that starts a run through [`crate::engine::Step::invoke`]; its data
+/// is what the caller passed.
+pub const FUNCTION_INVOKED: &str = "paysteps/function.invoked";
+
+/// Name of the event stored when an invoked run ends; its data is a [`Finished`].
+pub const FUNCTION_FINISHED: &str = "paysteps/function.finished";
+
+/// How an invoked run ended.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finished {
+    pub run_id: String,
+    pub function_id: String,
+    /// `completed` or `failed`.
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+}
+
+impl EventInput {
+    /// The stored form of this event, received at `now`.
+    pub(crate) fn into_new_event(self, now: i64) -> crate::store::NewEvent {
+        crate::store::NewEvent {
+            id: super::new_id("ev"),
+            dedupe_key: self.dedupe_key,
+            dedupe_for_ms: self.dedupe_window.map(super::clock::duration_ms),
+            external_id: self.external_id,
+            name: self.name,
+            source: self.source.to_owned(),
+            data: self.data,
+            ts: self.ts.unwrap_or(now),
+            received_at: now,
+            object_id: self.object_id,
+            customer: self.customer,
+        }
+    }
+}

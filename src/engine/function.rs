@@ -6,6 +6,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::cron::{Schedule, ScheduleError};
+use super::flow::{CancelOn, Concurrency, Flow, Throttle};
 use super::step::{Ctx, Interrupt};
 
 pub(crate) type Handler =
@@ -61,6 +62,7 @@ pub struct Function {
     pub(crate) step_timeout: Option<Duration>,
     pub(crate) handler: Handler,
     pub(crate) on_failure: Option<Handler>,
+    pub(crate) flow: Flow,
 }
 
 /// Retries per step when a function sets none: 3 retries, so 4 attempts.
@@ -80,6 +82,7 @@ impl Function {
             step_timeout: None,
             handler: boxed(handler),
             on_failure: None,
+            flow: Flow::default(),
         }
     }
 
@@ -104,6 +107,74 @@ impl Function {
         T: Serialize,
     {
         self.on_failure = Some(boxed(handler));
+        self
+    }
+
+    /// At most `limit` runs of this function in progress at once. A run holds its slot
+    /// from start to end, sleeps and waits included; runs over the limit wait their turn
+    /// in arrival order.
+    pub fn concurrency(mut self, limit: u32) -> Function {
+        self.flow.concurrency = Some(Concurrency { limit, key: None });
+        self
+    }
+
+    /// At most `limit` runs in progress per value of `key`, a path into the event such as
+    /// `data.object.customer` (see [`crate::engine::path`]). A limit of 1 runs one
+    /// customer's events one after another, in the order they arrived.
+    pub fn concurrency_per(mut self, key: &str, limit: u32) -> Function {
+        self.flow.concurrency = Some(Concurrency {
+            limit,
+            key: Some(key.to_owned()),
+        });
+        self
+    }
+
+    /// At most `limit` runs started per `period`, spaced evenly; runs over the limit
+    /// start later, none is dropped.
+    pub fn throttle(mut self, limit: u32, period: Duration) -> Function {
+        self.flow.throttle = Some(Throttle {
+            limit,
+            period,
+            burst: 1,
+            key: None,
+        });
+        self
+    }
+
+    /// [`Function::throttle`] per value of `key`, a path into the event.
+    pub fn throttle_per(mut self, key: &str, limit: u32, period: Duration) -> Function {
+        self.flow.throttle = Some(Throttle {
+            limit,
+            period,
+            burst: 1,
+            key: Some(key.to_owned()),
+        });
+        self
+    }
+
+    /// Lets the first `burst` runs of a throttle start back to back.
+    pub fn throttle_burst(mut self, burst: u32) -> Function {
+        if let Some(throttle) = &mut self.flow.throttle {
+            throttle.burst = burst.max(1);
+        }
+        self
+    }
+
+    /// Starts no run for an event whose value at `key` (a path into the event) was
+    /// already seen by this function in the last 24 hours.
+    pub fn idempotency(mut self, key: &str) -> Function {
+        self.flow.idempotency = Some(key.to_owned());
+        self
+    }
+
+    /// Cancels a run when an event named `event` arrives whose value at `matching` (a
+    /// path read in both events) equals the run's event's. The run stops at its next
+    /// step boundary with status `cancelled`.
+    pub fn cancel_on(mut self, event: &str, matching: &str) -> Function {
+        self.flow.cancel_on.push(CancelOn {
+            event: event.to_owned(),
+            matching: matching.to_owned(),
+        });
         self
     }
 

@@ -5,13 +5,17 @@ mod clock;
 mod cron;
 mod error;
 mod event;
+mod flow;
 mod function;
+mod intake;
+pub mod path;
+mod registry;
 mod retry;
 mod run;
 mod step;
+mod step_events;
 mod worker;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,15 +26,20 @@ use tokio_util::sync::CancellationToken;
 pub use clock::{Clock, system_now_ms};
 pub use cron::{Schedule, ScheduleError};
 pub use error::{EngineError, NonRetriable, StepError};
-pub use event::{CRON_TICK, Event, EventInput, FUNCTION_FAILED, Failure};
+pub use event::{
+    CRON_TICK, Event, EventInput, FUNCTION_FAILED, FUNCTION_FINISHED, FUNCTION_INVOKED, Failure,
+    Finished,
+};
+pub use flow::{CancelOn, Concurrency, Throttle};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use run::{RunStatus, UnknownStatus};
 pub use step::{Ctx, Interrupt, Step};
+pub use step_events::WaitFor;
 
 use crate::metrics::Metrics;
-use crate::store::{IngestOutcome, NewEvent, NewRun, Store};
-use function::{Handler, failure_id};
+use crate::store::{IngestOutcome, Store};
+use registry::Registry;
 
 /// How the engine runs its workers.
 #[derive(Debug, Clone)]
@@ -57,18 +66,6 @@ impl Default for EngineConfig {
     }
 }
 
-/// A registered function as the workers see it.
-#[derive(Clone)]
-pub(crate) struct Registered {
-    pub id: String,
-    pub trigger: Trigger,
-    pub retries: u32,
-    pub timeout: Option<Duration>,
-    pub handler: Handler,
-    /// The failure handler's function id, when there is one.
-    pub on_failure: Option<String>,
-}
-
 /// The engine handle: cheap to clone; every clone drives the same workers.
 #[derive(Clone)]
 pub struct Engine {
@@ -78,12 +75,10 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub store: Store,
     pub config: EngineConfig,
-    pub functions: HashMap<String, Registered>,
-    /// Function ids in registration order, for listings.
-    pub order: Vec<String>,
+    pub registry: Arc<Registry>,
     /// Identifies this engine's leases.
     pub owner: String,
-    pub wake: Notify,
+    pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     pub metrics: Metrics,
@@ -116,36 +111,7 @@ impl EngineBuilder {
     }
 
     pub fn build(self) -> Result<Engine, EngineError> {
-        let mut functions = HashMap::new();
-        let mut order = Vec::new();
-        for f in self.functions {
-            let on_failure = f.on_failure.as_ref().map(|_| failure_id(&f.id));
-            let mut entries = vec![Registered {
-                id: f.id.clone(),
-                trigger: f.trigger.clone(),
-                retries: f.retries,
-                timeout: f.step_timeout,
-                handler: f.handler.clone(),
-                on_failure: on_failure.clone(),
-            }];
-            if let (Some(id), Some(handler)) = (on_failure, f.on_failure) {
-                entries.push(Registered {
-                    id,
-                    trigger: Trigger::Internal,
-                    retries: f.retries,
-                    timeout: f.step_timeout,
-                    handler,
-                    on_failure: None,
-                });
-            }
-            for entry in entries {
-                if functions.contains_key(&entry.id) {
-                    return Err(EngineError::DuplicateFunction(entry.id));
-                }
-                order.push(entry.id.clone());
-                functions.insert(entry.id.clone(), entry);
-            }
-        }
+        let registry = Arc::new(Registry::build(self.functions)?);
         let metrics = self.metrics.unwrap_or_default();
         self.store
             .report_batch_sizes(metrics.commit_batch_size.clone());
@@ -154,10 +120,9 @@ impl EngineBuilder {
                 metrics,
                 store: self.store,
                 config: self.config,
-                functions,
-                order,
+                registry,
                 owner: new_id("wrk"),
-                wake: Notify::new(),
+                wake: Arc::new(Notify::new()),
                 shutdown: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 active: Mutex::new(Vec::new()),
@@ -203,9 +168,8 @@ impl Engine {
 
     pub fn functions(&self) -> Vec<FunctionInfo> {
         self.inner
-            .order
+            .registry
             .iter()
-            .filter_map(|id| self.inner.functions.get(id))
             .map(|f| FunctionInfo {
                 id: f.id.clone(),
                 trigger: match &f.trigger {
@@ -229,51 +193,25 @@ impl Engine {
     pub async fn ingest(&self, input: EventInput) -> crate::store::Result<IngestOutcome> {
         let now = self.inner.config.clock.now_ms();
         let source = input.source;
-        let event = NewEvent {
-            id: new_id("ev"),
-            dedupe_key: input.dedupe_key,
-            dedupe_for_ms: input.dedupe_window.map(clock::duration_ms),
-            external_id: input.external_id,
-            name: input.name,
-            source: input.source.to_owned(),
-            data: input.data,
-            ts: input.ts.unwrap_or(now),
-            received_at: now,
-            object_id: input.object_id,
-            customer: input.customer,
-        };
-        let runs: Vec<NewRun> = self
-            .inner
-            .order
-            .iter()
-            .filter_map(|id| self.inner.functions.get(id))
-            .filter(|f| f.trigger.matches(&event.name))
-            .map(|f| NewRun {
-                id: new_id("run"),
-                function_id: f.id.clone(),
-                replay_of: None,
-            })
-            .collect();
+        let event = input.into_new_event(now);
+        let intake = self.inner.registry.plan(event);
         let outcome = self
             .inner
             .store
-            .write_unisolated(move |tx| {
-                Box::pin(async move { tx.insert_event(&event, &runs).await })
-            })
+            .write_unisolated(move |tx| Box::pin(async move { intake::admit(tx, &intake).await }))
             .await?;
         let labels = crate::metrics::SourceLabels {
             source: source.to_owned(),
         };
         match &outcome {
-            IngestOutcome::Accepted { runs, .. } => {
+            IngestOutcome::Accepted { .. } => {
                 self.inner
                     .metrics
                     .events_received
                     .get_or_create(&labels)
                     .inc();
-                if !runs.is_empty() {
-                    self.inner.wake.notify_waiters();
-                }
+                // New runs, or runs this event resumed.
+                self.inner.wake.notify_waiters();
             }
             IngestOutcome::Duplicate { .. } => {
                 self.inner

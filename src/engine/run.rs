@@ -3,23 +3,29 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A run's lifecycle: Queued → Running → (Sleeping ↔ Queued ↔ Running)* → Completed | Failed | Cancelled.
+/// A run's lifecycle: (Pending →) Queued → Running → ((Sleeping | Waiting) → Queued → Running)*
+/// → Completed | Failed | Cancelled. Pending runs wait for a concurrency slot; waiting runs
+/// for an event or an invoked run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
+    Pending,
     Queued,
     Running,
     Sleeping,
+    Waiting,
     Completed,
     Failed,
     Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Pending,
         RunStatus::Queued,
         RunStatus::Running,
         RunStatus::Sleeping,
+        RunStatus::Waiting,
         RunStatus::Completed,
         RunStatus::Failed,
         RunStatus::Cancelled,
@@ -27,9 +33,11 @@ impl RunStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Pending => "pending",
             RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Sleeping => "sleeping",
+            RunStatus::Waiting => "waiting",
             RunStatus::Completed => "completed",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",

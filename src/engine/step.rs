@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{Clock, duration_ms};
 use super::error::StepError;
 use super::event::{Event, FUNCTION_FAILED, Failure};
+use super::intake::Intake;
 use super::retry::{AfterFailure, Backoff, after_failure};
-use crate::store::{StepRow, StepUpdate, Store, StoreTx};
+use crate::store::{NewListener, StepRow, StepUpdate, Store, StoreTx};
 
 /// What a handler is given: its event, its run, and the step tools.
 #[derive(Clone)]
@@ -77,6 +78,14 @@ pub(crate) enum Halt {
         step: StepUpdate,
         until: i64,
     },
+    /// Parks the run as `waiting` until `until`, listening for an event or for an
+    /// invoked run, whose intake is stored in the same transaction.
+    Wait {
+        step: StepUpdate,
+        until: i64,
+        listener: Option<Box<NewListener>>,
+        intake: Option<Box<Intake>>,
+    },
     /// The worker is shutting down: hand the run back untouched.
     Release,
     /// Another worker holds the run now, or it ended elsewhere: do nothing more.
@@ -102,6 +111,12 @@ pub(crate) struct StepSettings {
     pub store: Store,
     pub clock: Clock,
     pub shutdown: CancellationToken,
+    /// Where `send_event` and `invoke` find the functions an event starts.
+    pub registry: std::sync::Arc<super::registry::Registry>,
+    /// The run's own event, which `wait_for_event` matches against.
+    pub event: Event,
+    /// Wakes this process's idle workers when a step queued runs.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 struct StepState {
@@ -119,16 +134,16 @@ struct Progress {
 
 /// A step about to execute: its key and place in the run.
 #[derive(Clone)]
-struct Planned {
-    key: String,
-    name: String,
-    position: i64,
-    attempts: i64,
-    started_at: i64,
+pub(super) struct Planned {
+    pub key: String,
+    pub name: String,
+    pub position: i64,
+    pub attempts: i64,
+    pub started_at: i64,
 }
 
 impl Planned {
-    fn update(
+    pub(super) fn update(
         &self,
         status: &'static str,
         output: Option<String>,
@@ -151,7 +166,7 @@ impl Planned {
     }
 }
 
-enum Lookup<T> {
+pub(super) enum Lookup<T> {
     Done(T),
     Execute(Planned),
 }
@@ -302,11 +317,30 @@ impl Step {
         self.checkpoint(update).await
     }
 
+    /// The next attempt of a step already recorded.
+    pub(super) fn planned_from(&self, row: &StepRow) -> Planned {
+        Planned {
+            key: row.step_key.clone(),
+            name: row.name.clone(),
+            position: row.position,
+            attempts: row.attempts,
+            started_at: row.started_at,
+        }
+    }
+
+    pub(super) fn settings(&self) -> &StepSettings {
+        &self.inner.settings
+    }
+
+    pub(super) fn memo(&self, key: &str) -> Option<&StepRow> {
+        self.inner.memo.get(key)
+    }
+
     pub(crate) fn take_halt(&self) -> Option<Halt> {
         self.progress().halt.take()
     }
 
-    fn lookup<T: DeserializeOwned>(&self, name: &str) -> Result<Lookup<T>, Interrupt> {
+    pub(super) fn lookup<T: DeserializeOwned>(&self, name: &str) -> Result<Lookup<T>, Interrupt> {
         let key = self.next_key(name);
         let existing = self.inner.memo.get(&key);
         if let Some(row) = existing.filter(|row| row.status == "completed") {
@@ -329,7 +363,7 @@ impl Step {
     }
 
     /// A step boundary: stop here when a halt is pending or the worker is shutting down.
-    fn check_boundary(&self) -> Result<(), Interrupt> {
+    pub(super) fn check_boundary(&self) -> Result<(), Interrupt> {
         if self.progress().halt.is_some() {
             return Err(Interrupt(Reason::Parked));
         }
@@ -339,7 +373,7 @@ impl Step {
         Ok(())
     }
 
-    fn failed(&self, planned: Planned, err: StepError) -> Interrupt {
+    pub(super) fn failed(&self, planned: Planned, err: StepError) -> Interrupt {
         let settings = &self.inner.settings;
         let attempts = u32::try_from(planned.attempts).unwrap_or(u32::MAX);
         let decision = after_failure(
@@ -370,7 +404,7 @@ impl Step {
     }
 
     /// Records a step as done, provided the run's lease is still ours.
-    async fn checkpoint(&self, update: StepUpdate) -> Result<(), Interrupt> {
+    pub(super) async fn checkpoint(&self, update: StepUpdate) -> Result<(), Interrupt> {
         let (run_id, owner, _) = self.lease_args();
         let saved = self
             .inner
@@ -387,7 +421,7 @@ impl Step {
         }
     }
 
-    fn halt(&self, halt: Halt) -> Interrupt {
+    pub(super) fn halt(&self, halt: Halt) -> Interrupt {
         let mut progress = self.progress();
         if progress.halt.is_none() {
             progress.halt = Some(halt);
@@ -418,7 +452,7 @@ impl Step {
             .observe(began.elapsed().as_secs_f64());
     }
 
-    fn next_key(&self, name: &str) -> String {
+    pub(super) fn next_key(&self, name: &str) -> String {
         let mut progress = self.progress();
         let n = progress.occurrences.entry(name.to_owned()).or_insert(0);
         let key = format!("{name}:{n}");
@@ -426,7 +460,7 @@ impl Step {
         key
     }
 
-    fn take_position(&self) -> i64 {
+    pub(super) fn take_position(&self) -> i64 {
         let mut progress = self.progress();
         let position = progress.next_position;
         progress.next_position += 1;
@@ -438,7 +472,7 @@ impl Step {
         (s.run_id.clone(), s.owner.clone(), self.now())
     }
 
-    fn now(&self) -> i64 {
+    pub(super) fn now(&self) -> i64 {
         self.inner.settings.clock.now_ms()
     }
 

@@ -12,10 +12,14 @@ use tokio::task::JoinSet;
 use super::Trigger;
 use super::clock::duration_ms;
 use super::cron::{self, TickDecision};
-use super::event::{CRON_TICK, Event, FUNCTION_FAILED, Failure};
+use super::event::{
+    CRON_TICK, Event, EventInput, FUNCTION_FAILED, FUNCTION_FINISHED, FUNCTION_INVOKED, Failure,
+    Finished,
+};
+use super::intake::{self, Intake};
 use super::step::{Ctx, Halt, Reason, Step, StepSettings};
 use super::{Inner, new_id};
-use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate};
+use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate, StoreTx};
 
 /// Most runs claimed in one statement.
 const CLAIM_BATCH: usize = 64;
@@ -151,8 +155,8 @@ pub(super) async fn renew_loop(inner: Arc<Inner>) {
 /// Fires cron ticks as they fall due.
 pub(super) async fn cron_loop(inner: Arc<Inner>) {
     let schedules: Vec<_> = inner
-        .functions
-        .values()
+        .registry
+        .iter()
         .filter_map(|f| match &f.trigger {
             Trigger::Cron(schedule) => Some(schedule.as_ref().clone()),
             _ => None,
@@ -177,7 +181,7 @@ pub(super) async fn cron_loop(inner: Arc<Inner>) {
 
 pub(super) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
     let mut started = 0;
-    for function in inner.functions.values() {
+    for function in inner.registry.iter() {
         let Trigger::Cron(schedule) = &function.trigger else {
             continue;
         };
@@ -328,7 +332,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
         data: serde_json::from_str(&event_row.data)?,
         ts: event_row.ts,
     };
-    let Some(function) = inner.functions.get(&run.function_id) else {
+    let Some(function) = inner.registry.get(&run.function_id) else {
         let msg = format!(
             "function '{}' is not registered in this process",
             run.function_id
@@ -350,6 +354,9 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             store: inner.store.clone(),
             clock: inner.config.clock.clone(),
             shutdown: inner.shutdown.clone(),
+            registry: inner.registry.clone(),
+            event: event.clone(),
+            wake: inner.wake.clone(),
         },
         steps,
     );
@@ -376,6 +383,39 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             park(inner, run, "sleeping", until, Some(step), None).await?;
             Ok(Stop::new("sleeping", until <= now))
         }
+        (
+            Some(Halt::Wait {
+                step,
+                until,
+                listener,
+                intake,
+            }),
+            _,
+        ) => {
+            let (run_id, owner) = (run.id.clone(), inner.owner.clone());
+            inner
+                .store
+                .write_unisolated(move |tx| {
+                    Box::pin(async move {
+                        if !tx
+                            .park_run(&run_id, &owner, "waiting", until, None, now)
+                            .await?
+                        {
+                            return Ok(());
+                        }
+                        tx.save_step(&run_id, &step).await?;
+                        if let Some(listener) = &listener {
+                            tx.insert_listener(listener).await?;
+                        }
+                        if let Some(intake) = &intake {
+                            intake::admit(tx, intake).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await?;
+            Ok(Stop::new("waiting", true))
+        }
         (Some(Halt::Fail { step, error }), _) => fail(inner, run, Some(step), error, Some(&event))
             .await
             .map(Stop::failed),
@@ -391,17 +431,24 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             Ok(Stop::new("retrying", false))
         }
         (None, Ok(Ok(output))) => {
+            let ending = Ending::new(inner, run, Some(&event), Ok(&output), now)?;
             let output = serde_json::to_string(&output)?;
-            inner
+            let woke = inner
                 .store
                 .write_unisolated(move |tx| {
                     Box::pin(async move {
-                        tx.finish_run(&run_id, &owner, "completed", Some(output), None, now)
-                            .await
+                        if tx
+                            .finish_run(&run_id, &owner, "completed", Some(output), None, now)
+                            .await?
+                        {
+                            ending.apply(tx, &run_id, now).await
+                        } else {
+                            Ok(false)
+                        }
                     })
                 })
                 .await?;
-            Ok(Stop::new("completed", false))
+            Ok(Stop::new("completed", woke))
         }
         (None, Ok(Err(interrupt))) => {
             let msg = match interrupt.0 {
@@ -475,6 +522,7 @@ async fn fail(
         Some(event) => failure_follow_up(inner, run, &error, event, now)?,
         None => None,
     };
+    let ending = Ending::new(inner, run, event, Err(&error), now)?;
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
@@ -483,15 +531,19 @@ async fn fail(
                 let failed = tx
                     .finish_run(&run_id, &owner, "failed", None, Some(error), now)
                     .await?;
-                if let Some(step) = step.as_ref().filter(|_| failed) {
+                if !failed {
+                    return Ok(false);
+                }
+                if let Some(step) = &step {
                     tx.save_step(&run_id, step).await?;
                 }
+                ending.apply(tx, &run_id, now).await?;
                 match follow_up {
-                    Some((event, runs)) if failed => {
+                    Some((event, runs)) => {
                         tx.insert_event(&event, &runs).await?;
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    None => Ok(false),
                 }
             })
         })
@@ -507,17 +559,15 @@ fn failure_follow_up(
     event: &Event,
     now: i64,
 ) -> store::Result<Option<(NewEvent, Vec<NewRun>)>> {
-    let Some(function) = inner.functions.get(&run.function_id) else {
+    let Some(function) = inner.registry.get(&run.function_id) else {
         return Ok(None);
     };
     if matches!(function.trigger, Trigger::Internal) || function.trigger.matches(FUNCTION_FAILED) {
         return Ok(None);
     }
     let listeners = inner
-        .order
-        .iter()
-        .filter_map(|id| inner.functions.get(id))
-        .filter(|f| f.trigger.matches(FUNCTION_FAILED))
+        .registry
+        .triggered_by(FUNCTION_FAILED)
         .map(|f| f.id.clone());
     let runs: Vec<NewRun> = function
         .on_failure
@@ -553,6 +603,70 @@ fn failure_follow_up(
         customer: None,
     };
     Ok(Some((failure_event, runs)))
+}
+
+/// What ending a run sets off, worked out before its transaction and applied inside it:
+/// its concurrency slot passes to the next pending run, its cancel listeners go, and an
+/// invoked run reports back to its caller.
+struct Ending {
+    release_slot: bool,
+    drop_listeners: bool,
+    finished: Option<Intake>,
+}
+
+impl Ending {
+    fn new(
+        inner: &Inner,
+        run: &ClaimedRun,
+        event: Option<&Event>,
+        result: Result<&serde_json::Value, &str>,
+        now: i64,
+    ) -> store::Result<Ending> {
+        let flow = inner.registry.get(&run.function_id).map(|f| &f.flow);
+        let finished = match event {
+            Some(event) if event.name == FUNCTION_INVOKED => {
+                let finished = Finished {
+                    run_id: run.id.clone(),
+                    function_id: run.function_id.clone(),
+                    status: if result.is_ok() {
+                        "completed"
+                    } else {
+                        "failed"
+                    }
+                    .to_owned(),
+                    output: result.ok().cloned(),
+                    error: result.err().map(str::to_owned),
+                };
+                let mut input =
+                    EventInput::new(FUNCTION_FINISHED, &serde_json::to_value(&finished)?);
+                input.source = "internal";
+                Some(inner.registry.plan(input.into_new_event(now)))
+            }
+            _ => None,
+        };
+        Ok(Ending {
+            release_slot: flow.is_some_and(|f| f.concurrency.is_some()),
+            drop_listeners: flow.is_some_and(|f| !f.cancel_on.is_empty()),
+            finished,
+        })
+    }
+
+    /// Applies the ending; true when it queued runs that workers should look for.
+    async fn apply(&self, tx: &mut StoreTx, run_id: &str, now: i64) -> store::Result<bool> {
+        let mut woke = false;
+        if self.release_slot && tx.release_slot(run_id, now).await?.is_some() {
+            tx.signal_new_runs().await?;
+            woke = true;
+        }
+        if self.drop_listeners {
+            tx.delete_listeners(run_id, None).await?;
+        }
+        if let Some(intake) = &self.finished {
+            intake::admit(tx, intake).await?;
+            woke = true;
+        }
+        Ok(woke)
+    }
 }
 
 fn set_active(inner: &Inner, run_id: &str, active: bool) {

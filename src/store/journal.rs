@@ -150,7 +150,7 @@ impl StoreTx {
 
     /// Takes `key` for `event_id` until `now + window`, unless another event holds it
     /// still; then returns that event's id.
-    async fn claim_event_key(
+    pub(crate) async fn claim_event_key(
         &mut self,
         key: &str,
         event_id: &str,
@@ -210,7 +210,7 @@ impl StoreTx {
              due_at = $2, attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
              updated_at = $3 \
              WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 \
-             AND status IN ('queued', 'sleeping', 'running') ORDER BY due_at LIMIT $4{lock}) \
+             AND status IN ('queued', 'sleeping', 'running', 'waiting') ORDER BY due_at LIMIT $4{lock}) \
              RETURNING {RUN_COLUMNS}"
         );
         self.fetch_all(&sql, args![owner, now + lease_ms, now, limit])

@@ -16,6 +16,7 @@ macro_rules! bind_args {
 }
 
 mod error;
+mod flow;
 mod journal;
 mod postgres;
 mod rows;
@@ -29,6 +30,7 @@ use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
 pub use error::{Error, Result};
+pub use flow::{ListenerRow, NewListener};
 pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewRun, RunFilter, StepUpdate};
 pub use rows::{EventRow, RunRow, StepRow};
 

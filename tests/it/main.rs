@@ -7,6 +7,8 @@ mod cron;
 mod db_faults;
 mod engine;
 mod event_api;
+mod flow;
 mod payments;
 mod recovery;
+mod step_tools;
 mod webhook;

@@ -44,6 +44,8 @@ pub struct Setup {
     pub register: Box<dyn FnOnce(EngineBuilder) -> EngineBuilder>,
     /// Keys the event API accepts (`Any`, as under `dev`, by default).
     pub event_keys: EventKeys,
+    /// Runs executed at once once the engine is started.
+    pub workers: usize,
 }
 
 impl Default for Setup {
@@ -55,6 +57,7 @@ impl Default for Setup {
             with_payments: true,
             register: Box::new(|b| b),
             event_keys: EventKeys::Any,
+            workers: 4,
         }
     }
 }
@@ -86,7 +89,11 @@ impl TestApp {
         let store = db.store().await;
         let clock = Clock::manual(system_now_ms());
         let faults = Faults::default();
-        let mut builder = Engine::builder(store).config(test_config(clock.clone()));
+        let config = EngineConfig {
+            workers: setup.workers,
+            ..test_config(clock.clone())
+        };
+        let mut builder = Engine::builder(store).config(config);
         if setup.with_payments {
             for f in payments::functions(faults.clone()) {
                 builder = builder.register(f);
@@ -205,6 +212,18 @@ impl TestApp {
 
     pub async fn count(&self, sql: &str) -> i64 {
         self.store().count(sql, vec![]).await.expect("count")
+    }
+}
+
+/// Ingests an application event with `data` and returns the runs it started.
+pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<String> {
+    let outcome = engine
+        .ingest(paysteps::engine::EventInput::new(name, &data))
+        .await
+        .expect("ingest");
+    match outcome {
+        paysteps::store::IngestOutcome::Accepted { runs, .. } => runs,
+        other => panic!("expected the event accepted, got {other:?}"),
     }
 }
 

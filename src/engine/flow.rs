@@ -1,0 +1,183 @@
+//! Flow control a function declares: how many of its runs may be in progress, how fast
+//! they may start, which events start none, and which events cancel them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::clock::duration_ms;
+use super::path;
+
+/// At most `limit` runs in progress at once, across the function or per key. A run holds
+/// its slot from its start to its end (sleeping and waiting included), so a limit of one
+/// per key runs one key's events one after another, in arrival order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrency {
+    pub limit: u32,
+    /// A path into the event (see [`crate::engine::Function::concurrency_per`]).
+    pub key: Option<String>,
+}
+
+/// At most `limit` runs started per `period`, across the function or per key. Runs over
+/// the limit are scheduled for later, never dropped. `burst` runs may start back to back
+/// before the spacing of `period / limit` applies (1 unless set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    pub limit: u32,
+    pub period: Duration,
+    pub burst: u32,
+    pub key: Option<String>,
+}
+
+/// Cancels a function's run when an event named `event` arrives whose value at `matching`
+/// equals the run's own event's value there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelOn {
+    pub event: String,
+    pub matching: String,
+}
+
+/// Everything a function declares about flow control.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Flow {
+    pub concurrency: Option<Concurrency>,
+    pub throttle: Option<Throttle>,
+    /// A path whose value, once seen, starts no further run of the function for 24 h.
+    pub idempotency: Option<String>,
+    pub cancel_on: Vec<CancelOn>,
+}
+
+/// How long an idempotency key holds.
+pub(crate) const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What flow control asks of one new run, worked out from its event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RunFlow {
+    /// The concurrency key and its limit.
+    pub concurrency: Option<(String, i64)>,
+    /// The throttle key, its spacing and its burst allowance, in milliseconds.
+    pub throttle: Option<(String, i64, i64)>,
+    pub idempotency_key: Option<String>,
+    /// Event names and the values that cancel the run.
+    pub cancel_on: Vec<(String, String, String)>,
+}
+
+impl RunFlow {
+    pub fn is_plain(&self) -> bool {
+        *self == RunFlow::default()
+    }
+}
+
+impl Flow {
+    /// The keys of a run of `function_id` started by this event.
+    pub fn for_event(&self, function_id: &str, name: &str, payload: &Value) -> RunFlow {
+        let keyed = |scope: &str, key: &Option<String>| match key {
+            None => format!("{function_id}:{scope}"),
+            Some(p) => format!(
+                "{function_id}:{scope}:{}",
+                path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v))
+            ),
+        };
+        RunFlow {
+            concurrency: self
+                .concurrency
+                .as_ref()
+                .map(|c| (keyed("concurrency", &c.key), i64::from(c.limit.max(1)))),
+            throttle: self.throttle.as_ref().map(|t| {
+                let spacing = (duration_ms(t.period) / i64::from(t.limit.max(1))).max(1);
+                let burst = i64::from(t.burst.max(1) - 1) * spacing;
+                (keyed("throttle", &t.key), spacing, burst)
+            }),
+            idempotency_key: self.idempotency.as_ref().map(|p| {
+                let value =
+                    path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v));
+                format!("idempotency:{function_id}:{value}")
+            }),
+            cancel_on: self
+                .cancel_on
+                .iter()
+                .filter_map(|c| {
+                    path::lookup(name, payload, &c.matching)
+                        .map(|v| (c.event.clone(), c.matching.clone(), path::key_text(&v)))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// When a throttled run may start, given the key's next free time (`None` for a new
+/// key), and the key's next free time after it: starts are `spacing` apart, except that
+/// up to `burst` milliseconds of them may be taken early.
+pub(crate) fn throttle_slot(
+    next_free: Option<i64>,
+    now: i64,
+    spacing: i64,
+    burst: i64,
+) -> (i64, i64) {
+    let next_free = next_free.unwrap_or(now).max(now - burst);
+    let start = now.max(next_free - burst);
+    (start, next_free.max(start) + spacing)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn starts(n: usize, now: i64, spacing: i64, burst: i64) -> Vec<i64> {
+        let mut next = None;
+        (0..n)
+            .map(|_| {
+                let (start, after) = throttle_slot(next, now, spacing, burst);
+                next = Some(after);
+                start
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_throttle_spaces_starts_evenly() {
+        // 2 per second: one every 500 ms.
+        assert_eq!(starts(4, 1_000, 500, 0), vec![1_000, 1_500, 2_000, 2_500]);
+    }
+
+    #[test]
+    fn a_burst_lets_the_first_starts_through_at_once() {
+        assert_eq!(starts(4, 0, 500, 500), vec![0, 0, 500, 1_000]);
+    }
+
+    #[test]
+    fn a_quiet_key_starts_at_once_again() {
+        let (_, next) = throttle_slot(None, 0, 500, 0);
+        assert_eq!(throttle_slot(Some(next), 10_000, 500, 0), (10_000, 10_500));
+    }
+
+    #[test]
+    fn keys_come_from_the_event() {
+        let flow = Flow {
+            concurrency: Some(Concurrency {
+                limit: 1,
+                key: Some("data.object.customer".into()),
+            }),
+            idempotency: Some("data.object.id".into()),
+            cancel_on: vec![CancelOn {
+                event: "stripe/customer.deleted".into(),
+                matching: "data.object.customer".into(),
+            }],
+            ..Flow::default()
+        };
+        let envelope = json!({"data": {"object": {"id": "in_1", "customer": "cus_1"}}});
+        let run = flow.for_event("f", "stripe/invoice.paid", &envelope);
+        assert_eq!(run.concurrency, Some(("f:concurrency:cus_1".into(), 1)));
+        assert_eq!(run.idempotency_key.as_deref(), Some("idempotency:f:in_1"));
+        assert_eq!(
+            run.cancel_on,
+            vec![(
+                "stripe/customer.deleted".into(),
+                "data.object.customer".into(),
+                "cus_1".into()
+            )]
+        );
+    }
+}

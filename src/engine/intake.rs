@@ -1,0 +1,190 @@
+//! Storing an event with the runs it starts, inside a transaction: flow control decides
+//! how each run begins, and runs listening for the event are resumed or cancelled.
+
+use serde_json::Value;
+
+use super::event::Event;
+use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
+use super::registry::Registry;
+use super::{clock::duration_ms, new_id, path};
+use crate::store::{self, IngestOutcome, NewEvent, NewListener, NewRun, StoreTx};
+
+/// An event about to be stored and the runs it may start.
+#[derive(Debug, Clone)]
+pub(crate) struct Intake {
+    pub event: NewEvent,
+    pub runs: Vec<PlannedRun>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedRun {
+    pub run: NewRun,
+    pub flow: RunFlow,
+}
+
+impl PlannedRun {
+    pub fn plain(function_id: impl Into<String>) -> PlannedRun {
+        PlannedRun {
+            run: NewRun {
+                id: new_id("run"),
+                function_id: function_id.into(),
+                replay_of: None,
+            },
+            flow: RunFlow::default(),
+        }
+    }
+}
+
+impl Registry {
+    /// The runs `event` starts: one per function it triggers, with each one's flow keys.
+    pub fn plan(&self, event: NewEvent) -> Intake {
+        let mut payload: Option<Option<Value>> = None;
+        let runs = self
+            .triggered_by(&event.name)
+            .map(|f| {
+                let mut planned = PlannedRun::plain(&f.id);
+                if f.flow != Default::default() {
+                    let parsed = payload
+                        .get_or_insert_with(|| serde_json::from_str(&event.data).ok())
+                        .as_ref();
+                    if let Some(value) = parsed {
+                        planned.flow = f.flow.for_event(&f.id, &event.name, value);
+                    }
+                }
+                planned
+            })
+            .collect();
+        Intake { event, runs }
+    }
+}
+
+/// Stores the intake's event and runs, unless the event is a duplicate, then hands the
+/// event to the runs listening for it.
+pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<IngestOutcome> {
+    let event = &intake.event;
+    let now = event.received_at;
+    let outcome = if intake.runs.iter().all(|r| r.flow.is_plain()) {
+        let runs: Vec<NewRun> = intake.runs.iter().map(|r| r.run.clone()).collect();
+        tx.insert_event(event, &runs).await?
+    } else {
+        let outcome = tx.insert_event(event, &[]).await?;
+        if let IngestOutcome::Duplicate { .. } = outcome {
+            return Ok(outcome);
+        }
+        let mut started = Vec::new();
+        for planned in &intake.runs {
+            if start_run(tx, &event.id, planned, now).await? {
+                started.push(planned.run.id.clone());
+            }
+        }
+        if !started.is_empty() {
+            tx.signal_new_runs().await?;
+        }
+        IngestOutcome::Accepted {
+            event_id: event.id.clone(),
+            runs: started,
+        }
+    };
+    if let IngestOutcome::Accepted { .. } = outcome {
+        notify_listeners(tx, event).await?;
+    }
+    Ok(outcome)
+}
+
+/// Inserts one run under its flow control; false when its idempotency key was taken.
+async fn start_run(
+    tx: &mut StoreTx,
+    event_id: &str,
+    planned: &PlannedRun,
+    now: i64,
+) -> store::Result<bool> {
+    let flow = &planned.flow;
+    if let Some(key) = &flow.idempotency_key {
+        let window = duration_ms(IDEMPOTENCY_WINDOW);
+        if tx
+            .claim_event_key(key, event_id, now, window)
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+    }
+    let mut run_at = now;
+    if let Some((key, spacing, burst)) = &flow.throttle {
+        let next_free = tx.throttle_next_free(key).await?;
+        let (start, after) = throttle_slot(next_free, now, *spacing, *burst);
+        tx.set_throttle_next_free(key, after).await?;
+        run_at = start;
+    }
+    let mut status = "queued";
+    if let Some((key, limit)) = &flow.concurrency
+        && !tx.take_slot(key, *limit).await?
+    {
+        status = "pending";
+    }
+    let concurrency_key = flow.concurrency.as_ref().map(|(key, _)| key.as_str());
+    tx.insert_run_as(event_id, &planned.run, status, run_at, concurrency_key, now)
+        .await?;
+    for (event_name, match_path, match_value) in &flow.cancel_on {
+        tx.insert_listener(&NewListener {
+            id: new_id("lis"),
+            run_id: planned.run.id.clone(),
+            kind: "cancel",
+            step_key: None,
+            event_name: event_name.clone(),
+            match_path: Some(match_path.clone()),
+            match_value: Some(match_value.clone()),
+            expires_at: None,
+        })
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Completes the steps waiting for this event and cancels the runs it cancels.
+async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<()> {
+    let listeners = tx.listeners_for(&event.name).await?;
+    if listeners.is_empty() {
+        return Ok(());
+    }
+    let payload: Value = serde_json::from_str(&event.data)?;
+    let now = event.received_at;
+    let mut as_step_output = None;
+    for listener in listeners {
+        let matched = match (&listener.match_path, &listener.match_value) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(p), Some(expected)) => path::lookup(&event.name, &payload, p)
+                .is_some_and(|v| path::key_text(&v) == *expected),
+        };
+        if !matched {
+            continue;
+        }
+        match (listener.kind.as_str(), &listener.step_key) {
+            ("wait", Some(step_key)) => {
+                let output = match &as_step_output {
+                    Some(output) => output,
+                    None => as_step_output.insert(serde_json::to_string(&Some(Event {
+                        id: event.id.clone(),
+                        external_id: event.external_id.clone(),
+                        name: event.name.clone(),
+                        data: payload.clone(),
+                        ts: event.ts,
+                    }))?),
+                };
+                if tx
+                    .resume_waiting_step(&listener.run_id, step_key, output, now)
+                    .await?
+                {
+                    tx.signal_new_runs().await?;
+                }
+            }
+            ("cancel", _) => {
+                let reason = format!("cancelled by event {} ({})", event.name, event.id);
+                tx.cancel_run(&listener.run_id, &reason, now).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

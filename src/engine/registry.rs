@@ -1,0 +1,82 @@
+//! The functions an engine runs, by id and in registration order.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Trigger;
+use super::error::EngineError;
+use super::flow::Flow;
+use super::function::{Function, Handler, failure_id};
+
+/// A registered function as the workers see it.
+#[derive(Clone)]
+pub(crate) struct Registered {
+    pub id: String,
+    pub trigger: Trigger,
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+    pub handler: Handler,
+    /// The failure handler's function id, when there is one.
+    pub on_failure: Option<String>,
+    pub flow: Flow,
+}
+
+pub(crate) struct Registry {
+    functions: HashMap<String, Registered>,
+    order: Vec<String>,
+}
+
+impl Registry {
+    /// Registers each function and, after it, its failure handler as a function of its own.
+    pub fn build(functions: Vec<Function>) -> Result<Registry, EngineError> {
+        let mut registry = Registry {
+            functions: HashMap::new(),
+            order: Vec::new(),
+        };
+        for f in functions {
+            let on_failure = f.on_failure.as_ref().map(|_| failure_id(&f.id));
+            let mut entries = vec![Registered {
+                id: f.id.clone(),
+                trigger: f.trigger.clone(),
+                retries: f.retries,
+                timeout: f.step_timeout,
+                handler: f.handler.clone(),
+                on_failure: on_failure.clone(),
+                flow: f.flow.clone(),
+            }];
+            if let (Some(id), Some(handler)) = (on_failure, f.on_failure) {
+                entries.push(Registered {
+                    id,
+                    trigger: Trigger::Internal,
+                    retries: f.retries,
+                    timeout: f.step_timeout,
+                    handler,
+                    on_failure: None,
+                    flow: Flow::default(),
+                });
+            }
+            for entry in entries {
+                if registry.functions.contains_key(&entry.id) {
+                    return Err(EngineError::DuplicateFunction(entry.id));
+                }
+                registry.order.push(entry.id.clone());
+                registry.functions.insert(entry.id.clone(), entry);
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Registered> {
+        self.functions.get(id)
+    }
+
+    /// Every function, in registration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Registered> {
+        self.order.iter().filter_map(|id| self.functions.get(id))
+    }
+
+    /// The functions an event with this name starts.
+    pub fn triggered_by<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Registered> {
+        self.iter().filter(move |f| f.trigger.matches(name))
+    }
+}

@@ -1,0 +1,257 @@
+//! Statements behind flow control and waiting runs: concurrency slots, throttle
+//! schedules and event listeners.
+
+use super::journal::NewRun;
+use super::{Result, StoreTx};
+use crate::args;
+
+/// A run that listens for an event.
+#[derive(Debug, Clone)]
+pub struct NewListener {
+    pub id: String,
+    pub run_id: String,
+    /// `wait` completes a waiting step; `cancel` cancels the run.
+    pub kind: &'static str,
+    pub step_key: Option<String>,
+    pub event_name: String,
+    pub match_path: Option<String>,
+    pub match_value: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+/// A stored listener, as matched against an arriving event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ListenerRow {
+    pub id: String,
+    pub run_id: String,
+    pub kind: String,
+    pub step_key: Option<String>,
+    pub match_path: Option<String>,
+    pub match_value: Option<String>,
+}
+
+impl StoreTx {
+    /// Inserts a run in a given state: `queued` from `run_at`, or `pending` (no due
+    /// time) until a concurrency slot frees.
+    pub async fn insert_run_as(
+        &mut self,
+        event_id: &str,
+        run: &NewRun,
+        status: &str,
+        run_at: i64,
+        concurrency_key: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        let due_at = (status == "queued").then_some(run_at);
+        self.execute(
+            "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
+             concurrency_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+            args![
+                &run.id,
+                &run.function_id,
+                event_id,
+                status,
+                run_at,
+                due_at,
+                run.replay_of.clone(),
+                concurrency_key.map(str::to_owned),
+                now,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a slot under `key` if fewer than `limit` are taken. The key's row is locked
+    /// either way, so a run ending elsewhere sees this transaction's pending run.
+    pub async fn take_slot(&mut self, key: &str, limit: i64) -> Result<bool> {
+        self.execute(
+            "INSERT INTO concurrency_slots (key, active) VALUES ($1, 0) \
+             ON CONFLICT (key) DO NOTHING",
+            args![key],
+        )
+        .await?;
+        let (active,): (i64,) = self
+            .fetch_one(
+                "UPDATE concurrency_slots SET active = active + 1 WHERE key = $1 RETURNING active",
+                args![key],
+            )
+            .await?;
+        if active <= limit {
+            return Ok(true);
+        }
+        self.execute(
+            "UPDATE concurrency_slots SET active = active - 1 WHERE key = $1",
+            args![key],
+        )
+        .await?;
+        Ok(false)
+    }
+
+    /// Gives back the slot an ended run held and queues the oldest run pending on its key;
+    /// returns that run's id. Does nothing for a run without a concurrency key.
+    pub async fn release_slot(&mut self, run_id: &str, now: i64) -> Result<Option<String>> {
+        let key: Option<(String,)> = self
+            .fetch_optional(
+                "UPDATE concurrency_slots SET active = active - 1 WHERE key = \
+                 (SELECT concurrency_key FROM runs WHERE id = $1) RETURNING key",
+                args![run_id],
+            )
+            .await?;
+        let Some((key,)) = key else { return Ok(None) };
+        let promoted: Option<(String,)> = self
+            .fetch_optional(
+                "UPDATE runs SET status = 'queued', \
+                 due_at = CASE WHEN run_at > $2 THEN run_at ELSE $2 END, updated_at = $2 \
+                 WHERE id = (SELECT id FROM runs WHERE concurrency_key = $1 \
+                 AND status = 'pending' ORDER BY created_at, id LIMIT 1) RETURNING id",
+                args![&key, now],
+            )
+            .await?;
+        if promoted.is_some() {
+            self.execute(
+                "UPDATE concurrency_slots SET active = active + 1 WHERE key = $1",
+                args![&key],
+            )
+            .await?;
+        }
+        Ok(promoted.map(|r| r.0))
+    }
+
+    /// The throttle key's next free start time, locking the key for this transaction.
+    pub async fn throttle_next_free(&mut self, key: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = self
+            .fetch_optional(
+                "UPDATE throttles SET next_free = next_free WHERE key = $1 RETURNING next_free",
+                args![key],
+            )
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    pub async fn set_throttle_next_free(&mut self, key: &str, next_free: i64) -> Result<()> {
+        self.execute(
+            "INSERT INTO throttles (key, next_free) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET next_free = excluded.next_free",
+            args![key, next_free],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_listener(&mut self, listener: &NewListener) -> Result<()> {
+        self.execute(
+            "INSERT INTO listeners (id, run_id, kind, step_key, event_name, match_path, \
+             match_value, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            args![
+                &listener.id,
+                &listener.run_id,
+                listener.kind,
+                listener.step_key.clone(),
+                &listener.event_name,
+                listener.match_path.clone(),
+                listener.match_value.clone(),
+                listener.expires_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every listener for events named `event_name`.
+    pub async fn listeners_for(&mut self, event_name: &str) -> Result<Vec<ListenerRow>> {
+        self.fetch_all(
+            "SELECT id, run_id, kind, step_key, match_path, match_value FROM listeners \
+             WHERE event_name = $1 ORDER BY id",
+            args![event_name],
+        )
+        .await
+    }
+
+    pub async fn delete_listeners(&mut self, run_id: &str, step_key: Option<&str>) -> Result<()> {
+        match step_key {
+            Some(step_key) => {
+                self.execute(
+                    "DELETE FROM listeners WHERE run_id = $1 AND step_key = $2",
+                    args![run_id, step_key],
+                )
+                .await?
+            }
+            None => {
+                self.execute("DELETE FROM listeners WHERE run_id = $1", args![run_id])
+                    .await?
+            }
+        };
+        Ok(())
+    }
+
+    /// Completes a waiting step with `output` and queues its run, if the step still
+    /// waits; false when it no longer does (timed out, or the run ended).
+    pub async fn resume_waiting_step(
+        &mut self,
+        run_id: &str,
+        step_key: &str,
+        output: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = self
+            .execute(
+                "UPDATE steps SET status = 'completed', output = $3, ended_at = $4 \
+                 WHERE run_id = $1 AND step_key = $2 AND status = 'waiting'",
+                args![run_id, step_key, output, now],
+            )
+            .await?;
+        if done == 0 {
+            return Ok(false);
+        }
+        self.delete_listeners(run_id, Some(step_key)).await?;
+        self.execute(
+            "UPDATE runs SET status = 'queued', run_at = $2, due_at = $2, updated_at = $2 \
+             WHERE id = $1 AND status = 'waiting'",
+            args![run_id, now],
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Cancels a run that has not ended: it is never claimed again, and a worker running
+    /// it stops at its next step boundary (its lease is gone). Frees its concurrency slot
+    /// and its listeners. False when the run had already ended.
+    pub async fn cancel_run(&mut self, run_id: &str, reason: &str, now: i64) -> Result<bool> {
+        let cancelled = self
+            .execute(
+                "UPDATE runs SET status = 'cancelled', error = $2, ended_at = $3, updated_at = $3, \
+                 due_at = NULL, lease_owner = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND status IN ('queued', 'pending', 'running', 'sleeping', 'waiting')",
+                args![run_id, reason, now],
+            )
+            .await?;
+        if cancelled == 0 {
+            return Ok(false);
+        }
+        self.delete_listeners(run_id, None).await?;
+        self.release_slot(run_id, now).await?;
+        Ok(true)
+    }
+
+    /// Ends a waiting step with no result, provided it still waits and `owner` holds the
+    /// run; false when an event completed it first or the run is no longer ours.
+    pub async fn time_out_waiting_step(
+        &mut self,
+        run_id: &str,
+        owner: &str,
+        step_key: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let ended = self
+            .execute(
+                "UPDATE steps SET status = 'completed', output = 'null', ended_at = $4 \
+                 WHERE run_id = $1 AND step_key = $3 AND status = 'waiting' AND EXISTS \
+                 (SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $2 AND status = 'running')",
+                args![run_id, owner, step_key, now],
+            )
+            .await?;
+        Ok(ended == 1)
+    }
+}
