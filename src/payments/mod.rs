@@ -12,6 +12,8 @@ mod invoice;
 mod payment_intent;
 mod processing;
 pub mod repo;
+pub mod reports;
+pub mod rollup;
 mod subscription;
 
 use std::collections::HashMap;
@@ -27,12 +29,14 @@ use crate::store::StoreTx;
 pub use faults::{Faults, InjectedFault};
 use repo::{CustomerLink, NewFailure, PaymentRecord, SubscriptionChange, SubscriptionState};
 
-/// Every built-in Stripe function, one per event type, each with its failure handler.
+/// Every built-in Stripe function, one per event type, each with its failure handler,
+/// and the daily revenue rollup.
 pub fn functions(faults: Faults) -> Vec<Function> {
     let mut all = checkout::functions(&faults);
     all.extend(subscription::functions(&faults));
     all.extend(invoice::functions(&faults));
     all.extend(payment_intent::functions(&faults));
+    all.push(rollup::function());
     all
 }
 

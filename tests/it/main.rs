@@ -9,4 +9,5 @@ mod engine;
 mod event_api;
 mod payments;
 mod recovery;
+mod reports;
 mod webhook;
