@@ -349,7 +349,15 @@ mod tests {
 
     #[test]
     fn every_stripe_event_gets_one_function_with_a_failure_handler() {
-        let functions = functions(Faults::default());
+        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(Faults::default())
+            .into_iter()
+            .partition(|f| matches!(f.trigger(), Trigger::Event(_)));
+        let scheduled: Vec<&str> = scheduled.iter().map(Function::id).collect();
+        assert_eq!(
+            scheduled,
+            [rollup::FUNCTION_ID],
+            "the rollup is the one cron function"
+        );
         let mut triggers: Vec<String> = functions
             .iter()
             .map(|f| match f.trigger() {

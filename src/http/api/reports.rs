@@ -16,6 +16,7 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 /// Days shown when the request names no `from`: the last 30, today included.
 const DEFAULT_DAYS: u64 = 30;
 
+/// The report routes under `/api/v1/reports`.
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/reports/daily", get(daily))
 }
