@@ -131,8 +131,12 @@ const FAILURE_KINDS: &str = "kind IN ('payment', 'invoice')";
 
 /// The days (besides the ones a rollup always recomputes) whose stored rows may be out of
 /// date: days of payments changed since `changed_since_ms` (every day with payments when
-/// `None`), and days whose failure count differs from the stored one (failures are only
-/// ever added, and carry no write time of their own).
+/// `None`), each with the day before it, and days whose failure count differs from the
+/// stored one (failures are only ever added, and carry no write time of their own).
+///
+/// A payment's day only moves forward, when a newer event about it arrives; those come
+/// close together (a PaymentIntent's success, then its Checkout session's completion), so
+/// the day a changed payment may have left is the day before its own.
 pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Result<BTreeSet<Day>> {
     let mut days = BTreeSet::new();
     let changed: Vec<(i64,)> = tx
@@ -142,7 +146,10 @@ pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Resu
             args![changed_since_ms.unwrap_or(i64::MIN)],
         )
         .await?;
-    days.extend(changed.into_iter().map(|(n,)| Day::of_epoch_day(n)));
+    for (n,) in changed {
+        let day = Day::of_epoch_day(n);
+        days.extend([day.previous(), day]);
+    }
 
     let failures: Vec<(i64, String, i64)> = tx
         .fetch_all(

@@ -15,6 +15,7 @@ crate::on_both_backends!(
     the_rollup_sums_each_day_and_currency_and_a_second_tick_changes_nothing,
     one_tick_after_days_of_downtime_fills_every_missed_day,
     bad_query_parameters_are_refused_and_change_nothing,
+    a_payment_moved_past_midnight_by_a_newer_event_leaves_its_earlier_day,
 );
 
 const HOUR: i64 = 3_600;
@@ -303,4 +304,34 @@ async fn bad_query_parameters_are_refused_and_change_nothing(backend: Backend) {
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM daily_reports").await, 1);
     assert_eq!(rollup_runs(&app).await.len(), 1);
+}
+
+async fn a_payment_moved_past_midnight_by_a_newer_event_leaves_its_earlier_day(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let (x, y) = (today(&app), after(today(&app), 1));
+    // The fixtures' Checkout session pays this PaymentIntent: 1099 usd.
+    let pi = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
+    intent(&app, true, pi, 1_099, "usd", y.start_secs() - 10).await;
+    app.settle().await;
+    fire(&app).await;
+    move_to(&app, y, 6);
+    assert_eq!(fire(&app).await, 1);
+    let range = format!("?from={x}&to={y}");
+    assert_eq!(rows(&app, &range).await, vec![row(x, "usd", 1_099, 1, 0)]);
+
+    // The session's completion, 15 s later, is the payment's newest event: it now
+    // belongs to the next day, and only there.
+    let completed = fixture_event(
+        "checkout.session.completed.payment",
+        Overrides {
+            created: Some(y.start_secs() + 5),
+            ..Overrides::default()
+        },
+    );
+    let (status, body) = app.deliver(&completed).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.settle().await;
+    move_to(&app, after(y, 1), 6);
+    assert_eq!(fire(&app).await, 1);
+    assert_eq!(rows(&app, &range).await, vec![row(y, "usd", 1_099, 1, 0)]);
 }
