@@ -12,6 +12,8 @@ mod invoice;
 mod payment_intent;
 mod processing;
 pub mod repo;
+pub mod reports;
+pub mod rollup;
 mod subscription;
 
 use std::collections::HashMap;
@@ -27,12 +29,14 @@ use crate::store::StoreTx;
 pub use faults::{Faults, InjectedFault};
 use repo::{CustomerLink, NewFailure, PaymentRecord, SubscriptionChange, SubscriptionState};
 
-/// Every built-in Stripe function, one per event type, each with its failure handler.
+/// Every built-in Stripe function, one per event type, each with its failure handler,
+/// and the daily revenue rollup.
 pub fn functions(faults: Faults) -> Vec<Function> {
     let mut all = checkout::functions(&faults);
     all.extend(subscription::functions(&faults));
     all.extend(invoice::functions(&faults));
     all.extend(payment_intent::functions(&faults));
+    all.push(rollup::function());
     all
 }
 
@@ -345,7 +349,15 @@ mod tests {
 
     #[test]
     fn every_stripe_event_gets_one_function_with_a_failure_handler() {
-        let functions = functions(Faults::default());
+        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(Faults::default())
+            .into_iter()
+            .partition(|f| matches!(f.trigger(), Trigger::Event(_)));
+        let scheduled: Vec<&str> = scheduled.iter().map(Function::id).collect();
+        assert_eq!(
+            scheduled,
+            [rollup::FUNCTION_ID],
+            "the rollup is the one cron function"
+        );
         let mut triggers: Vec<String> = functions
             .iter()
             .map(|f| match f.trigger() {

@@ -10,5 +10,6 @@ mod event_api;
 mod flow;
 mod payments;
 mod recovery;
+mod reports;
 mod step_tools;
 mod webhook;

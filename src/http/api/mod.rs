@@ -2,6 +2,7 @@
 
 mod events;
 mod functions;
+mod reports;
 mod runs;
 mod subscriptions;
 
@@ -15,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(functions::router())
         .merge(subscriptions::router())
+        .merge(reports::router())
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).
