@@ -4,6 +4,7 @@ mod events;
 mod functions;
 mod runs;
 mod subscriptions;
+mod webhooks;
 
 use axum::Router;
 
@@ -15,6 +16,7 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(functions::router())
         .merge(subscriptions::router())
+        .merge(webhooks::router())
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).

@@ -18,6 +18,7 @@ use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
 use paysteps::stripe::signature::Verifier;
 use paysteps::stripe::signer;
+use paysteps::webhooks::{self, Destinations};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -44,6 +45,8 @@ pub struct Setup {
     pub register: Box<dyn FnOnce(EngineBuilder) -> EngineBuilder>,
     /// Keys the event API accepts (`Any`, as under `dev`, by default).
     pub event_keys: EventKeys,
+    /// Registers the outgoing webhook functions, delivering where this allows.
+    pub webhooks: Option<Destinations>,
 }
 
 impl Default for Setup {
@@ -55,6 +58,7 @@ impl Default for Setup {
             with_payments: true,
             register: Box::new(|b| b),
             event_keys: EventKeys::Any,
+            webhooks: None,
         }
     }
 }
@@ -86,9 +90,20 @@ impl TestApp {
         let store = db.store().await;
         let clock = Clock::manual(system_now_ms());
         let faults = Faults::default();
+        let engine_store = store.clone();
         let mut builder = Engine::builder(store).config(test_config(clock.clone()));
         if setup.with_payments {
             for f in payments::functions(faults.clone()) {
+                builder = builder.register(f);
+            }
+        }
+        if let Some(destinations) = setup.webhooks {
+            let hooks = webhooks::Webhooks {
+                store: engine_store.clone(),
+                clock: clock.clone(),
+                destinations,
+            };
+            for f in webhooks::functions(hooks) {
                 builder = builder.register(f);
             }
         }
@@ -99,6 +114,7 @@ impl TestApp {
             verifier: Arc::new(Verifier::new(setup.secrets, Duration::from_secs(300))),
             max_body_bytes: setup.max_body_bytes,
             event_keys: setup.event_keys,
+            webhook_destinations: setup.webhooks.unwrap_or_default(),
         };
         TestApp {
             router: http::router(state),

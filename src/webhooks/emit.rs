@@ -1,0 +1,123 @@
+//! Recording a business event: one row for the event, and for every active endpoint
+//! subscribed to it a delivery and a queued run of the delivery function, all in the
+//! caller's transaction.
+
+use serde::{Deserialize, Serialize};
+
+use super::endpoint::Subscription;
+use super::events::BusinessEvent;
+use super::store::{self, EventRow};
+use crate::args;
+use crate::engine::{Ctx, Interrupt, new_id};
+use crate::store::{NewEvent, NewRun, StoreTx};
+
+/// The function that delivers one event to one endpoint.
+pub const DELIVER_FUNCTION: &str = "webhooks.deliver";
+
+/// Prefix of the engine events the delivery runs belong to.
+pub const ENGINE_EVENT_PREFIX: &str = "paysteps/webhook.";
+
+/// What recording an event did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Emitted {
+    /// The event's `webhook-id`.
+    pub webhook_id: String,
+    /// Deliveries queued; none when the event was already recorded.
+    pub deliveries: Vec<String>,
+    /// The same cause had already recorded this event: nothing was queued.
+    pub duplicate: bool,
+}
+
+/// Records `event` at `now` and queues its deliveries, unless it was recorded before.
+pub async fn emit(
+    tx: &mut StoreTx,
+    event: &BusinessEvent,
+    now: i64,
+) -> crate::store::Result<Emitted> {
+    let webhook_id = event.message_id();
+    let row = EventRow {
+        id: webhook_id.clone(),
+        event_type: event.event_type.as_str().to_owned(),
+        source: event.source.clone(),
+        payload: event.body(now),
+        engine_event_id: new_id("ev"),
+        created_at: now,
+    };
+    if !store::insert_event(tx, &row).await? {
+        return Ok(Emitted {
+            webhook_id,
+            deliveries: Vec::new(),
+            duplicate: true,
+        });
+    }
+    let endpoints: Vec<String> = store::active_subscriptions(tx)
+        .await?
+        .into_iter()
+        .filter(|(_, events)| Subscription::from_stored(events).includes(event.event_type))
+        .map(|(id, _)| id)
+        .collect();
+    let runs: Vec<NewRun> = endpoints
+        .iter()
+        .map(|_| NewRun {
+            id: new_id("run"),
+            function_id: DELIVER_FUNCTION.to_owned(),
+            replay_of: None,
+        })
+        .collect();
+    let engine_event = NewEvent {
+        id: row.engine_event_id.clone(),
+        dedupe_key: None,
+        dedupe_for_ms: None,
+        external_id: Some(webhook_id.clone()),
+        name: format!("{ENGINE_EVENT_PREFIX}{}", event.event_type),
+        source: "webhooks".to_owned(),
+        data: row.payload.clone(),
+        ts: now,
+        received_at: now,
+        object_id: None,
+        customer: None,
+    };
+    tx.insert_event(&engine_event, &runs).await?;
+    let mut deliveries = Vec::with_capacity(runs.len());
+    for (endpoint_id, run) in endpoints.iter().zip(&runs) {
+        let id = new_id("whd");
+        store::insert_delivery(tx, &id, &webhook_id, endpoint_id, &run.id, None, now).await?;
+        deliveries.push(id);
+    }
+    tracing::info!(
+        webhook_id = %webhook_id,
+        event_type = %event.event_type,
+        deliveries = deliveries.len(),
+        "business event recorded"
+    );
+    Ok(Emitted {
+        webhook_id,
+        deliveries,
+        duplicate: false,
+    })
+}
+
+/// Step `notify <type>`: records `event` and queues its deliveries in the step's own
+/// checkpoint transaction, so a retried run does it once, and a replayed or re-run one
+/// (same cause, same `webhook-id`) queues nothing more.
+pub async fn notify(ctx: &Ctx, event: BusinessEvent) -> Result<Emitted, Interrupt> {
+    let name = format!("notify {}", event.event_type);
+    let run_id = ctx.run_id.clone();
+    ctx.step
+        .run_tx(&name, move |tx| {
+            Box::pin(async move {
+                let now = run_now(tx, &run_id).await?;
+                Ok(emit(tx, &event, now).await?)
+            })
+        })
+        .await
+}
+
+/// The engine's time for this run's step: the step's lease check has just stamped it on
+/// the run (a function has no clock of its own).
+async fn run_now(tx: &mut StoreTx, run_id: &str) -> crate::store::Result<i64> {
+    let row: Option<(i64,)> = tx
+        .fetch_optional("SELECT updated_at FROM runs WHERE id = $1", args![run_id])
+        .await?;
+    Ok(row.map_or_else(crate::engine::system_now_ms, |(at,)| at))
+}
