@@ -217,6 +217,6 @@ mod tests {
         assert_eq!(a.message_id().len(), 36);
         let body: Value = serde_json::from_str(&a.body(1_795_428_060_000)).unwrap();
         assert_eq!(body["type"], "payment.failed");
-        assert_eq!(body["timestamp"], "2026-11-17T10:01:00.000Z");
+        assert_eq!(body["timestamp"], "2026-11-23T10:01:00.000Z");
     }
 }
