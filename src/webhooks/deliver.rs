@@ -318,7 +318,7 @@ async fn send(
     }
     let client = match client.build() {
         Ok(client) => client,
-        Err(e) => return Sent::error(e),
+        Err(e) => return Sent::error(describe(e)),
     };
     let began = Instant::now();
     let answer = client
@@ -336,7 +336,7 @@ async fn send(
     let mut response = match answer {
         Ok(response) => response,
         Err(e) => {
-            let mut sent = Sent::error(describe(&e));
+            let mut sent = Sent::error(describe(e));
             sent.latency_ms = elapsed_ms(began);
             return sent;
         }
@@ -354,7 +354,7 @@ async fn send(
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break,
             Err(e) => {
-                error = Some(format!("reading the response: {}", describe(&e)));
+                error = Some(format!("reading the response: {}", describe(e)));
                 break;
             }
         }
@@ -373,7 +373,9 @@ async fn send(
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
+/// The error without its URL: an endpoint URL may carry a credential in its path.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     if e.is_timeout() {
         format!("timed out after {} s", ATTEMPT_TIMEOUT.as_secs())
     } else if e.is_connect() {

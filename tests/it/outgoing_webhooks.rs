@@ -17,7 +17,8 @@ use paysteps::webhooks::Destinations;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::common::{Backend, Setup, TestApp, first_run};
+use crate::common::serve::Serve;
+use crate::common::{Backend, Setup, TestApp, TestDb, first_run};
 
 crate::on_both_backends!(
     a_delivery_answered_500_twice_then_200_succeeds_once_with_three_attempts,
@@ -30,6 +31,7 @@ crate::on_both_backends!(
     a_longer_retry_after_is_honoured,
     an_endpoint_failing_for_five_days_is_disabled,
     endpoints_are_managed_and_secrets_stay_out_of_listings,
+    the_cli_manages_endpoints_of_a_serve_process_that_refuses_loopback,
 );
 
 /// One request the receiver got.
@@ -687,4 +689,88 @@ async fn endpoints_are_managed_and_secrets_stay_out_of_listings(backend: Backend
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let page = app
+        .router
+        .clone()
+        .oneshot(Request::get("/webhooks").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = axum::body::to_bytes(page.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&html).contains("/webhook-deliveries/"));
+}
+
+/// Runs `paysteps webhooks <args…>` against `port`; returns (success, stdout, stderr).
+fn cli(port: u16, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paysteps"))
+        .arg("webhooks")
+        .args(args)
+        .args(["--url", &format!("http://127.0.0.1:{port}")])
+        .args(["--token", "test-dashboard-token"])
+        .env_remove("PAYSTEPS_URL")
+        .env_remove("PAYSTEPS_DASHBOARD_TOKEN")
+        .output()
+        .expect("run paysteps webhooks");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn the_cli_manages_endpoints_of_a_serve_process_that_refuses_loopback(backend: Backend) {
+    let db = TestDb::create(backend).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Serve::start("serve", &db.url(), 2, dir.path());
+    server.wait_healthy(&reqwest::Client::new()).await;
+    let port = server.port;
+
+    let (ok, _, err) = cli(port, &["add", "http://127.0.0.1:9/hook"]);
+    assert!(!ok, "serve must refuse a loopback endpoint");
+    assert!(err.contains("loopback"), "{err}");
+
+    let (ok, out, err) = cli(
+        port,
+        &[
+            "add",
+            "https://93.184.215.14/paysteps",
+            "--events",
+            "payment.failed,subscription.updated",
+        ],
+    );
+    assert!(ok, "{err}");
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("whep_"))
+        .unwrap_or_else(|| panic!("no id in {out}"))
+        .to_owned();
+    let secret = out
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .to_owned();
+
+    let (ok, out, _) = cli(port, &["list"]);
+    assert!(ok);
+    assert!(
+        out.contains(&id) && out.contains("payment.failed,subscription.updated"),
+        "{out}"
+    );
+    assert!(!out.contains(&secret), "list never shows the secret");
+
+    let (ok, out, _) = cli(port, &["rotate", &id]);
+    assert!(ok);
+    assert!(out.contains("whsec_") && !out.contains(&secret), "{out}");
+    let (ok, out, _) = cli(port, &["pause", &id]);
+    assert!(ok && out.contains("paused"), "{out}");
+    let (ok, _, _) = cli(port, &["rm", &id]);
+    assert!(ok);
+    let (ok, out, _) = cli(port, &["list"]);
+    assert!(ok && out.contains("no webhook endpoints"), "{out}");
+    let (ok, _, err) = cli(port, &["resend", "whd_missing"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    server.kill();
 }
