@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use paysteps::engine::new_id;
 use paysteps::store::NewRun;
@@ -29,6 +29,7 @@ crate::on_both_backends!(
     an_endpoint_gets_only_the_events_it_subscribed_to,
     a_run_that_fails_for_good_emits_run_failed,
     a_longer_retry_after_is_honoured,
+    redirects_are_not_followed,
     an_endpoint_failing_for_five_days_is_disabled,
     endpoints_are_managed_and_secrets_stay_out_of_listings,
     the_cli_manages_endpoints_of_a_serve_process_that_refuses_loopback,
@@ -37,6 +38,7 @@ crate::on_both_backends!(
 /// One request the receiver got.
 #[derive(Clone)]
 struct Received {
+    path: String,
     headers: HeaderMap,
     body: Bytes,
 }
@@ -62,7 +64,7 @@ impl Received {
     }
 }
 
-/// Answers still to give: a status and an optional `Retry-After`.
+/// Answers still to give: a status and an optional `name: value` header.
 type Script = Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>;
 
 /// A receiver on a loopback port: answers from a script (then 200) and keeps every request.
@@ -78,17 +80,19 @@ impl Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let script: Script = Arc::new(Mutex::new(VecDeque::new()));
         let (got, plan) = (received.clone(), script.clone());
-        let app = Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let (got, plan) = (got.clone(), plan.clone());
             async move {
-                got.lock().unwrap().push(Received { headers, body });
-                let (status, retry_after) = plan.lock().unwrap().pop_front().unwrap_or((200, None));
+                got.lock().unwrap().push(Received {
+                    path: uri.path().to_owned(),
+                    headers,
+                    body,
+                });
+                let (status, header) = plan.lock().unwrap().pop_front().unwrap_or((200, None));
                 let mut response: Response =
                     (StatusCode::from_u16(status).unwrap(), "receiver says hi").into_response();
-                if let Some(value) = retry_after {
-                    response
-                        .headers_mut()
-                        .insert("retry-after", value.parse().unwrap());
+                if let Some((name, value)) = header.and_then(|h| h.split_once(": ")) {
+                    response.headers_mut().insert(name, value.parse().unwrap());
                 }
                 response
             }
@@ -567,7 +571,7 @@ async fn a_run_that_fails_for_good_emits_run_failed(backend: Backend) {
 async fn a_longer_retry_after_is_honoured(backend: Backend) {
     let app = app(backend, Destinations::AllowPrivate).await;
     let receiver = Receiver::start().await;
-    receiver.answer(&[(429, Some("3600"))]);
+    receiver.answer(&[(429, Some("retry-after: 3600"))]);
     let (id, _) = add_endpoint(&app, &receiver.url("/hooks"), &[]).await;
     app.deliver_fixture("payment_intent.succeeded", Overrides::default())
         .await;
@@ -773,4 +777,25 @@ async fn the_cli_manages_endpoints_of_a_serve_process_that_refuses_loopback(back
     let (ok, _, err) = cli(port, &["resend", "whd_missing"]);
     assert!(!ok && err.contains("404"), "{err}");
     server.kill();
+}
+
+async fn redirects_are_not_followed(backend: Backend) {
+    let app = app(backend, Destinations::AllowPrivate).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[(307, Some("location: /elsewhere"))]);
+    let (id, secret) = add_endpoint(&app, &receiver.url("/hooks"), &[]).await;
+    app.deliver_fixture("payment_intent.succeeded", Overrides::default())
+        .await;
+    app.settle().await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 2, "the redirect is retried, never followed");
+    assert!(got.iter().all(|r| r.verifies_with(&secret)));
+    assert!(
+        got.iter().all(|r| r.path == "/hooks"),
+        "nothing went to /elsewhere"
+    );
+    let shown = endpoint(&app, &id).await;
+    let attempts = &shown["recent_deliveries"][0]["attempts"];
+    assert_eq!(attempts[0]["status_code"], 307, "{shown}");
+    assert_eq!(attempts[1]["status_code"], 200);
 }
