@@ -28,8 +28,8 @@ CREATE TABLE webhook_events (
     source          TEXT NOT NULL,
     -- The exact JSON body every delivery of it sends.
     payload         TEXT NOT NULL,
-    -- The engine event the delivery runs hang off.
-    engine_event_id TEXT NOT NULL,
+    -- The engine event the delivery runs hang off; made with the first delivery.
+    engine_event_id TEXT,
     created_at      INTEGER NOT NULL
 );
 CREATE INDEX webhook_events_created ON webhook_events (created_at);

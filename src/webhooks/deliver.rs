@@ -399,7 +399,7 @@ pub async fn resend(
     let Some(original) = store::delivery_tx(tx, delivery_id).await? else {
         return Ok(None);
     };
-    let Some(event) = store::event_tx(tx, &original.event_id).await? else {
+    let Some(mut event) = store::event_tx(tx, &original.event_id).await? else {
         return Ok(None);
     };
     let run = crate::store::NewRun {
@@ -407,8 +407,7 @@ pub async fn resend(
         function_id: DELIVER_FUNCTION.to_owned(),
         replay_of: None,
     };
-    tx.insert_run(&event.engine_event_id, &run, now).await?;
-    tx.signal_new_runs().await?;
+    super::emit::queue_runs(tx, &mut event, std::slice::from_ref(&run), now).await?;
     let id = new_id("whd");
     store::insert_delivery(
         tx,

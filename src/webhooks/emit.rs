@@ -35,12 +35,12 @@ pub async fn emit(
     now: i64,
 ) -> crate::store::Result<Emitted> {
     let webhook_id = event.message_id();
-    let row = EventRow {
+    let mut row = EventRow {
         id: webhook_id.clone(),
         event_type: event.event_type.as_str().to_owned(),
         source: event.source.clone(),
         payload: event.body(now),
-        engine_event_id: new_id("ev"),
+        engine_event_id: None,
         created_at: now,
     };
     if !store::insert_event(tx, &row).await? {
@@ -64,37 +64,62 @@ pub async fn emit(
             replay_of: None,
         })
         .collect();
-    let engine_event = NewEvent {
-        id: row.engine_event_id.clone(),
-        dedupe_key: None,
-        dedupe_for_ms: None,
-        external_id: Some(webhook_id.clone()),
-        name: format!("{ENGINE_EVENT_PREFIX}{}", event.event_type),
-        source: "webhooks".to_owned(),
-        data: row.payload.clone(),
-        ts: now,
-        received_at: now,
-        object_id: None,
-        customer: None,
-    };
-    tx.insert_event(&engine_event, &runs).await?;
+    queue_runs(tx, &mut row, &runs, now).await?;
     let mut deliveries = Vec::with_capacity(runs.len());
     for (endpoint_id, run) in endpoints.iter().zip(&runs) {
         let id = new_id("whd");
         store::insert_delivery(tx, &id, &webhook_id, endpoint_id, &run.id, None, now).await?;
         deliveries.push(id);
     }
-    tracing::info!(
-        webhook_id = %webhook_id,
-        event_type = %event.event_type,
-        deliveries = deliveries.len(),
-        "business event recorded"
-    );
+    if !deliveries.is_empty() {
+        tracing::info!(
+            webhook_id = %webhook_id,
+            event_type = %event.event_type,
+            deliveries = deliveries.len(),
+            "business event queued for delivery"
+        );
+    }
     Ok(Emitted {
         webhook_id,
         deliveries,
         duplicate: false,
     })
+}
+
+/// Queues delivery runs of `event`: on its engine event, made with the first runs (an
+/// event nobody subscribes to adds nothing to the engine's journal).
+pub(crate) async fn queue_runs(
+    tx: &mut StoreTx,
+    event: &mut EventRow,
+    runs: &[NewRun],
+    now: i64,
+) -> crate::store::Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    if let Some(engine_event_id) = &event.engine_event_id {
+        for run in runs {
+            tx.insert_run(engine_event_id, run, now).await?;
+        }
+        return tx.signal_new_runs().await;
+    }
+    let engine_event = NewEvent {
+        id: new_id("ev"),
+        dedupe_key: None,
+        dedupe_for_ms: None,
+        external_id: Some(event.id.clone()),
+        name: format!("{ENGINE_EVENT_PREFIX}{}", event.event_type),
+        source: "webhooks".to_owned(),
+        data: event.payload.clone(),
+        ts: now,
+        received_at: now,
+        object_id: None,
+        customer: None,
+    };
+    tx.insert_event(&engine_event, runs).await?;
+    store::set_engine_event(tx, &event.id, &engine_event.id).await?;
+    event.engine_event_id = Some(engine_event.id);
+    Ok(())
 }
 
 /// Step `notify <type>`: records `event` and queues its deliveries in the step's own

@@ -37,7 +37,8 @@ pub struct EventRow {
     pub event_type: String,
     pub source: String,
     pub payload: String,
-    pub engine_event_id: String,
+    /// The engine event the delivery runs belong to; `None` until the first delivery.
+    pub engine_event_id: Option<String>,
     pub created_at: i64,
 }
 
@@ -251,12 +252,22 @@ pub async fn insert_event(tx: &mut StoreTx, e: &EventRow) -> Result<bool> {
                 &e.event_type,
                 &e.source,
                 &e.payload,
-                &e.engine_event_id,
+                e.engine_event_id.clone(),
                 e.created_at
             ],
         )
         .await?;
     Ok(inserted.is_some())
+}
+
+/// Notes the engine event an event's delivery runs belong to.
+pub async fn set_engine_event(tx: &mut StoreTx, id: &str, engine_event_id: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE webhook_events SET engine_event_id = $2 WHERE id = $1",
+        args![id, engine_event_id],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {

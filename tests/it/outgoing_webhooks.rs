@@ -540,6 +540,23 @@ async fn an_endpoint_gets_only_the_events_it_subscribed_to(backend: Backend) {
     assert_eq!(body["data"]["status"], "failed");
     assert!(body["data"]["failure_code"].is_string(), "{body}");
     assert_eq!(invoices.received().len(), 1);
+
+    // An event nobody subscribes to is recorded, and queues nothing.
+    app.deliver_fixture("customer.subscription.updated", Overrides::default())
+        .await;
+    app.settle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM webhook_events WHERE event_type = 'subscription.updated'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE name LIKE 'paysteps/webhook.%'")
+            .await,
+        2,
+        "only events with deliveries reach the engine's journal"
+    );
+    assert_eq!(failures.received().len() + invoices.received().len(), 2);
 }
 
 async fn a_run_that_fails_for_good_emits_run_failed(backend: Backend) {
