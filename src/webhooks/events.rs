@@ -117,12 +117,13 @@ impl BusinessEvent {
         let timestamp = chrono::DateTime::from_timestamp_millis(at_ms)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        serde_json::json!({
-            "type": self.event_type,
-            "timestamp": timestamp,
-            "data": self.data,
-        })
-        .to_string()
+        // Written by hand to keep the members in this order for people reading it.
+        format!(
+            "{{\"type\":{},\"timestamp\":{},\"data\":{}}}",
+            Value::from(self.event_type.as_str()),
+            Value::from(timestamp),
+            self.data
+        )
     }
 }
 
@@ -218,5 +219,10 @@ mod tests {
         let body: Value = serde_json::from_str(&a.body(1_795_428_060_000)).unwrap();
         assert_eq!(body["type"], "payment.failed");
         assert_eq!(body["timestamp"], "2026-11-23T10:01:00.000Z");
+        assert_eq!(body["data"], 1);
+        assert!(
+            a.body(0)
+                .starts_with("{\"type\":\"payment.failed\",\"timestamp\":")
+        );
     }
 }
