@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod payments;
 pub mod store;
 pub mod stripe;
+pub mod webhooks;

@@ -3,6 +3,7 @@
 mod send;
 mod server;
 mod trigger;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// Send an application event to a running server's event API, as an Inngest SDK would.
     Send(send::SendArgs),
+    /// Manage outgoing webhook endpoints of a running server.
+    Webhooks(webhooks::WebhooksArgs),
 }
 
 /// Settings shared by `dev` and `serve`.
@@ -57,6 +60,15 @@ pub struct EngineArgs {
     /// Seconds a worker's claim on a run lasts without renewal.
     #[arg(long, env = "PAYSTEPS_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
+    /// Let outgoing webhooks reach loopback, private, link-local and metadata addresses
+    /// (`dev` always does).
+    #[arg(
+        long,
+        env = "PAYSTEPS_WEBHOOK_ALLOW_PRIVATE",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub webhook_allow_private: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +113,15 @@ impl EngineArgs {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
     }
+
+    /// Where outgoing webhooks may be delivered.
+    pub fn webhook_destinations(&self) -> crate::webhooks::Destinations {
+        if self.webhook_allow_private {
+            crate::webhooks::Destinations::AllowPrivate
+        } else {
+            crate::webhooks::Destinations::PublicOnly
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -110,5 +131,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => server::migrate(&args.db).await,
         Command::Trigger(args) => trigger::run(args).await,
         Command::Send(args) => send::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }

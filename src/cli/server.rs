@@ -13,6 +13,7 @@ use crate::http::{self, AppState, EventKeys};
 use crate::payments::{self, Faults};
 use crate::store::Store;
 use crate::stripe::{signature::Verifier, signer};
+use crate::webhooks;
 
 /// Settings key of the secret `dev` generates when none is configured.
 pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
@@ -25,7 +26,9 @@ pub async fn migrate(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
+    // Local receivers are the point of `dev`.
+    args.engine.webhook_allow_private = true;
     let store = open(&args.db).await?;
     let (secrets, generated) = match args.engine.webhook_secret.as_deref().map(parse_secrets) {
         Some(secrets) if !secrets.is_empty() => (secrets, false),
@@ -138,8 +141,16 @@ fn build_engine(store: Store, args: &EngineArgs) -> anyhow::Result<Engine> {
         lease: args.lease(),
         ..EngineConfig::default()
     };
+    let hooks = webhooks::Webhooks {
+        store: store.clone(),
+        clock: config.clock.clone(),
+        destinations: args.webhook_destinations(),
+    };
     let mut builder = Engine::builder(store).config(config);
-    for function in payments::functions(Faults::default()) {
+    for function in payments::functions(Faults::default())
+        .into_iter()
+        .chain(webhooks::functions(hooks))
+    {
         builder = builder.register(function);
     }
     Ok(builder.build()?)
@@ -160,6 +171,7 @@ pub fn build_app(
         )),
         max_body_bytes: args.max_body_bytes,
         event_keys,
+        webhook_destinations: args.webhook_destinations(),
     }
 }
 

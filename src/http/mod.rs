@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 pub mod state;
 mod stripe_webhook;
+mod webhooks_page;
 
 use std::future::Future;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(api::router())
         .merge(dashboard::router())
+        .merge(webhooks_page::router())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 tracing::debug_span!(

@@ -13,4 +13,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Keys accepted by `POST /e/{event_key}`.
     pub event_keys: EventKeys,
+    /// Where outgoing webhook endpoints may point.
+    pub webhook_destinations: crate::webhooks::Destinations,
 }

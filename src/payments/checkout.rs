@@ -7,7 +7,7 @@ use stripe_webhook::EventObject;
 use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionChange};
 use super::{
     Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    parse_event, stripe_function, unexpected, write_step,
+    notifications, parse_event, stripe_function, unexpected, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 
@@ -181,14 +181,20 @@ async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
             // payment event activates it.
             let status = if settled { "active" } else { "incomplete" };
             let change = session.activation(id, user_id.clone(), status);
+            let notice = notifications::subscription_change(&session.event, &change);
             write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
+            crate::webhooks::notify(&ctx, notice).await?;
             format!("subscription {id} {status}")
         }
         ("payment", _) => {
             let status = payment_status(&session.payment_status);
             let payment = session.payment(user_id.clone(), status);
             let id = payment.id.clone();
+            let notice = notifications::payment(&session.event, &payment, None);
             write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            if let Some(notice) = notice {
+                crate::webhooks::notify(&ctx, notice).await?;
+            }
             format!("payment {id} {status}")
         }
         (mode, _) => format!("nothing to record for mode {mode}"),
@@ -205,8 +211,19 @@ async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outc
     match (session.mode.as_str(), &session.subscription_id) {
         ("subscription", Some(id)) if succeeded => {
             let change = session.activation(id, user_id.clone(), "active");
+            let notice = notifications::subscription_change(&session.event, &change);
             write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
+            crate::webhooks::notify(&ctx, notice).await?;
             action = format!("subscription {id} active");
+        }
+        ("payment", _) if succeeded => {
+            let payment = session.payment(user_id.clone(), verb);
+            action = format!("payment {} {verb}", payment.id);
+            let notice = notifications::payment(&session.event, &payment, None);
+            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            if let Some(notice) = notice {
+                crate::webhooks::notify(&ctx, notice).await?;
+            }
         }
         ("payment", _) => {
             let payment = session.payment(user_id.clone(), verb);
@@ -233,7 +250,12 @@ async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outc
             event_id: Some(session.event.id.clone()),
             created: session.event.created,
         };
+        let payment = session.payment(user_id.clone(), "failed");
+        let notice = notifications::payment(&session.event, &payment, Some(&failure));
         write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+        if let Some(notice) = notice {
+            crate::webhooks::notify(&ctx, notice).await?;
+        }
     }
     let outcome = outcome(&session, user_id, action);
     log_success(&ctx, &faults, outcome).await

@@ -8,7 +8,7 @@ use stripe_webhook::EventObject;
 use super::repo::{FailureKind, NewFailure, SubscriptionChange};
 use super::{
     Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    parse_event, stripe_function, unexpected, write_step,
+    notifications, parse_event, stripe_function, unexpected, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 
@@ -57,6 +57,22 @@ impl InvoiceSummary {
             current_period_end: period_end,
             event_created: self.event.created,
         })
+    }
+
+    /// The `invoice.paid` or `invoice.payment_failed` business event.
+    fn notice(&self, user_id: Option<String>) -> crate::webhooks::BusinessEvent {
+        let data = crate::webhooks::events::InvoiceData {
+            invoice_id: self.invoice_id.clone(),
+            subscription_id: self.subscription_id.clone(),
+            customer_id: self.party.customer_id.clone(),
+            user_id,
+            amount_due: self.amount_due,
+            currency: self.currency.clone(),
+            attempt_count: self.attempt_count,
+            period_end: self.period_end,
+            stripe_event_id: self.event.id.clone(),
+        };
+        notifications::invoice(&self.event, data)
     }
 
     fn outcome(&self, user_id: Option<String>, action: String) -> Outcome {
@@ -163,6 +179,7 @@ async fn paid(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         }
         None => "invoice paid; no subscription".to_owned(),
     };
+    crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
 }
 
@@ -194,6 +211,7 @@ async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> 
         created: invoice.event.created,
     };
     write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+    crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
 }
 

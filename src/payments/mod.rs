@@ -9,6 +9,7 @@
 mod checkout;
 mod faults;
 mod invoice;
+mod notifications;
 mod payment_intent;
 mod processing;
 pub mod repo;

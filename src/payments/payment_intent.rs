@@ -7,8 +7,8 @@ use stripe_webhook::EventObject;
 
 use super::repo::{FailureKind, NewFailure, PaymentRecord};
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success, parse_event,
-    stripe_function, unexpected, write_step,
+    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
+    notifications, parse_event, stripe_function, unexpected, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 
@@ -118,10 +118,21 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
         checkout_session_id: None,
         event_created: intent.event.created,
     };
-    write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+    let mut notice = notifications::payment(&intent.event, &payment, None);
+    write_step(
+        &ctx,
+        &faults,
+        RECORD_PAYMENT,
+        Write::Payment(payment.clone()),
+    )
+    .await?;
     if !succeeded {
         let failure = failure(&intent, user_id.clone());
+        notice = notifications::payment(&intent.event, &payment, Some(&failure));
         write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+    }
+    if let Some(notice) = notice {
+        crate::webhooks::notify(&ctx, notice).await?;
     }
     let outcome = Outcome {
         event_id: intent.event.id.clone(),

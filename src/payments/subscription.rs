@@ -6,8 +6,8 @@ use stripe_webhook::EventObject;
 
 use super::repo::SubscriptionState;
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success, parse_event,
-    stripe_function, unexpected, write_step,
+    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
+    notifications, parse_event, stripe_function, unexpected, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 
@@ -84,7 +84,9 @@ async fn sync(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         ..summary.state.clone()
     };
     let action = format!("subscription {} {}", state.id, state.status);
+    let notice = notifications::subscription_state(&summary.event, &state);
     write_step(&ctx, &faults, UPSERT, Write::Subscription(state)).await?;
+    crate::webhooks::notify(&ctx, notice).await?;
     let outcome = Outcome {
         event_id: summary.event.id.clone(),
         object_id: summary.state.id.clone(),

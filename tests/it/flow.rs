@@ -119,7 +119,7 @@ async fn keyed_concurrency_never_exceeds_its_limit_under_a_burst(backend: Backen
         .await;
     assert_eq!(pending, 0);
     let active = app
-        .count("SELECT COALESCE(SUM(active), 0) FROM concurrency_slots")
+        .count("SELECT CAST(COALESCE(SUM(active), 0) AS BIGINT) FROM concurrency_slots")
         .await;
     assert_eq!(active, 0, "every slot is given back");
 }

@@ -8,6 +8,7 @@ mod db_faults;
 mod engine;
 mod event_api;
 mod flow;
+mod outgoing_webhooks;
 mod payments;
 mod recovery;
 mod reports;

@@ -5,6 +5,7 @@ mod functions;
 mod reports;
 mod runs;
 mod subscriptions;
+mod webhooks;
 
 use axum::Router;
 
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(functions::router())
         .merge(subscriptions::router())
         .merge(reports::router())
+        .merge(webhooks::router())
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).

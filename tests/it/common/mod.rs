@@ -18,6 +18,7 @@ use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
 use paysteps::stripe::signature::Verifier;
 use paysteps::stripe::signer;
+use paysteps::webhooks::{self, Destinations};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -46,6 +47,8 @@ pub struct Setup {
     pub event_keys: EventKeys,
     /// Runs executed at once once the engine is started.
     pub workers: usize,
+    /// Registers the outgoing webhook functions, delivering where this allows.
+    pub webhooks: Option<Destinations>,
 }
 
 impl Default for Setup {
@@ -58,6 +61,7 @@ impl Default for Setup {
             register: Box::new(|b| b),
             event_keys: EventKeys::Any,
             workers: 4,
+            webhooks: None,
         }
     }
 }
@@ -89,6 +93,7 @@ impl TestApp {
         let store = db.store().await;
         let clock = Clock::manual(system_now_ms());
         let faults = Faults::default();
+        let engine_store = store.clone();
         let config = EngineConfig {
             workers: setup.workers,
             ..test_config(clock.clone())
@@ -99,6 +104,16 @@ impl TestApp {
                 builder = builder.register(f);
             }
         }
+        if let Some(destinations) = setup.webhooks {
+            let hooks = webhooks::Webhooks {
+                store: engine_store.clone(),
+                clock: clock.clone(),
+                destinations,
+            };
+            for f in webhooks::functions(hooks) {
+                builder = builder.register(f);
+            }
+        }
         builder = (setup.register)(builder);
         let engine = builder.build().expect("engine");
         let state = AppState {
@@ -106,6 +121,7 @@ impl TestApp {
             verifier: Arc::new(Verifier::new(setup.secrets, Duration::from_secs(300))),
             max_body_bytes: setup.max_body_bytes,
             event_keys: setup.event_keys,
+            webhook_destinations: setup.webhooks.unwrap_or_default(),
         };
         TestApp {
             router: http::router(state),

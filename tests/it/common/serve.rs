@@ -23,16 +23,18 @@ use crate::common::{SECRET, TestDb, fixture_event};
 
 pub(crate) const PAYMENT_FUNCTION: &str = "payment-intent-succeeded";
 pub(crate) const CHECKOUT_FUNCTION: &str = "checkout-session-completed";
-pub(crate) const PAYMENT_STEPS: [&str; 4] = [
+pub(crate) const PAYMENT_STEPS: [&str; 5] = [
     "validate-payment-intent",
     "link-customer",
     "record-payment",
+    "notify payment.succeeded",
     "log-success",
 ];
-pub(crate) const CHECKOUT_STEPS: [&str; 4] = [
+pub(crate) const CHECKOUT_STEPS: [&str; 5] = [
     "validate-session",
     "link-customer",
     "activate-subscription",
+    "notify subscription.activated",
     "log-success",
 ];
 

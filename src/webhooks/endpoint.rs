@@ -1,0 +1,181 @@
+//! An endpoint: where a team wants its events, which ones, and whether it receives them.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::events::EventType;
+
+/// What an endpoint subscribes to: every type, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    All,
+    Only(BTreeSet<String>),
+}
+
+/// The token that subscribes to every type.
+pub const ALL_EVENTS: &str = "*";
+
+impl Subscription {
+    /// Reads a list of type names; empty or containing `*` means all.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Subscription, EndpointError> {
+        let mut only = BTreeSet::new();
+        for name in names {
+            let name = name.as_ref().trim();
+            if name == ALL_EVENTS {
+                return Ok(Subscription::All);
+            }
+            let t: EventType = name
+                .parse()
+                .map_err(|_| EndpointError::UnknownEventType(name.to_owned()))?;
+            only.insert(t.as_str().to_owned());
+        }
+        Ok(if only.is_empty() {
+            Subscription::All
+        } else {
+            Subscription::Only(only)
+        })
+    }
+
+    /// Reads the stored JSON array (unknown text subscribes to nothing).
+    pub fn from_stored(text: &str) -> Subscription {
+        let names: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+        if names.iter().any(|n| n == ALL_EVENTS) {
+            return Subscription::All;
+        }
+        Subscription::Only(names.into_iter().collect())
+    }
+
+    pub fn includes(&self, event_type: EventType) -> bool {
+        match self {
+            Subscription::All => true,
+            Subscription::Only(names) => names.contains(event_type.as_str()),
+        }
+    }
+
+    /// The list as stored and shown: `["*"]` or the type names.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Subscription::All => vec![ALL_EVENTS.to_owned()],
+            Subscription::Only(names) => names.iter().cloned().collect(),
+        }
+    }
+
+    pub fn to_stored(&self) -> String {
+        serde_json::to_string(&self.names()).unwrap_or_else(|_| "[]".to_owned())
+    }
+}
+
+/// Whether an endpoint receives events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointStatus {
+    Active,
+    /// Paused by its owner: no new deliveries, pending ones stop.
+    Paused,
+    /// Disabled by paysteps (410 Gone, or no success for 5 days) until re-activated.
+    Disabled,
+}
+
+impl EndpointStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointStatus::Active => "active",
+            EndpointStatus::Paused => "paused",
+            EndpointStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Reads a stored status; anything unknown counts as disabled.
+    pub fn from_stored(text: &str) -> EndpointStatus {
+        match text {
+            "active" => EndpointStatus::Active,
+            "paused" => EndpointStatus::Paused,
+            _ => EndpointStatus::Disabled,
+        }
+    }
+}
+
+/// Why an endpoint definition is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("url is not a valid absolute URL: {0}")]
+    InvalidUrl(String),
+    #[error("url must use http or https, not {0}")]
+    UnsupportedScheme(String),
+    #[error("url must not carry credentials (user:password@)")]
+    CredentialsInUrl,
+    #[error(
+        "unknown event type '{0}'; known: subscription.activated, subscription.updated, \
+         subscription.canceled, payment.succeeded, payment.failed, invoice.paid, \
+         invoice.payment_failed, run.failed, endpoint.disabled, or * for all"
+    )]
+    UnknownEventType(String),
+    #[error("{0}")]
+    Destination(#[from] super::destination::DestinationError),
+    #[error("description is longer than 500 characters")]
+    DescriptionTooLong,
+}
+
+impl EndpointError {
+    /// A stable code for API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EndpointError::InvalidUrl(_)
+            | EndpointError::UnsupportedScheme(_)
+            | EndpointError::CredentialsInUrl => "invalid_url",
+            EndpointError::UnknownEventType(_) => "unknown_event_type",
+            EndpointError::Destination(_) => "destination_refused",
+            EndpointError::DescriptionTooLong => "invalid_description",
+        }
+    }
+}
+
+/// Parses and checks an endpoint URL's form (the address it names is checked apart).
+pub fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
+    let url = reqwest::Url::parse(text.trim())
+        .map_err(|e| EndpointError::InvalidUrl(format!("{text}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(EndpointError::UnsupportedScheme(url.scheme().to_owned()));
+    }
+    if url.host().is_none() {
+        return Err(EndpointError::InvalidUrl(format!("{text}: no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(EndpointError::CredentialsInUrl);
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_parse_and_match() {
+        let s = Subscription::parse(&["payment.failed", " subscription.updated"]).unwrap();
+        assert!(s.includes(EventType::PaymentFailed));
+        assert!(!s.includes(EventType::InvoicePaid));
+        assert_eq!(Subscription::from_stored(&s.to_stored()), s);
+        assert_eq!(Subscription::parse::<&str>(&[]).unwrap(), Subscription::All);
+        assert_eq!(
+            Subscription::parse(&["payment.failed", "*"]).unwrap(),
+            Subscription::All
+        );
+        assert_eq!(
+            Subscription::parse(&["payment.refunded"]),
+            Err(EndpointError::UnknownEventType("payment.refunded".into()))
+        );
+    }
+
+    #[test]
+    fn urls_must_be_plain_http() {
+        assert!(parse_url("https://crm.example.com/hooks").is_ok());
+        assert_eq!(parse_url("ftp://x").unwrap_err().code(), "invalid_url");
+        assert_eq!(
+            parse_url("https://u:p@example.com/").unwrap_err(),
+            EndpointError::CredentialsInUrl
+        );
+        assert!(parse_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,457 @@
+//! The statements over endpoints, business events, deliveries and attempts, written once
+//! with `$n` placeholders for every backend.
+
+use serde::Serialize;
+
+use super::endpoint::EndpointStatus;
+use super::secret::ROTATION_OVERLAP_MS;
+use crate::args;
+use crate::config::Secret;
+use crate::store::{Result, Store, StoreTx};
+
+/// An endpoint as stored, without its secrets.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// JSON array of type names, `["*"]` for all.
+    pub events: String,
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    /// When the previous secret stops signing, during a rotation.
+    pub previous_secret_expires_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    pub failing_since: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const ENDPOINT_COLUMNS: &str = "id, url, description, events, status, disabled_reason, \
+     previous_secret_expires_at, last_success_at, failing_since, created_at, updated_at";
+
+/// A business event as stored.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub event_type: String,
+    pub source: String,
+    pub payload: String,
+    /// The engine event the delivery runs belong to; `None` until the first delivery.
+    pub engine_event_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// One delivery of an event to an endpoint.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+    pub run_id: String,
+    pub resend_of: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, run_id, resend_of, status, attempts, \
+     last_status_code, last_error, next_attempt_at, created_at, updated_at, ended_at";
+
+/// One HTTP attempt of a delivery.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub at: i64,
+    pub status_code: Option<i64>,
+    pub latency_ms: i64,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A new endpoint.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub events: String,
+    pub secret: Secret,
+}
+
+pub async fn insert_endpoint(tx: &mut StoreTx, e: &NewEndpoint, now: i64) -> Result<()> {
+    tx.execute(
+        "INSERT INTO webhook_endpoints (id, url, description, events, status, secret, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 'active', $5, $6, $6)",
+        args![
+            &e.id,
+            &e.url,
+            e.description.clone(),
+            &e.events,
+            e.secret.expose(),
+            now
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn endpoints(store: &Store) -> Result<Vec<EndpointRow>> {
+    store
+        .fetch_all(
+            &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"),
+            vec![],
+        )
+        .await
+}
+
+pub async fn endpoint(store: &Store, id: &str) -> Result<Option<EndpointRow>> {
+    store
+        .fetch_optional(
+            &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"),
+            args![id],
+        )
+        .await
+}
+
+pub async fn endpoint_tx(tx: &mut StoreTx, id: &str) -> Result<Option<EndpointRow>> {
+    tx.fetch_optional(
+        &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"),
+        args![id],
+    )
+    .await
+}
+
+/// Changes an endpoint's definition; `None` keeps a field. False when there is none.
+pub async fn update_endpoint(
+    tx: &mut StoreTx,
+    id: &str,
+    url: Option<String>,
+    events: Option<String>,
+    description: Option<String>,
+    now: i64,
+) -> Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE webhook_endpoints SET url = COALESCE($2, url), \
+             events = COALESCE($3, events), description = COALESCE($4, description), \
+             updated_at = $5 WHERE id = $1",
+            args![id, url, events, description, now],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Sets an endpoint's status. Activating it forgets why it was disabled and starts its
+/// failure clock afresh. False when there is no such endpoint.
+pub async fn set_status(
+    tx: &mut StoreTx,
+    id: &str,
+    status: EndpointStatus,
+    reason: Option<String>,
+    now: i64,
+) -> Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE webhook_endpoints SET status = $2, disabled_reason = $3, \
+             failing_since = CASE WHEN $2 = 'active' THEN NULL ELSE failing_since END, \
+             updated_at = $4 WHERE id = $1",
+            args![id, status.as_str(), reason, now],
+        )
+        .await?;
+    Ok(changed == 1)
+}
+
+/// Deletes an endpoint with its deliveries and their attempts.
+pub async fn delete_endpoint(tx: &mut StoreTx, id: &str) -> Result<bool> {
+    tx.execute(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN \
+         (SELECT id FROM webhook_deliveries WHERE endpoint_id = $1)",
+        args![id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM webhook_deliveries WHERE endpoint_id = $1",
+        args![id],
+    )
+    .await?;
+    let deleted = tx
+        .execute("DELETE FROM webhook_endpoints WHERE id = $1", args![id])
+        .await?;
+    Ok(deleted == 1)
+}
+
+/// Makes `secret` the signing secret; the current one keeps signing for 24 h.
+/// Returns when the previous one stops, or `None` when there is no such endpoint.
+pub async fn rotate_secret(
+    tx: &mut StoreTx,
+    id: &str,
+    secret: &Secret,
+    now: i64,
+) -> Result<Option<i64>> {
+    let until = now + ROTATION_OVERLAP_MS;
+    let changed = tx
+        .execute(
+            "UPDATE webhook_endpoints SET previous_secret = secret, \
+             previous_secret_expires_at = $3, secret = $2, updated_at = $4 WHERE id = $1",
+            args![id, secret.expose(), until, now],
+        )
+        .await?;
+    Ok((changed == 1).then_some(until))
+}
+
+/// The secrets that sign for an endpoint now: the current one, then the previous one
+/// while its overlap lasts.
+pub async fn signing_secrets(store: &Store, id: &str, now: i64) -> Result<Vec<Secret>> {
+    let row: Option<(String, Option<String>, Option<i64>)> = store
+        .fetch_optional(
+            "SELECT secret, previous_secret, previous_secret_expires_at \
+             FROM webhook_endpoints WHERE id = $1",
+            args![id],
+        )
+        .await?;
+    Ok(match row {
+        None => Vec::new(),
+        Some((current, previous, until)) => {
+            let mut secrets = vec![Secret::new(current)];
+            if let (Some(previous), Some(until)) = (previous, until)
+                && until > now
+            {
+                secrets.push(Secret::new(previous));
+            }
+            secrets
+        }
+    })
+}
+
+/// Active endpoints with their subscriptions (JSON arrays).
+pub async fn active_subscriptions(tx: &mut StoreTx) -> Result<Vec<(String, String)>> {
+    tx.fetch_all(
+        "SELECT id, events FROM webhook_endpoints WHERE status = 'active' ORDER BY id",
+        vec![],
+    )
+    .await
+}
+
+/// Records a business event unless one with this id exists; true when it is new.
+pub async fn insert_event(tx: &mut StoreTx, e: &EventRow) -> Result<bool> {
+    let inserted: Option<(String,)> = tx
+        .fetch_optional(
+            "INSERT INTO webhook_events (id, event_type, source, payload, engine_event_id, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING \
+             RETURNING id",
+            args![
+                &e.id,
+                &e.event_type,
+                &e.source,
+                &e.payload,
+                e.engine_event_id.clone(),
+                e.created_at
+            ],
+        )
+        .await?;
+    Ok(inserted.is_some())
+}
+
+/// Notes the engine event an event's delivery runs belong to.
+pub async fn set_engine_event(tx: &mut StoreTx, id: &str, engine_event_id: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE webhook_events SET engine_event_id = $2 WHERE id = $1",
+        args![id, engine_event_id],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {
+    store
+        .fetch_optional(
+            "SELECT id, event_type, source, payload, engine_event_id, created_at \
+             FROM webhook_events WHERE id = $1",
+            args![id],
+        )
+        .await
+}
+
+pub async fn event_tx(tx: &mut StoreTx, id: &str) -> Result<Option<EventRow>> {
+    tx.fetch_optional(
+        "SELECT id, event_type, source, payload, engine_event_id, created_at \
+         FROM webhook_events WHERE id = $1",
+        args![id],
+    )
+    .await
+}
+
+/// A new pending delivery, driven by run `run_id`.
+pub async fn insert_delivery(
+    tx: &mut StoreTx,
+    id: &str,
+    event_id: &str,
+    endpoint_id: &str,
+    run_id: &str,
+    resend_of: Option<String>,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, run_id, resend_of, status, \
+         attempts, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+        args![id, event_id, endpoint_id, run_id, resend_of, now],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn delivery(store: &Store, id: &str) -> Result<Option<DeliveryRow>> {
+    store
+        .fetch_optional(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
+            args![id],
+        )
+        .await
+}
+
+pub async fn delivery_tx(tx: &mut StoreTx, id: &str) -> Result<Option<DeliveryRow>> {
+    tx.fetch_optional(
+        &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
+        args![id],
+    )
+    .await
+}
+
+pub async fn delivery_of_run(store: &Store, run_id: &str) -> Result<Option<DeliveryRow>> {
+    store
+        .fetch_optional(
+            &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE run_id = $1"),
+            args![run_id],
+        )
+        .await
+}
+
+/// An endpoint's most recent deliveries, newest first.
+pub async fn recent_deliveries(
+    store: &Store,
+    endpoint_id: &str,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>> {
+    store
+        .fetch_all(
+            &format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ),
+            args![endpoint_id, limit],
+        )
+        .await
+}
+
+/// Every attempt of a delivery, in order.
+pub async fn attempts(store: &Store, delivery_id: &str) -> Result<Vec<AttemptRow>> {
+    store
+        .fetch_all(
+            "SELECT id, delivery_id, attempt, at, status_code, latency_ms, response_excerpt, \
+             error FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt, at",
+            args![delivery_id],
+        )
+        .await
+}
+
+/// An endpoint's finished deliveries: how many, and how many succeeded.
+pub async fn delivery_counts(store: &Store, endpoint_id: &str) -> Result<(i64, i64)> {
+    store
+        .fetch_one(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END), 0) \
+             FROM webhook_deliveries WHERE endpoint_id = $1 \
+             AND status IN ('succeeded', 'failed')",
+            args![endpoint_id],
+        )
+        .await
+}
+
+/// Logs one attempt and moves its delivery on; returns the attempt's number.
+pub async fn record_attempt(
+    tx: &mut StoreTx,
+    delivery_id: &str,
+    attempt: &AttemptRow,
+    status: &str,
+    next_attempt_at: Option<i64>,
+) -> Result<i64> {
+    let (number,): (i64,) = tx
+        .fetch_one(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, \
+             last_status_code = $3, last_error = $4, next_attempt_at = $5, updated_at = $6, \
+             ended_at = CASE WHEN $2 = 'pending' THEN NULL ELSE $6 END \
+             WHERE id = $1 RETURNING attempts",
+            args![
+                delivery_id,
+                status,
+                attempt.status_code,
+                attempt.error.clone(),
+                next_attempt_at,
+                attempt.at
+            ],
+        )
+        .await?;
+    tx.execute(
+        "INSERT INTO webhook_attempts (id, delivery_id, attempt, at, status_code, latency_ms, \
+         response_excerpt, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![
+            &attempt.id,
+            delivery_id,
+            number,
+            attempt.at,
+            attempt.status_code,
+            attempt.latency_ms,
+            attempt.response_excerpt.clone(),
+            attempt.error.clone()
+        ],
+    )
+    .await?;
+    Ok(number)
+}
+
+/// Ends a delivery without an attempt (its endpoint is gone, paused or disabled).
+pub async fn end_delivery(
+    tx: &mut StoreTx,
+    id: &str,
+    status: &str,
+    error: &str,
+    now: i64,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE webhook_deliveries SET status = $2, last_error = $3, next_attempt_at = NULL, \
+         updated_at = $4, ended_at = $4 WHERE id = $1",
+        args![id, status, error, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Notes a success: the endpoint is healthy again.
+pub async fn endpoint_succeeded(tx: &mut StoreTx, id: &str, now: i64) -> Result<()> {
+    tx.execute(
+        "UPDATE webhook_endpoints SET last_success_at = $2, failing_since = NULL WHERE id = $1",
+        args![id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Notes a failure; returns since when the endpoint has failed without a success.
+pub async fn endpoint_failed(tx: &mut StoreTx, id: &str, now: i64) -> Result<Option<i64>> {
+    let since: Option<(Option<i64>,)> = tx
+        .fetch_optional(
+            "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) \
+             WHERE id = $1 RETURNING failing_since",
+            args![id, now],
+        )
+        .await?;
+    Ok(since.and_then(|(s,)| s))
+}
