@@ -67,6 +67,10 @@ pub struct DevArgs {
     /// SQLite file (or database URL).
     #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
     pub db: String,
+    /// Credential for the dashboard and `/api/v1`: optional on a loopback address,
+    /// required on any other.
+    #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig};
-use crate::http::{self, AppState, EventKeys};
+use crate::http::{self, Access, AppState, EventKeys};
 use crate::payments::{self, Faults};
 use crate::store::Store;
 use crate::stripe::{signature::Verifier, signer};
@@ -44,6 +44,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.bind))?;
     let addr = listener.local_addr()?;
     let port = addr.port();
+    let access = match args.dashboard_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Access::token(token),
+        None if addr.ip().is_loopback() => Access::Open,
+        None => bail!(
+            "paysteps dev on {addr} (not a loopback address) refuses to start without PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)"
+        ),
+    };
     println!("paysteps dev");
     println!("  database        {}", args.db);
     println!("  webhook URL     http://{addr}/api/stripe/webhook");
@@ -73,6 +80,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         engine,
         &secrets,
         EventKeys::Any,
+        access,
         &args.engine,
         shutdown_signal(),
     )
@@ -102,6 +110,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
+    let access = Access::token(args.dashboard_token.as_deref().unwrap_or_default());
     let event_keys = EventKeys::only(args.event_key.as_deref().unwrap_or_default());
     if matches!(&event_keys, EventKeys::Only(keys) if keys.is_empty()) {
         tracing::warn!("no PAYSTEPS_EVENT_KEY: the event API (POST /e/{{key}}) refuses every key");
@@ -118,6 +127,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         &secrets,
         event_keys,
+        access,
         &args.engine,
         shutdown_signal(),
     )
@@ -150,6 +160,7 @@ pub fn build_app(
     engine: Engine,
     secrets: &[Secret],
     event_keys: EventKeys,
+    access: Access,
     args: &EngineArgs,
 ) -> AppState {
     AppState {
@@ -160,6 +171,7 @@ pub fn build_app(
         )),
         max_body_bytes: args.max_body_bytes,
         event_keys,
+        access,
     }
 }
 
@@ -170,11 +182,12 @@ pub async fn serve_until(
     engine: Engine,
     secrets: &[Secret],
     event_keys: EventKeys,
+    access: Access,
     args: &EngineArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     engine.start();
-    let state = build_app(engine.clone(), secrets, event_keys, args);
+    let state = build_app(engine.clone(), secrets, event_keys, access, args);
     let served = http::serve(listener, state, shutdown).await;
     tracing::info!("shutting down: finishing in-flight steps");
     engine.shutdown().await;

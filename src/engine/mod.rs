@@ -6,6 +6,7 @@ mod cron;
 mod error;
 mod event;
 mod function;
+pub mod operations;
 mod retry;
 mod run;
 mod step;

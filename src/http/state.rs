@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::access::Access;
 use super::event_api::EventKeys;
 use crate::engine::Engine;
 use crate::stripe::signature::Verifier;
@@ -13,4 +14,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Keys accepted by `POST /e/{event_key}`.
     pub event_keys: EventKeys,
+    /// Who may use the dashboard and `/api/v1`.
+    pub access: Access,
 }

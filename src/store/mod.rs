@@ -17,6 +17,7 @@ macro_rules! bind_args {
 
 mod error;
 mod journal;
+pub mod operations;
 mod postgres;
 mod rows;
 mod sqlite;

@@ -7,6 +7,7 @@ mod cron;
 mod db_faults;
 mod engine;
 mod event_api;
+mod operations;
 mod payments;
 mod recovery;
 mod webhook;

@@ -1,7 +1,11 @@
 //! The JSON API under `/api/v1`.
 
+mod billing;
 mod events;
 mod functions;
+mod openapi;
+mod operations;
+mod params;
 mod runs;
 mod subscriptions;
 
@@ -15,6 +19,9 @@ pub fn router() -> Router<AppState> {
         .merge(events::router())
         .merge(functions::router())
         .merge(subscriptions::router())
+        .merge(operations::router())
+        .merge(billing::router())
+        .merge(openapi::router())
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).

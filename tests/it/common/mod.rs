@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use paysteps::engine::{Backoff, Clock, Engine, EngineBuilder, EngineConfig, system_now_ms};
-use paysteps::http::{self, AppState, EventKeys};
+use paysteps::http::{self, Access, AppState, EventKeys};
 use paysteps::payments::{self, Faults};
 use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
@@ -44,6 +44,8 @@ pub struct Setup {
     pub register: Box<dyn FnOnce(EngineBuilder) -> EngineBuilder>,
     /// Keys the event API accepts (`Any`, as under `dev`, by default).
     pub event_keys: EventKeys,
+    /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
+    pub access: Access,
 }
 
 impl Default for Setup {
@@ -55,6 +57,7 @@ impl Default for Setup {
             with_payments: true,
             register: Box::new(|b| b),
             event_keys: EventKeys::Any,
+            access: Access::Open,
         }
     }
 }
@@ -99,6 +102,7 @@ impl TestApp {
             verifier: Arc::new(Verifier::new(setup.secrets, Duration::from_secs(300))),
             max_body_bytes: setup.max_body_bytes,
             event_keys: setup.event_keys,
+            access: setup.access,
         };
         TestApp {
             router: http::router(state),
@@ -141,6 +145,17 @@ impl TestApp {
         let (status, body) = self.deliver(&event).await;
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
         body
+    }
+
+    /// Posts a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
