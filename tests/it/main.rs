@@ -1,5 +1,6 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
+mod access;
 mod cli;
 mod cluster;
 mod common;

@@ -28,7 +28,7 @@ const FLAKY_STEP: &str = "record-payment-failure";
 const FIRST_STEP: &str = "validate-payment-intent";
 
 /// A payment-failure run that failed for good on [`FLAKY_STEP`]; the fault stays on.
-pub async fn failed_payment_run(app: &TestApp, customer: &str) -> String {
+async fn failed_payment_run(app: &TestApp, customer: &str) -> String {
     app.faults.fail_always(FLAKY_STEP);
     let answer = app
         .deliver_fixture(
