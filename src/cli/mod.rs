@@ -1,5 +1,6 @@
-//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`.
+//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`.
 
+mod operations;
 mod send;
 mod server;
 mod trigger;
@@ -33,6 +34,12 @@ pub enum Command {
     Trigger(trigger::TriggerArgs),
     /// Send an application event to a running server's event API, as an Inngest SDK would.
     Send(send::SendArgs),
+    /// List runs of a running server, newest first, with counts per status.
+    Runs(operations::RunsArgs),
+    /// Replay a run (resuming at its failed step, or --from-start), or every run matching a filter.
+    Replay(operations::ReplayArgs),
+    /// Cancel a run that has not ended, or every such run matching a filter.
+    Cancel(operations::CancelArgs),
 }
 
 /// Settings shared by `dev` and `serve`.
@@ -114,5 +121,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => server::migrate(&args.db).await,
         Command::Trigger(args) => trigger::run(args).await,
         Command::Send(args) => send::run(args).await,
+        Command::Runs(args) => operations::runs(args).await,
+        Command::Replay(args) => operations::replay(args).await,
+        Command::Cancel(args) => operations::cancel(args).await,
     }
 }

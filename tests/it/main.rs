@@ -2,6 +2,7 @@
 
 mod access;
 mod cli;
+mod cli_operations;
 mod cluster;
 mod common;
 mod cron;
