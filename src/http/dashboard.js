@@ -140,6 +140,14 @@ window.addEventListener("hashchange", () => {
 
 // ---------- runs ----------
 
+// A search box whose typed text survives re-renders until it is submitted.
+function searchForm(f, testid) {
+  const keep = (e) => { f.draft = e.target.value; };
+  return h("form", { class: "search", onsubmit: (e) => { e.preventDefault(); f.q = e.target.q.value.trim(); f.draft = undefined; refresh(); } },
+    h("input", { type: "search", name: "q", value: f.draft !== undefined ? f.draft : f.q, placeholder: "event id, Stripe object id, customer…", testid, oninput: keep, onchange: keep }),
+    h("button", { type: "submit", testid: testid + "-submit" }, "Search"));
+}
+
 async function runsPage() {
   const f = state.runs;
   const [list, functions] = await Promise.all([
@@ -165,9 +173,8 @@ async function runsPage() {
       functions.functions.map((fn) => h("option", { value: fn.id, selected: f.function === fn.id }, fn.id)))),
     h("label", {}, "Created ", h("select", { testid: "filter-since", onchange: set("since") },
       SPANS.map(([v, label]) => h("option", { value: v, selected: f.since === v }, label)))),
-    h("form", { class: "search", onsubmit: (e) => { e.preventDefault(); f.q = e.target.q.value.trim(); refresh(); } },
-      h("input", { type: "search", name: "q", value: f.q, placeholder: "event id, Stripe object id, customer…", testid: "runs-search" }),
-      h("button", { type: "submit", testid: "runs-search-submit" }, "Search")));
+    searchForm(f, "runs-search"),
+  );
   const rows = list.runs.map((r) => h("tr", { testid: "run-row", "data-run-id": r.id, "data-status": r.status, class: r.status },
     h("td", {}, h("a", { href: "#/runs/" + encodeURIComponent(r.id), testid: "run-link" }, r.id)),
     h("td", {}, r.function_id),
@@ -278,7 +285,8 @@ async function runDetail(id) {
       s.output !== null && s.output !== undefined ? h("details", {}, h("summary", {}, "output"), json(s.output)) : null);
   });
   const history = run.history.map((e) => h("li", { testid: "history-entry", "data-status": e.status },
-    badge(e.status), ` ${time(e.at)} · attempt ${e.attempt}`, e.error ? h("span", { class: "muted" }, " — " + e.error) : null));
+    badge(e.status), ` ${time(e.at)} · attempt ${e.attempt}`,
+    e.error && e.status !== "running" ? h("span", { class: "muted" }, " — " + e.error) : null));
   const links = h("div", { class: "links", testid: "run-links" },
     run.replay_of ? h("p", {}, "Replay of ", h("a", { href: "#/runs/" + encodeURIComponent(run.replay_of), testid: "replay-of-link" }, run.replay_of)) : null,
     run.replays.length ? h("p", {}, "Replays: ", run.replays.map((r) => h("span", { class: "replay" },
@@ -334,9 +342,7 @@ async function eventsPage() {
       h("label", {}, "Type ", h("select", { testid: "filter-event-name", onchange: (e) => { f.name = e.target.value; refresh(); } },
         h("option", { value: "" }, "all"),
         list.names.map((n) => h("option", { value: n.name, selected: f.name === n.name }, `${n.name} (${n.count})`)))),
-      h("form", { class: "search", onsubmit: (e) => { e.preventDefault(); f.q = e.target.q.value.trim(); refresh(); } },
-        h("input", { type: "search", name: "q", value: f.q, placeholder: "event id, Stripe object id, customer…", testid: "events-search" }),
-        h("button", { type: "submit" }, "Search"))),
+      searchForm(f, "events-search")),
     h("table", { testid: "events-table" },
       h("thead", {}, h("tr", {}, ["Event", "Type", "Received", "Object", "Customer", "Runs", "Duplicates"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No events.")))));

@@ -1,6 +1,7 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
 mod access;
+mod browser;
 mod cli;
 mod cli_operations;
 mod cluster;
