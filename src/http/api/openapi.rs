@@ -34,7 +34,7 @@ mod tests {
         include_str!("mod.rs"),
     ];
 
-    /// `(path, method)` of every `.route("/api/v1/…", get(…).post(…))` in `source`.
+    /// `(path, method)` of every `/api/v1` route registration in `source`.
     fn routes(source: &str) -> Vec<(String, String)> {
         let mut found = Vec::new();
         for chunk in source.split(".route(\"").skip(1) {
