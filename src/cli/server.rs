@@ -26,6 +26,18 @@ pub async fn migrate(db: &str) -> anyhow::Result<()> {
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let port = addr.port();
+    let access = match args.dashboard_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Access::token(token),
+        None if addr.ip().is_loopback() => Access::Open,
+        None => bail!(
+            "paysteps dev on {addr} (not a loopback address) refuses to start without PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)"
+        ),
+    };
     let store = open(&args.db).await?;
     let (secrets, generated) = match args.engine.webhook_secret.as_deref().map(parse_secrets) {
         Some(secrets) if !secrets.is_empty() => (secrets, false),
@@ -38,18 +50,6 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
                 .await?;
             (vec![Secret::new(kept)], true)
         }
-    };
-    let listener = TcpListener::bind(&args.bind)
-        .await
-        .with_context(|| format!("binding {}", args.bind))?;
-    let addr = listener.local_addr()?;
-    let port = addr.port();
-    let access = match args.dashboard_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => Access::token(token),
-        None if addr.ip().is_loopback() => Access::Open,
-        None => bail!(
-            "paysteps dev on {addr} (not a loopback address) refuses to start without PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)"
-        ),
     };
     println!("paysteps dev");
     println!("  database        {}", args.db);

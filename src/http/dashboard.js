@@ -14,7 +14,7 @@ const app = document.getElementById("app");
 let timer = null;
 let pending = false;
 // Filters and panels survive re-renders.
-const state = { runs: { status: "", function: "", since: "", q: "" }, events: { name: "", q: "" }, bulk: null, message: null };
+const state = { runs: { status: "", function: "", since: "", until: "", q: "" }, events: { name: "", q: "" }, bulk: null, message: null };
 
 // ---------- helpers ----------
 
@@ -108,10 +108,16 @@ function route() {
   }
 }
 
-async function refresh() {
-  if (pending) return;
-  // Do not re-render under the operator's cursor while they type.
-  if (document.activeElement && document.activeElement.matches("input[type=search]") && timer) return;
+let again = false;
+
+async function refresh(polled) {
+  if (pending) {
+    // Whatever changed meanwhile is shown once the render in flight is done.
+    if (!polled) again = true;
+    return;
+  }
+  // A poll does not re-render under the operator's cursor while they type or pick a date.
+  if (polled && document.activeElement && document.activeElement.matches("input[type=search], input[type=datetime-local]")) return;
   pending = true;
   try {
     const view = await route();
@@ -125,17 +131,21 @@ async function refresh() {
   } finally {
     pending = false;
   }
+  if (again) {
+    again = false;
+    refresh(false);
+  }
 }
 
 function schedule() {
   clearInterval(timer);
-  timer = setInterval(refresh, POLL_MS);
+  timer = setInterval(() => refresh(true), POLL_MS);
 }
 
 window.addEventListener("hashchange", () => {
   state.message = null;
   state.bulk = null;
-  refresh();
+  refresh(false);
 });
 
 // ---------- runs ----------
@@ -151,7 +161,7 @@ function searchForm(f, testid) {
 async function runsPage() {
   const f = state.runs;
   const [list, functions] = await Promise.all([
-    api("/runs" + query({ status: f.status, function: f.function, since: f.since, q: f.q, limit: 200 })),
+    api("/runs" + query({ status: f.status, function: f.function, since: f.since, until: f.until, q: f.q, limit: 200 })),
     api("/functions"),
   ]);
   const set = (key) => (e) => {
@@ -173,6 +183,15 @@ async function runsPage() {
       functions.functions.map((fn) => h("option", { value: fn.id, selected: f.function === fn.id }, fn.id)))),
     h("label", {}, "Created ", h("select", { testid: "filter-since", onchange: set("since") },
       SPANS.map(([v, label]) => h("option", { value: v, selected: f.since === v }, label)))),
+    h("label", {}, "before ", h("input", {
+      type: "datetime-local", testid: "filter-until", value: f.untilText || "",
+      onchange: (e) => {
+        f.untilText = e.target.value;
+        f.until = e.target.value ? String(new Date(e.target.value).getTime()) : "";
+        state.bulk = null;
+        refresh();
+      },
+    })),
     searchForm(f, "runs-search"),
   );
   const rows = list.runs.map((r) => h("tr", { testid: "run-row", "data-run-id": r.id, "data-status": r.status, class: r.status },
@@ -196,7 +215,7 @@ async function runsPage() {
 
 function selection(f, kind) {
   const status = f.status || (kind === "replay" ? "failed" : "");
-  return { function: f.function || null, status: status || null, since: f.since || null, search: f.q || null };
+  return { function: f.function || null, status: status || null, since: f.since || null, until: f.until || null, search: f.q || null };
 }
 
 function describe(sel) {
@@ -205,6 +224,7 @@ function describe(sel) {
   parts.push(sel.function ? "function " + sel.function : "every function");
   const span = SPANS.find(([v]) => v === (sel.since || ""));
   parts.push(span ? span[1] : "");
+  if (sel.until) parts.push("created before " + time(Number(sel.until)));
   if (sel.search) parts.push("matching “" + sel.search + "”");
   return parts.filter(Boolean).join(", ");
 }

@@ -19,7 +19,10 @@ async fn paysteps(args: &[&str]) -> (bool, String) {
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     let output: Output = tokio::task::spawn_blocking(move || {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paysteps"));
-        command.args(&args).stdin(std::process::Stdio::null());
+        command
+            .args(&args)
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null());
         for var in ["PAYSTEPS_DASHBOARD_TOKEN", "PAYSTEPS_URL", "DATABASE_URL"] {
             command.env_remove(var);
         }
@@ -183,4 +186,18 @@ async fn the_cli_lists_replays_and_cancels_runs_through_the_api(backend: Backend
     assert!(said.contains("cancelled 1 runs"), "{said}");
     assert_eq!(status(&app, &more).await, "cancelled");
     server.abort();
+}
+
+#[tokio::test]
+async fn dev_off_loopback_refuses_to_start_without_the_dashboard_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("dev.db");
+    let db = db.display().to_string();
+    let (ok, said) = paysteps(&["dev", "--bind", "0.0.0.0:0", "--db", &db]).await;
+    assert!(!ok, "{said}");
+    assert!(said.contains("PAYSTEPS_DASHBOARD_TOKEN"), "{said}");
+    assert!(
+        !std::path::Path::new(&db).exists(),
+        "dev touched the database before refusing"
+    );
 }
