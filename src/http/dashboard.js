@@ -398,12 +398,13 @@ function ms(v) {
 async function functionsPage() {
   const list = await api("/functions");
   const rows = list.functions.map((f) => h("tr", { testid: "function-row", "data-function": f.id },
-    h("td", {}, h("strong", {}, f.id), f.on_failure ? h("div", { class: "muted" }, "on failure: " + f.on_failure) : null),
+    h("td", { class: "fn" }, h("strong", {}, f.id), f.on_failure ? h("div", { class: "muted" }, "on failure: " + f.on_failure) : null),
     h("td", {}, f.trigger || f.cron || "internal"),
     h("td", {}, `${f.retries} retries` + (f.step_timeout_ms ? `, step timeout ${f.step_timeout_ms} ms` : "")),
     ["hour", "day"].map((w) => {
       const s = f.stats[w];
-      return h("td", { testid: "stats-" + w }, `${s.runs} runs · ${pct(s.success_rate)} ok · p50 ${ms(s.p50_ms)} · p95 ${ms(s.p95_ms)}`);
+      return h("td", { testid: "stats-" + w, class: "stats" },
+        `${s.runs} runs · ${pct(s.success_rate)} ok`, h("br"), h("span", { class: "muted" }, `p50 ${ms(s.p50_ms)} · p95 ${ms(s.p95_ms)}`));
     }),
     h("td", {}, f.latest_errors.length ? h("ul", { class: "errors" }, f.latest_errors.map((e) => h("li", {},
       h("a", { href: "#/runs/" + encodeURIComponent(e.run_id) }, time(e.ended_at)), " ", e.error || ""))) : "—")));

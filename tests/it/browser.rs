@@ -354,6 +354,31 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         assert_eq!(replays[0].status, "completed");
     }
 
+    // The other pages render what happened.
+    click(&client, "[data-testid=nav-events]").await;
+    text_when(&client, "[data-testid=events-table] tbody", |t| {
+        t.contains("stripe/payment_intent.payment_failed") && t.contains("cus_browser_target")
+    })
+    .await;
+    click(&client, "[data-testid=nav-functions]").await;
+    text_when(
+        &client,
+        &format!("[data-function='{FAILED_FN}'] [data-testid=stats-day]"),
+        |t| t.starts_with("8 runs"),
+    )
+    .await;
+    screenshot(&client, &format!("functions-{name}")).await;
+    click(&client, "[data-testid=nav-billing]").await;
+    text_when(&client, "[data-testid=subscriptions-by-status]", |t| {
+        t.contains("active")
+    })
+    .await;
+    text_when(&client, "[data-testid=failures-table]", |t| {
+        t.contains("function_failed")
+    })
+    .await;
+    screenshot(&client, &format!("billing-{name}")).await;
+
     client.close().await.expect("close the browser");
     app.engine.shutdown().await;
     server.abort();
