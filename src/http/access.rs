@@ -259,3 +259,71 @@ async fn signout(headers: HeaderMap) -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn cross_site_requests_are_told_apart_from_same_origin_ones() {
+        assert!(
+            !cross_site(&headers(&[])),
+            "no browser hints: not a browser"
+        );
+        assert!(!cross_site(&headers(&[
+            ("host", "dash.example:8288"),
+            ("origin", "http://dash.example:8288"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(cross_site(&headers(&[
+            ("host", "dash.example:8288"),
+            ("origin", "http://evil.example"),
+        ])));
+        assert!(cross_site(&headers(&[
+            ("host", "dash.example:8288"),
+            ("origin", "null"),
+        ])));
+    }
+
+    #[test]
+    fn credentials_come_from_the_bearer_header_or_the_session_cookie() {
+        let access = Access::token("s3cret");
+        let Access::Token(inner) = &access else {
+            unreachable!()
+        };
+        let session = format!("a=b; {SESSION_COOKIE}={}", inner.session);
+        assert!(matches!(
+            access.credential(&headers(&[("authorization", "Bearer s3cret")])),
+            Credential::Bearer
+        ));
+        assert!(matches!(
+            access.credential(&headers(&[("authorization", "Bearer s3cre")])),
+            Credential::None
+        ));
+        assert!(matches!(
+            access.credential(&headers(&[("cookie", &session)])),
+            Credential::Session
+        ));
+        assert!(matches!(
+            access.credential(&headers(&[("cookie", "paysteps_session=s3cret")])),
+            Credential::None
+        ));
+        assert!(matches!(
+            Access::Open.credential(&headers(&[])),
+            Credential::Open
+        ));
+        assert_ne!(inner.session, inner.csrf);
+        assert!(!inner.session.contains("s3cret"));
+        assert_eq!(Access::Open.csrf_token(), "");
+    }
+}
