@@ -1,5 +1,6 @@
-//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`.
+//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`.
 
+mod operations;
 mod send;
 mod server;
 mod trigger;
@@ -36,6 +37,12 @@ pub enum Command {
     Send(send::SendArgs),
     /// Manage outgoing webhook endpoints of a running server.
     Webhooks(webhooks::WebhooksArgs),
+    /// List runs of a running server, newest first, with counts per status.
+    Runs(operations::RunsArgs),
+    /// Replay a run (resuming at its failed step, or --from-start), or every run matching a filter.
+    Replay(operations::ReplayArgs),
+    /// Cancel a run that has not ended, or every such run matching a filter.
+    Cancel(operations::CancelArgs),
 }
 
 /// Settings shared by `dev` and `serve`.
@@ -79,6 +86,10 @@ pub struct DevArgs {
     /// SQLite file (or database URL).
     #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
     pub db: String,
+    /// Credential for the dashboard and `/api/v1`: optional on a loopback address,
+    /// required on any other.
+    #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
+    pub dashboard_token: Option<String>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -132,5 +143,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trigger(args) => trigger::run(args).await,
         Command::Send(args) => send::run(args).await,
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Runs(args) => operations::runs(args).await,
+        Command::Replay(args) => operations::replay(args).await,
+        Command::Cancel(args) => operations::cancel(args).await,
     }
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig};
-use crate::http::{self, AppState, EventKeys};
+use crate::http::{self, Access, AppState, EventKeys};
 use crate::payments::{self, Faults};
 use crate::store::Store;
 use crate::stripe::{signature::Verifier, signer};
@@ -29,6 +29,18 @@ pub async fn migrate(db: &str) -> anyhow::Result<()> {
 pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
     // Local receivers are the point of `dev`.
     args.engine.webhook_allow_private = true;
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    let addr = listener.local_addr()?;
+    let port = addr.port();
+    let access = match args.dashboard_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => Access::token(token),
+        None if addr.ip().is_loopback() => Access::Open,
+        None => bail!(
+            "paysteps dev on {addr} (not a loopback address) refuses to start without PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)"
+        ),
+    };
     let store = open(&args.db).await?;
     let (secrets, generated) = match args.engine.webhook_secret.as_deref().map(parse_secrets) {
         Some(secrets) if !secrets.is_empty() => (secrets, false),
@@ -42,11 +54,6 @@ pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
             (vec![Secret::new(kept)], true)
         }
     };
-    let listener = TcpListener::bind(&args.bind)
-        .await
-        .with_context(|| format!("binding {}", args.bind))?;
-    let addr = listener.local_addr()?;
-    let port = addr.port();
     println!("paysteps dev");
     println!("  database        {}", args.db);
     println!("  webhook URL     http://{addr}/api/stripe/webhook");
@@ -76,6 +83,7 @@ pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
         engine,
         &secrets,
         EventKeys::Any,
+        access,
         &args.engine,
         shutdown_signal(),
     )
@@ -105,6 +113,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             missing.join(", ")
         );
     }
+    let access = Access::token(args.dashboard_token.as_deref().unwrap_or_default());
     let event_keys = EventKeys::only(args.event_key.as_deref().unwrap_or_default());
     if matches!(&event_keys, EventKeys::Only(keys) if keys.is_empty()) {
         tracing::warn!("no PAYSTEPS_EVENT_KEY: the event API (POST /e/{{key}}) refuses every key");
@@ -121,6 +130,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine,
         &secrets,
         event_keys,
+        access,
         &args.engine,
         shutdown_signal(),
     )
@@ -161,6 +171,7 @@ pub fn build_app(
     engine: Engine,
     secrets: &[Secret],
     event_keys: EventKeys,
+    access: Access,
     args: &EngineArgs,
 ) -> AppState {
     AppState {
@@ -172,6 +183,7 @@ pub fn build_app(
         max_body_bytes: args.max_body_bytes,
         event_keys,
         webhook_destinations: args.webhook_destinations(),
+        access,
     }
 }
 
@@ -182,11 +194,12 @@ pub async fn serve_until(
     engine: Engine,
     secrets: &[Secret],
     event_keys: EventKeys,
+    access: Access,
     args: &EngineArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     engine.start();
-    let state = build_app(engine.clone(), secrets, event_keys, args);
+    let state = build_app(engine.clone(), secrets, event_keys, access, args);
     let served = http::serve(listener, state, shutdown).await;
     tracing::info!("shutting down: finishing in-flight steps");
     engine.shutdown().await;

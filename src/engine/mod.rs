@@ -8,6 +8,7 @@ mod event;
 mod flow;
 mod function;
 mod intake;
+pub mod operations;
 pub mod path;
 mod registry;
 mod retry;

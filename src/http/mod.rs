@@ -1,5 +1,6 @@
 //! HTTP: the Stripe webhook, the event API, the JSON API, health, and the dashboard page.
 
+pub mod access;
 pub mod api;
 mod dashboard;
 pub mod error;
@@ -16,6 +17,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+pub use access::Access;
 pub use event_api::EventKeys;
 pub use state::AppState;
 
@@ -25,9 +27,10 @@ pub fn router(state: AppState) -> Router {
         .merge(event_api::router())
         .merge(health::router())
         .merge(metrics::router())
-        .merge(api::router())
-        .merge(dashboard::router())
-        .merge(webhooks_page::router())
+        .merge(access::protect(api::router(), &state))
+        .merge(access::protect(dashboard::router(), &state))
+        .merge(access::router())
+        .merge(access::protect(webhooks_page::router(), &state))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 tracing::debug_span!(

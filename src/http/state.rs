@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use super::access::Access;
 use super::event_api::EventKeys;
 use crate::engine::Engine;
 use crate::stripe::signature::Verifier;
@@ -15,4 +16,6 @@ pub struct AppState {
     pub event_keys: EventKeys,
     /// Where outgoing webhook endpoints may point.
     pub webhook_destinations: crate::webhooks::Destinations,
+    /// Who may use the dashboard and `/api/v1`.
+    pub access: Access,
 }

@@ -18,6 +18,7 @@ macro_rules! bind_args {
 mod error;
 mod flow;
 mod journal;
+pub mod operations;
 mod postgres;
 mod rows;
 mod sqlite;

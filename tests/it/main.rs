@@ -1,6 +1,9 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
+mod access;
+mod browser;
 mod cli;
+mod cli_operations;
 mod cluster;
 mod common;
 mod cron;
@@ -8,6 +11,7 @@ mod db_faults;
 mod engine;
 mod event_api;
 mod flow;
+mod operations;
 mod outgoing_webhooks;
 mod payments;
 mod recovery;

@@ -1,7 +1,11 @@
 //! The JSON API under `/api/v1`.
 
+mod billing;
 mod events;
 mod functions;
+mod openapi;
+mod operations;
+mod params;
 mod reports;
 mod runs;
 mod subscriptions;
@@ -19,6 +23,9 @@ pub fn router() -> Router<AppState> {
         .merge(subscriptions::router())
         .merge(reports::router())
         .merge(webhooks::router())
+        .merge(operations::router())
+        .merge(billing::router())
+        .merge(openapi::router())
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).

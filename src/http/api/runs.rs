@@ -1,15 +1,19 @@
+use std::collections::BTreeMap;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::json_field;
+use super::params::{parse_opt_time, parse_statuses};
 use crate::engine::RunStatus;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::{RunFilter, RunRow, StepRow};
+use crate::store::operations::RunQuery;
+use crate::store::{RunRow, StepRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,11 +23,16 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
+    /// Comma-separated statuses.
     status: Option<String>,
     function: Option<String>,
+    /// An event id; kept for older clients, `q` finds the same runs.
     event: Option<String>,
-    since: Option<i64>,
-    until: Option<i64>,
+    /// Milliseconds since the epoch, or a span back from now (`1h`).
+    since: Option<String>,
+    until: Option<String>,
+    /// Run id, event id, Stripe object id, customer id, or a customer's user id or email.
+    q: Option<String>,
     limit: Option<i64>,
 }
 
@@ -99,30 +108,48 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let status = query
-        .status
-        .map(|s| s.parse::<RunStatus>())
-        .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?;
-    let filter = RunFilter {
-        status: status.map(|s| s.as_str().to_owned()),
-        function_id: query.function,
-        event_id: query.event,
-        since: query.since,
-        until: query.until,
-        limit: query.limit.unwrap_or(100).clamp(1, 1000),
+    let now = state.engine.clock().now_ms();
+    let statuses = parse_statuses(query.status.as_deref())?;
+    let search = query
+        .q
+        .filter(|q| !q.trim().is_empty())
+        .or(query.event.filter(|e| !e.is_empty()));
+    let filter = RunQuery {
+        statuses: statuses.iter().map(|s| s.as_str().to_owned()).collect(),
+        function_id: query.function.filter(|f| !f.is_empty()),
+        since: parse_opt_time("since", query.since.as_deref(), now)?,
+        until: parse_opt_time("until", query.until.as_deref(), now)?,
+        search,
+        without_replays: false,
     };
-    let runs: Vec<RunView> = state
-        .engine
-        .store()
-        .runs(&filter)
+    let store = state.engine.store();
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let runs: Vec<RunView> = store
+        .search_runs(&filter, limit)
         .await?
         .into_iter()
         .map(RunView::from)
         .collect();
-    Ok(Json(serde_json::json!({ "runs": runs })))
+    let mut counts: BTreeMap<&str, i64> = RunStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    let mut total = 0;
+    for (status, n) in store.count_runs_by_status(&filter).await? {
+        if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
+            total += n;
+        }
+        if let Some(count) = RunStatus::ALL
+            .iter()
+            .find(|s| s.as_str() == status)
+            .and_then(|s| counts.get_mut(s.as_str()))
+        {
+            *count = n;
+        }
+    }
+    Ok(Json(
+        json!({ "runs": runs, "counts": counts, "total": total }),
+    ))
 }
 
+/// A run with its event, steps (the failing one marked), status history and replays.
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -132,11 +159,28 @@ async fn show(
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("run", &id))?;
+    let event = store.event(&run.event_id).await?;
     let steps: Vec<StepView> = store
         .steps(&id)
         .await?
         .into_iter()
         .map(StepView::from)
+        .collect();
+    let failed_step = if run.status == "failed" {
+        steps
+            .iter()
+            .rev()
+            .find(|s| s.status == "failed" || s.status == "errored")
+            .map(|s| s.key.clone())
+    } else {
+        None
+    };
+    let history = store.run_history(&id).await?;
+    let replays: Vec<RunView> = store
+        .replays_of(&id)
+        .await?
+        .into_iter()
+        .map(RunView::from)
         .collect();
     let mut body = serde_json::to_value(RunView::from(run)).map_err(|e| {
         ApiError::new(
@@ -146,5 +190,23 @@ async fn show(
         )
     })?;
     body["steps"] = serde_json::to_value(steps).unwrap_or_default();
+    body["failed_step"] = json!(failed_step);
+    body["history"] = serde_json::to_value(history).unwrap_or_default();
+    body["replays"] = serde_json::to_value(replays).unwrap_or_default();
+    body["event"] = match event {
+        Some(e) => json!({
+            "id": e.id,
+            "external_id": e.external_id,
+            "name": e.name,
+            "source": e.source,
+            "ts": e.ts,
+            "received_at": e.received_at,
+            "object_id": e.object_id,
+            "customer": e.customer,
+            "duplicates": e.duplicates,
+            "data": json_field(Some(&e.data)),
+        }),
+        None => Value::Null,
+    };
     Ok(Json(body))
 }

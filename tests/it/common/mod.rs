@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use paysteps::engine::{Backoff, Clock, Engine, EngineBuilder, EngineConfig, system_now_ms};
-use paysteps::http::{self, AppState, EventKeys};
+use paysteps::http::{self, Access, AppState, EventKeys};
 use paysteps::payments::{self, Faults};
 use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
@@ -49,6 +49,8 @@ pub struct Setup {
     pub workers: usize,
     /// Registers the outgoing webhook functions, delivering where this allows.
     pub webhooks: Option<Destinations>,
+    /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
+    pub access: Access,
 }
 
 impl Default for Setup {
@@ -62,6 +64,7 @@ impl Default for Setup {
             event_keys: EventKeys::Any,
             workers: 4,
             webhooks: None,
+            access: Access::Open,
         }
     }
 }
@@ -122,6 +125,7 @@ impl TestApp {
             max_body_bytes: setup.max_body_bytes,
             event_keys: setup.event_keys,
             webhook_destinations: setup.webhooks.unwrap_or_default(),
+            access: setup.access,
         };
         TestApp {
             router: http::router(state),
@@ -164,6 +168,17 @@ impl TestApp {
         let (status, body) = self.deliver(&event).await;
         assert_eq!(status, StatusCode::OK, "{name}: {body}");
         body
+    }
+
+    /// Posts a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.call(
+            Request::post(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {

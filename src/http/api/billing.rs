@@ -1,0 +1,24 @@
+//! The billing summary: subscriptions by status, recent payments and payment failures.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+use crate::payments::repo;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/billing", get(show))
+}
+
+async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let store = state.engine.store();
+    Ok(Json(json!({
+        "subscriptions_by_status": store.subscriptions_by_status().await?,
+        "subscriptions": store.recent_subscriptions(50).await?,
+        "payments": repo::payments(store, 50).await?,
+        "payment_failures": repo::payment_failures(store, 50).await?,
+    })))
+}

@@ -1,0 +1,339 @@
+//! Queries behind the dashboard and the operations API: run search with counts per
+//! status, run history and replays, event listings, function statistics, billing
+//! summaries, and the writes that replay and cancel runs.
+
+use serde::Serialize;
+
+use super::{Arg, Result, Store, StoreTx};
+use crate::args;
+use crate::store::rows::RunRow;
+
+/// The run columns, qualified for queries that join `events`.
+const RUN_COLUMNS: &str = "r.id, r.function_id, r.event_id, r.status, r.run_at, r.attempt, \
+     r.lease_owner, r.lease_expires_at, r.output, r.error, r.replay_of, r.created_at, \
+     r.started_at, r.ended_at, r.updated_at";
+
+/// Which runs an operator is looking at; every field narrows the selection.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    /// Any of these statuses (all statuses when empty).
+    pub statuses: Vec<String>,
+    pub function_id: Option<String>,
+    /// Created at or after (ms).
+    pub since: Option<i64>,
+    /// Created before (ms).
+    pub until: Option<i64>,
+    /// A run id, event id (paysteps' or the sender's), Stripe object id, customer id, or
+    /// the user id or email of a known customer.
+    pub search: Option<String>,
+    /// Leaves out runs that already have a replay.
+    pub without_replays: bool,
+}
+
+impl RunQuery {
+    /// `FROM … WHERE …` for this query, with its arguments; `skip_status` leaves the
+    /// status out (for counts per status).
+    fn sql_from(&self, skip_status: bool) -> (String, Vec<Arg>) {
+        let mut q = Sql::new("FROM runs r JOIN events e ON e.id = r.event_id WHERE 1 = 1");
+        if !skip_status && !self.statuses.is_empty() {
+            let list: Vec<String> = self.statuses.iter().map(|s| q.bind(s)).collect();
+            q.push(&format!(" AND r.status IN ({})", list.join(", ")));
+        }
+        if let Some(function_id) = &self.function_id {
+            let p = q.bind(function_id);
+            q.push(&format!(" AND r.function_id = {p}"));
+        }
+        if let Some(since) = self.since {
+            let p = q.bind(since);
+            q.push(&format!(" AND r.created_at >= {p}"));
+        }
+        if let Some(until) = self.until {
+            let p = q.bind(until);
+            q.push(&format!(" AND r.created_at < {p}"));
+        }
+        if let Some(search) = self
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let p = q.bind(search);
+            q.push(&format!(
+                " AND (r.id = {p} OR r.event_id = {p} OR e.external_id = {p} \
+                 OR e.object_id = {p} OR e.customer = {p} OR e.customer IN \
+                 (SELECT c.id FROM customers c WHERE c.user_id = {p} OR c.email = {p}))"
+            ));
+        }
+        if self.without_replays {
+            q.push(" AND NOT EXISTS (SELECT 1 FROM runs x WHERE x.replay_of = r.id)");
+        }
+        (q.sql, q.args)
+    }
+}
+
+/// SQL text being built with its numbered arguments.
+struct Sql {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn new(start: &str) -> Sql {
+        Sql {
+            sql: start.to_owned(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds an argument and returns its placeholder.
+    fn bind(&mut self, value: impl Into<Arg>) -> String {
+        self.args.push(value.into());
+        format!("${}", self.args.len())
+    }
+
+    fn push(&mut self, text: &str) {
+        self.sql.push_str(text);
+    }
+}
+
+/// One change of a run's status (or a new execution of it), oldest first.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub status: String,
+    pub attempt: i64,
+    pub error: Option<String>,
+    pub at: i64,
+}
+
+/// An event as listed, with how many runs it started.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EventSummary {
+    pub id: String,
+    pub external_id: Option<String>,
+    pub name: String,
+    pub source: String,
+    pub ts: i64,
+    pub received_at: i64,
+    pub object_id: Option<String>,
+    pub customer: Option<String>,
+    pub duplicates: i64,
+    pub runs: i64,
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub name: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// An event id (paysteps' or the sender's), Stripe object id or customer id.
+    pub search: Option<String>,
+    pub limit: i64,
+}
+
+/// An ended run's function, status and duration, for statistics.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RunOutcome {
+    pub function_id: String,
+    pub status: String,
+    pub created_at: i64,
+    /// From first claim to end, in ms; `None` when the run never started.
+    pub duration_ms: Option<i64>,
+}
+
+/// A failed run's error, for a function's latest errors.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunError {
+    pub run_id: String,
+    pub function_id: String,
+    pub error: Option<String>,
+    pub ended_at: Option<i64>,
+}
+
+/// How many subscriptions have one status.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StatusCount {
+    pub status: String,
+    pub count: i64,
+}
+
+/// A subscription as listed on the billing page.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SubscriptionSummary {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: String,
+    pub price_id: Option<String>,
+    pub current_period_end: Option<i64>,
+    pub updated_at: i64,
+}
+
+impl Store {
+    /// Runs matching `query`, newest first.
+    pub async fn search_runs(&self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
+        let (from_where, mut args) = query.sql_from(false);
+        args.push(limit.into());
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} {from_where} ORDER BY r.created_at DESC, r.id DESC LIMIT ${}",
+            args.len()
+        );
+        self.fetch_all(&sql, args).await
+    }
+
+    /// How many runs match `query` ignoring its statuses, per status.
+    pub async fn count_runs_by_status(&self, query: &RunQuery) -> Result<Vec<(String, i64)>> {
+        let (from_where, args) = query.sql_from(true);
+        let sql = format!("SELECT r.status, COUNT(*) {from_where} GROUP BY r.status");
+        self.fetch_all(&sql, args).await
+    }
+
+    /// How many runs match `query`.
+    pub async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
+        let (from_where, args) = query.sql_from(false);
+        self.count(&format!("SELECT COUNT(*) {from_where}"), args)
+            .await
+    }
+
+    /// The run's status changes, oldest first.
+    pub async fn run_history(&self, run_id: &str) -> Result<Vec<HistoryRow>> {
+        self.fetch_all(
+            "SELECT status, attempt, error, at FROM run_history WHERE run_id = $1 ORDER BY id",
+            args![run_id],
+        )
+        .await
+    }
+
+    /// The runs that replay `run_id`, oldest first.
+    pub async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
+        self.fetch_all(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs r WHERE r.replay_of = $1 ORDER BY r.created_at, r.id"
+            ),
+            args![run_id],
+        )
+        .await
+    }
+
+    /// Events matching `query`, newest first, with the number of runs each started.
+    pub async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
+        let mut q = Sql::new(
+            "SELECT e.id, e.external_id, e.name, e.source, e.ts, e.received_at, e.object_id, \
+             e.customer, e.duplicates, \
+             (SELECT COUNT(*) FROM runs r WHERE r.event_id = e.id) AS runs \
+             FROM events e WHERE 1 = 1",
+        );
+        if let Some(name) = &query.name {
+            let p = q.bind(name);
+            q.push(&format!(" AND e.name = {p}"));
+        }
+        if let Some(since) = query.since {
+            let p = q.bind(since);
+            q.push(&format!(" AND e.received_at >= {p}"));
+        }
+        if let Some(until) = query.until {
+            let p = q.bind(until);
+            q.push(&format!(" AND e.received_at < {p}"));
+        }
+        if let Some(search) = query
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let p = q.bind(search);
+            q.push(&format!(
+                " AND (e.id = {p} OR e.external_id = {p} OR e.object_id = {p} OR e.customer = {p})"
+            ));
+        }
+        let limit = if query.limit > 0 { query.limit } else { 100 };
+        let p = q.bind(limit);
+        q.push(&format!(
+            " ORDER BY e.received_at DESC, e.id DESC LIMIT {p}"
+        ));
+        self.fetch_all(&q.sql, q.args).await
+    }
+
+    /// Event names seen, for filters.
+    pub async fn event_names(&self) -> Result<Vec<(String, i64)>> {
+        self.fetch_all(
+            "SELECT name, COUNT(*) FROM events GROUP BY name ORDER BY name",
+            vec![],
+        )
+        .await
+    }
+
+    /// Every run created since `since`, with its outcome; at most `limit`, newest first.
+    pub async fn run_outcomes(&self, since: i64, limit: i64) -> Result<Vec<RunOutcome>> {
+        self.fetch_all(
+            "SELECT function_id, status, created_at, ended_at - started_at AS duration_ms \
+             FROM runs WHERE created_at >= $1 ORDER BY created_at DESC LIMIT $2",
+            args![since, limit],
+        )
+        .await
+    }
+
+    /// The latest errors of failed runs, newest first, per function at most `per_function`.
+    pub async fn latest_errors(&self, function_id: &str, limit: i64) -> Result<Vec<RunError>> {
+        self.fetch_all(
+            "SELECT id AS run_id, function_id, error, ended_at FROM runs \
+             WHERE function_id = $1 AND status = 'failed' \
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+            args![function_id, limit],
+        )
+        .await
+    }
+
+    /// Subscriptions counted per status.
+    pub async fn subscriptions_by_status(&self) -> Result<Vec<StatusCount>> {
+        self.fetch_all(
+            "SELECT status, COUNT(*) AS count FROM subscriptions GROUP BY status ORDER BY status",
+            vec![],
+        )
+        .await
+    }
+
+    /// The most recently changed subscriptions.
+    pub async fn recent_subscriptions(&self, limit: i64) -> Result<Vec<SubscriptionSummary>> {
+        self.fetch_all(
+            "SELECT id, user_id, customer_id, status, price_id, current_period_end, updated_at \
+             FROM subscriptions ORDER BY updated_at DESC, id LIMIT $1",
+            args![limit],
+        )
+        .await
+    }
+}
+
+impl StoreTx {
+    /// A run read inside the transaction.
+    pub async fn run_for_update(&mut self, run_id: &str) -> Result<Option<RunRow>> {
+        self.fetch_optional(
+            &format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1"),
+            args![run_id],
+        )
+        .await
+    }
+
+    /// The runs matching `query`, oldest first, at most `limit`.
+    pub async fn select_runs(&mut self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
+        let (from_where, mut args) = query.sql_from(false);
+        args.push(limit.into());
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} {from_where} ORDER BY r.created_at, r.id LIMIT ${}",
+            args.len()
+        );
+        self.fetch_all(&sql, args).await
+    }
+
+    /// Copies the completed steps of `from` to `to`, so `to` resumes after them.
+    pub async fn copy_completed_steps(&mut self, from: &str, to: &str) -> Result<u64> {
+        self.execute(
+            "INSERT INTO steps (run_id, step_key, name, position, kind, status, attempts, output, \
+             error, wake_at, started_at, ended_at) \
+             SELECT $2, step_key, name, position, kind, status, attempts, output, error, wake_at, \
+             started_at, ended_at FROM steps WHERE run_id = $1 AND status = 'completed'",
+            args![from, to],
+        )
+        .await
+    }
+}

@@ -1,0 +1,385 @@
+//! The dashboard in headless Chromium through chromedriver: sign in, find a failed
+//! payment run, read its failing step's error, fix the step, replay it and see the
+//! replay complete; then replay several failed runs at once with a confirmation.
+//! Screenshots land in `target/screenshots/`. Skipped when chromedriver is missing.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use paysteps::http::Access;
+use paysteps::stripe::fixtures::Overrides;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+
+use crate::common::{Backend, Setup, TestApp, first_run};
+
+crate::on_both_backends!(an_operator_replays_failed_payment_runs_from_the_dashboard);
+
+const TOKEN: &str = "browser-dashboard-token";
+const FLAKY_STEP: &str = "record-payment-failure";
+const FAILED_FN: &str = "payment-intent-payment-failed";
+const WAIT: Duration = Duration::from_secs(20);
+
+/// One browser at a time: the machine running the suite may have few cores.
+static BROWSER: Mutex<()> = Mutex::const_new(());
+
+fn chromedriver() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("chromedriver"))
+        .find(|path| path.is_file())
+}
+
+/// chromedriver on a free loopback port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start(binary: &Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    let mut options = json!({
+        "args": [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1440,1400",
+            format!("--user-data-dir={}", profile.display()),
+        ],
+    });
+    if Path::new("/usr/bin/chromium").exists() {
+        options["binary"] = json!("/usr/bin/chromium");
+    }
+    caps.insert("goog:chromeOptions".to_owned(), options);
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+/// Clicks the first element matching `css`, retrying while the page re-renders.
+async fn click(client: &Client, css: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async { client.find(Locator::Css(css)).await?.click().await };
+        match attempt.await {
+            Ok(()) => return,
+            Err(err) if Instant::now() < deadline => {
+                let _ = err;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("clicking {css}: {err}"),
+        }
+    }
+}
+
+/// The text of the first element matching `css` once `accept` holds for it.
+async fn text_when(client: &Client, css: &str, accept: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let attempt = async { client.find(Locator::Css(css)).await?.text().await };
+        if let Ok(text) = attempt.await {
+            if accept(&text) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} never showed what was expected; last text: {last:?}");
+}
+
+/// Waits for an element matching `css`.
+async fn present(client: &Client, css: &str) {
+    text_when(client, css, |_| true).await;
+}
+
+/// Replaces the text of the input matching `css`, retrying while the page re-renders.
+async fn fill(client: &Client, css: &str, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async {
+            let input = client.find(Locator::Css(css)).await?;
+            input.clear().await?;
+            if !text.is_empty() {
+                input.send_keys(text).await?;
+            }
+            input.prop("value").await
+        };
+        match attempt.await {
+            Ok(Some(value)) if value == text => return,
+            _ if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("filling {css}: {other:?}"),
+        }
+    }
+}
+
+async fn select(client: &Client, css: &str, value: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async {
+            client
+                .find(Locator::Css(css))
+                .await?
+                .select_by_value(value)
+                .await
+        };
+        match attempt.await {
+            Ok(()) => return,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("selecting {value} in {css}: {err}"),
+        }
+    }
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn failed_run(app: &TestApp, customer: &str) -> String {
+    first_run(
+        &app.deliver_fixture(
+            "payment_intent.payment_failed",
+            Overrides {
+                customer: Some(customer.to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .await,
+    )
+}
+
+async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Backend) {
+    let Some(binary) = chromedriver() else {
+        println!(
+            "browser test skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
+        return;
+    };
+    let _one_browser = BROWSER.lock().await;
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    let app = TestApp::start_with(Setup {
+        backend,
+        access: Access::token(TOKEN),
+        ..Setup::default()
+    })
+    .await;
+    // Four payment runs fail for good on the same step; one succeeds.
+    app.faults.fail_always(FLAKY_STEP);
+    let target = failed_run(&app, "cus_browser_target").await;
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(failed_run(&app, &format!("cus_browser_{i}")).await);
+    }
+    app.deliver_fixture("checkout.session.completed", Overrides::default())
+        .await;
+    app.settle().await;
+    for id in others.iter().chain([&target]) {
+        let run = app.store().run(id).await.expect("read").expect("run");
+        assert_eq!(run.status, "failed");
+    }
+    app.engine.start();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let router = app.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let driver = Driver::start(&binary);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let client = browser(&driver, profile.path()).await;
+
+    // Signing in.
+    client.goto(&format!("{base}/")).await.expect("open");
+    present(&client, "[data-testid=signin-token]").await;
+    client
+        .find(Locator::Css("[data-testid=signin-token]"))
+        .await
+        .expect("token field")
+        .send_keys(TOKEN)
+        .await
+        .expect("type");
+    click(&client, "[data-testid=signin-submit]").await;
+
+    // The runs page: counts per status and the failed run, found by its customer.
+    text_when(&client, "[data-testid=count-failed]", |t| {
+        t.starts_with("4")
+    })
+    .await;
+    select(&client, "[data-testid=filter-status]", "failed").await;
+    present(
+        &client,
+        &format!("[data-run-id='{target}'][data-status=failed]"),
+    )
+    .await;
+    screenshot(&client, &format!("runs-{name}")).await;
+    fill(&client, "[data-testid=runs-search]", "cus_browser_target").await;
+    click(&client, "[data-testid=runs-search-submit]").await;
+    text_when(&client, "[data-testid=runs-table] tbody", |t| {
+        t.contains(&target) && !others.iter().any(|o| t.contains(o.as_str()))
+    })
+    .await;
+    click(
+        &client,
+        &format!("[data-run-id='{target}'] [data-testid=run-link]"),
+    )
+    .await;
+
+    // The run detail: the failing step is marked and its error readable.
+    let error = text_when(
+        &client,
+        "[data-testid=failed-step] [data-testid=step-error]",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(
+        error.contains("injected fault in step 'record-payment-failure'"),
+        "{error}"
+    );
+    let step = client
+        .find(Locator::Css("[data-testid=failed-step]"))
+        .await
+        .expect("failed step");
+    assert_eq!(
+        step.attr("data-step").await.expect("attr").as_deref(),
+        Some(FLAKY_STEP)
+    );
+    let explained = text_when(&client, "[data-testid=explain-from-failure]", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert!(explained.contains("not run again"), "{explained}");
+    text_when(&client, "[data-testid=history]", |t| t.contains("failed")).await;
+    text_when(&client, "[data-testid=event-payload]", |t| {
+        t.contains("cus_browser_target")
+    })
+    .await;
+    screenshot(&client, &format!("run-detail-{name}")).await;
+
+    // Fix the step, replay from the failed step, and watch the replay complete.
+    app.faults.clear(FLAKY_STEP);
+    click(&client, "[data-testid=replay-from-failure]").await;
+    text_when(&client, "[data-testid=run-status]", |t| t == "completed").await;
+    let replay_link = text_when(&client, "[data-testid=replay-of-link]", |t| t == target).await;
+    assert_eq!(replay_link, target);
+    screenshot(&client, &format!("replay-completed-{name}")).await;
+    click(&client, "[data-testid=replay-of-link]").await;
+    text_when(&client, "[data-testid=replay-link]", |t| {
+        t.starts_with("run_")
+    })
+    .await;
+
+    // Bulk: every failed run of the function not yet replayed, previewed then confirmed.
+    click(&client, "[data-testid=nav-runs]").await;
+    present(&client, "[data-testid=runs-page]").await;
+    select(&client, "[data-testid=filter-function]", FAILED_FN).await;
+    select(&client, "[data-testid=filter-status]", "failed").await;
+    // Clear the search left from before.
+    fill(&client, "[data-testid=runs-search]", "").await;
+    click(&client, "[data-testid=runs-search-submit]").await;
+    text_when(&client, "[data-testid=runs-table] tbody", |t| {
+        others.iter().all(|o| t.contains(o.as_str()))
+    })
+    .await;
+    click(&client, "[data-testid=bulk-replay]").await;
+    let preview = text_when(&client, "[data-testid=bulk-preview]", |t| !t.is_empty()).await;
+    assert!(preview.starts_with("3 runs match"), "{preview}");
+    screenshot(&client, &format!("bulk-preview-{name}")).await;
+    click(&client, "[data-testid=bulk-confirm]").await;
+    let done = text_when(&client, "[data-testid=action-message]", |t| {
+        t.starts_with("Replayed")
+    })
+    .await;
+    assert!(done.starts_with("Replayed 3 runs"), "{done}");
+    select(&client, "[data-testid=filter-status]", "completed").await;
+    text_when(&client, "[data-testid=count-completed]", |t| {
+        t.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<i64>().ok())
+            .is_some_and(|n| n >= 4)
+    })
+    .await;
+    for original in &others {
+        let replays = app.store().replays_of(original).await.expect("replays");
+        assert_eq!(replays.len(), 1, "{original}");
+        assert_eq!(replays[0].status, "completed");
+    }
+
+    // The other pages render what happened.
+    click(&client, "[data-testid=nav-events]").await;
+    text_when(&client, "[data-testid=events-table] tbody", |t| {
+        t.contains("stripe/payment_intent.payment_failed") && t.contains("cus_browser_target")
+    })
+    .await;
+    click(&client, "[data-testid=nav-functions]").await;
+    text_when(
+        &client,
+        &format!("[data-function='{FAILED_FN}'] [data-testid=stats-day]"),
+        |t| t.starts_with("8 runs"),
+    )
+    .await;
+    screenshot(&client, &format!("functions-{name}")).await;
+    click(&client, "[data-testid=nav-billing]").await;
+    text_when(&client, "[data-testid=subscriptions-by-status]", |t| {
+        t.contains("active")
+    })
+    .await;
+    text_when(&client, "[data-testid=failures-table]", |t| {
+        t.contains("function_failed")
+    })
+    .await;
+    screenshot(&client, &format!("billing-{name}")).await;
+
+    client.close().await.expect("close the browser");
+    app.engine.shutdown().await;
+    server.abort();
+}
