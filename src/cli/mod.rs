@@ -135,10 +135,31 @@ impl EngineArgs {
     }
 }
 
+/// Runs a command of the `paysteps` binary.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    run_with(cli, Vec::new()).await
+}
+
+/// Runs a command of the `paysteps` binary with an application's own functions
+/// registered beside the built-in Stripe ones (for `dev` and `serve`): a program of your
+/// own becomes paysteps plus your functions, with the same commands and settings.
+///
+/// ```no_run
+/// use clap::Parser;
+/// use paysteps::engine::{Function, Trigger};
+///
+/// #[tokio::main]
+/// async fn main() -> anyhow::Result<()> {
+///     let hello = Function::new("hello", Trigger::event("app/hello"), |ctx| async move {
+///         ctx.step.run("greet", || async { Ok("hello".to_string()) }).await
+///     });
+///     paysteps::cli::run_with(paysteps::cli::Cli::parse(), vec![hello]).await
+/// }
+/// ```
+pub async fn run_with(cli: Cli, functions: Vec<crate::engine::Function>) -> anyhow::Result<()> {
     match cli.command {
-        Command::Dev(args) => server::dev(args).await,
-        Command::Serve(args) => server::serve(args).await,
+        Command::Dev(args) => server::dev(args, functions).await,
+        Command::Serve(args) => server::serve(args, functions).await,
         Command::Migrate(args) => server::migrate(&args.db).await,
         Command::Trigger(args) => trigger::run(args).await,
         Command::Send(args) => send::run(args).await,

@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, Function};
 use crate::http::{self, Access, AppState, EventKeys};
 use crate::payments::{self, Faults};
 use crate::store::Store;
@@ -26,7 +26,7 @@ pub async fn migrate(db: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
+pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<()> {
     // Local receivers are the point of `dev`.
     args.engine.webhook_allow_private = true;
     let listener = TcpListener::bind(&args.bind)
@@ -77,7 +77,7 @@ pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
     println!("  event API       http://{addr}/e/<any key>  (INNGEST_BASE_URL=http://{addr})");
     println!("  try it          paysteps trigger checkout.session.completed");
     println!("                  paysteps send app/hello --data '{{\"name\":\"Ada\"}}'");
-    let engine = build_engine(store, &args.engine)?;
+    let engine = build_engine(store, &args.engine, functions)?;
     serve_until(
         listener,
         engine,
@@ -90,7 +90,7 @@ pub async fn dev(mut args: DevArgs) -> anyhow::Result<()> {
     .await
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn serve(args: ServeArgs, functions: Vec<Function>) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     if args.db.as_deref().is_none_or(str::is_empty) {
         missing.push("DATABASE_URL (or --db)");
@@ -124,7 +124,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     tracing::info!(addr = %listener.local_addr()?, "paysteps serve listening");
-    let engine = build_engine(store, &args.engine)?;
+    let engine = build_engine(store, &args.engine, functions)?;
     serve_until(
         listener,
         engine,
@@ -145,7 +145,12 @@ async fn open(db: &str) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn build_engine(store: Store, args: &EngineArgs) -> anyhow::Result<Engine> {
+/// The engine with the built-in functions, the webhook dispatcher and `functions`.
+fn build_engine(
+    store: Store,
+    args: &EngineArgs,
+    functions: Vec<Function>,
+) -> anyhow::Result<Engine> {
     let config = EngineConfig {
         workers: args.workers,
         lease: args.lease(),
@@ -160,6 +165,7 @@ fn build_engine(store: Store, args: &EngineArgs) -> anyhow::Result<Engine> {
     for function in payments::functions(Faults::default())
         .into_iter()
         .chain(webhooks::functions(hooks))
+        .chain(functions)
     {
         builder = builder.register(function);
     }

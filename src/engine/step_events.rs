@@ -18,6 +18,9 @@ use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate};
 #[derive(Debug, Clone)]
 pub struct WaitFor {
     event: String,
+    /// The path read in the run's own event, when a match is asked for.
+    own: Option<String>,
+    /// The path read in the awaited event.
     matching: Option<String>,
     timeout: Duration,
 }
@@ -27,6 +30,7 @@ impl WaitFor {
     pub fn event(name: impl Into<String>) -> WaitFor {
         WaitFor {
             event: name.into(),
+            own: None,
             matching: None,
             timeout: Duration::from_secs(24 * 60 * 60),
         }
@@ -36,7 +40,18 @@ impl WaitFor {
     /// events; see [`crate::engine::path`]) equals the run's event's value there. When
     /// the run's event has no value there, no event matches.
     pub fn matching(mut self, path: impl Into<String>) -> WaitFor {
-        self.matching = Some(path.into());
+        let path = path.into();
+        self.own = Some(path.clone());
+        self.matching = Some(path);
+        self
+    }
+
+    /// Only an event whose value at `theirs` equals the run's event's value at `ours`,
+    /// for events of different shapes: a Stripe invoice's `data.object.id` against an
+    /// application event's `data.invoice`, say.
+    pub fn matching_paths(mut self, ours: impl Into<String>, theirs: impl Into<String>) -> WaitFor {
+        self.own = Some(ours.into());
+        self.matching = Some(theirs.into());
         self
     }
 
@@ -71,7 +86,7 @@ impl Step {
                 let now = self.now();
                 let until = now.saturating_add(duration_ms(wait.timeout));
                 let own = &self.settings().event;
-                let match_value = wait.matching.as_deref().and_then(|p| {
+                let match_value = wait.own.as_deref().and_then(|p| {
                     path::lookup(&own.name, &own.data, p).map(|v| path::key_text(&v))
                 });
                 let listener = NewListener {

@@ -14,6 +14,7 @@ use crate::common::{Backend, Setup, TestApp, eventually, send};
 crate::on_both_backends!(
     wait_for_event_resumes_on_the_matching_event_only,
     wait_for_event_returns_none_at_its_timeout,
+    wait_for_event_matches_fields_of_events_of_different_shapes,
     send_event_fans_out_once_however_often_the_run_retries,
     invoke_returns_the_invoked_runs_output_or_its_error,
     cancel_on_cancels_a_sleeping_run_and_stops_a_running_one_at_its_next_step,
@@ -115,6 +116,49 @@ async fn wait_for_event_returns_none_at_its_timeout(backend: Backend) {
     app.engine.run_until_idle().await.expect("run");
     assert_eq!(app.run(&run_id).await["output"], Value::Null);
     assert_eq!(app.count("SELECT COUNT(*) FROM listeners").await, 0);
+}
+
+async fn wait_for_event_matches_fields_of_events_of_different_shapes(backend: Backend) {
+    let function = Function::new(
+        "receipt",
+        Trigger::event("stripe/invoice.paid"),
+        |ctx| async move {
+            let opened = ctx
+                .step
+                .wait_for_event(
+                    "wait-for-open",
+                    WaitFor::event("app/receipt.opened")
+                        .matching_paths("data.object.id", "data.invoice")
+                        .timeout(Duration::from_secs(3 * 86_400)),
+                )
+                .await?;
+            Ok(opened.is_some())
+        },
+    );
+    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let invoice = |id: &str| json!({"id": format!("evt_{id}"), "type": "invoice.paid", "data": {"object": {"id": id}}});
+    let opened = send(&app.engine, "stripe/invoice.paid", invoice("in_1"))
+        .await
+        .remove(0);
+    let ignored = send(&app.engine, "stripe/invoice.paid", invoice("in_2"))
+        .await
+        .remove(0);
+    app.engine.run_until_idle().await.expect("run");
+    send(
+        &app.engine,
+        "app/receipt.opened",
+        json!({"invoice": "in_1"}),
+    )
+    .await;
+    app.engine.run_until_idle().await.expect("run");
+    assert_eq!(app.run(&opened).await["output"], true);
+    assert_eq!(app.run(&ignored).await["status"], "waiting");
+    app.settle().await;
+    assert_eq!(
+        app.run(&ignored).await["output"],
+        false,
+        "three days pass unopened"
+    );
 }
 
 async fn send_event_fans_out_once_however_often_the_run_retries(backend: Backend) {
