@@ -5,6 +5,7 @@
 //! when anything is wrong.
 
 mod events;
+mod history;
 mod load;
 mod report;
 mod server;
@@ -71,6 +72,14 @@ struct Args {
     /// A small run for CI: 2,000 events over 8 connections unless given otherwise.
     #[arg(long)]
     smoke: bool,
+    /// Processed events (each with its run and four steps) already stored when the load
+    /// starts, to measure how cost grows with the database.
+    #[arg(long, default_value_t = 0)]
+    history: usize,
+    /// Requests to the dashboard's API (runs by status, a run with its steps) after the
+    /// load, timed one at a time [default: 200 with --history, else 0].
+    #[arg(long)]
+    api_probes: Option<usize>,
 }
 
 #[tokio::main]
@@ -185,6 +194,17 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
     } else {
         "SQLite, `paysteps dev`".to_owned()
     };
+    if args.history > 0 {
+        let store = Store::connect(&url).await.context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let took = history::prefill(&store, args.history).await?;
+        store.close().await;
+        eprintln!(
+            "paysteps-bench: {} events of history stored in {:.1} s",
+            args.history,
+            took.as_secs_f64()
+        );
+    }
     eprintln!(
         "paysteps-bench: starting {backend} in {}",
         plan.dir.display()
@@ -269,6 +289,13 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         _ => None,
     };
     let runs = verify::run_timings(&store, args.mix.function()).await?;
+    let probes = match args
+        .api_probes
+        .unwrap_or(if args.history > 0 { 200 } else { 0 })
+    {
+        0 => None,
+        n => Some(history::probe(&urls[0], server::DASHBOARD_TOKEN, args.history, n).await?),
+    };
     let mut problems = Vec::new();
     if pending > 0 {
         problems.push(format!("{pending} runs still pending after --timeout"));
@@ -316,6 +343,15 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         batches,
     }
     .print();
+    if args.history > 0 {
+        println!(
+            "  history              {} events stored before the load",
+            args.history
+        );
+    }
+    if let Some(probes) = &probes {
+        probes.print();
+    }
 
     if problems.is_empty() {
         println!(

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use sqlx::Connection;
 
+/// The dashboard credential the servers run with.
+pub const DASHBOARD_TOKEN: &str = "bench-dashboard-token";
+
 /// Where the servers keep their data; created fresh for each bench and dropped after.
 pub enum Database {
     Sqlite { path: PathBuf },
@@ -176,7 +179,7 @@ fn spawn(launch: &Launch<'_>, index: usize) -> anyhow::Result<Server> {
         .env("DATABASE_URL", launch.database.url())
         .env("PAYSTEPS_BIND", format!("127.0.0.1:{port}"))
         .env("STRIPE_WEBHOOK_SECRET", launch.secret)
-        .env("PAYSTEPS_DASHBOARD_TOKEN", "bench-dashboard-token")
+        .env("PAYSTEPS_DASHBOARD_TOKEN", DASHBOARD_TOKEN)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

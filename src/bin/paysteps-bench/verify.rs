@@ -14,8 +14,7 @@ use crate::load::Outcome;
 type RunOf = (Option<String>, Option<String>);
 
 /// Runs not finished yet.
-pub const PENDING: &str =
-    "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running', 'sleeping')";
+pub const PENDING: &str = "SELECT COUNT(*) FROM runs WHERE status IN ('pending', 'queued', 'running', 'sleeping', 'waiting')";
 
 /// Waits until no run is queued, running or sleeping; returns how many still are when
 /// `deadline` passes first.
@@ -41,7 +40,8 @@ pub struct RunTimings {
 pub async fn run_timings(store: &Store, function: &str) -> anyhow::Result<RunTimings> {
     let rows: Vec<(i64, Option<i64>)> = store
         .fetch_all(
-            "SELECT created_at, ended_at FROM runs WHERE function_id = $1 AND status = 'completed'",
+            "SELECT created_at, ended_at FROM runs WHERE function_id = $1 AND status = 'completed' \
+             AND id NOT LIKE 'run_hist_%'",
             args![function],
         )
         .await?;
@@ -90,7 +90,8 @@ pub async fn verify(
     let rows: Vec<(Option<String>, Option<String>, Option<String>)> = store
         .fetch_all(
             "SELECT e.external_id, r.function_id, r.status \
-             FROM events e LEFT JOIN runs r ON r.event_id = e.id WHERE e.source = 'stripe'",
+             FROM events e LEFT JOIN runs r ON r.event_id = e.id WHERE e.source = 'stripe' \
+             AND e.id NOT LIKE 'ev_hist_%'",
             vec![],
         )
         .await?;
@@ -197,7 +198,8 @@ pub async fn verify(
     };
     let (checkpoints,): (i64,) = store
         .fetch_one(
-            "SELECT COUNT(*) FROM steps WHERE name = $1 AND status = 'completed'",
+            "SELECT COUNT(*) FROM steps WHERE name = $1 AND status = 'completed' \
+             AND run_id NOT LIKE 'run_hist_%'",
             args![write_step],
         )
         .await?;
