@@ -17,7 +17,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
@@ -30,7 +30,7 @@ pub(super) struct SqliteStore {
     options: std::sync::Arc<SqliteConnectOptions>,
     readers: SqlitePool,
     jobs: mpsc::Sender<Box<dyn Job>>,
-    writer: std::sync::Arc<Mutex<Option<JoinHandle<()>>>>,
+    writer: std::sync::Arc<Mutex<Option<Writer>>>,
     batch_sizes: std::sync::Arc<std::sync::OnceLock<Histogram>>,
 }
 
@@ -51,11 +51,11 @@ impl SqliteStore {
             .await?;
         let (jobs, rx) = mpsc::channel(4096);
         let batch_sizes = std::sync::Arc::new(std::sync::OnceLock::new());
-        let handle = tokio::spawn(run_writer(
+        let handle = Writer::start(
             StoreTx(TxConn::Sqlite(writer_conn)),
             rx,
             batch_sizes.clone(),
-        ));
+        )?;
         Ok(SqliteStore {
             options: std::sync::Arc::new(options),
             readers,
@@ -102,12 +102,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn close(&self) {
-        let handle = self.writer.lock().await.take();
-        if let Some(handle) = handle {
-            // Dropping every sender ends the writer loop; clones held elsewhere keep it
-            // alive, so the handle is aborted once the queue has been given a moment.
-            handle.abort();
-            let _ = handle.await;
+        let writer = self.writer.lock().await.take();
+        if let Some(writer) = writer {
+            writer.stop().await;
         }
         self.readers.close().await;
     }
@@ -184,6 +181,50 @@ impl<T: Send, E: Send> Finish for TxDone<T, E> {
             (Err(err), _) => Err(err),
         };
         let _ = self.reply.send(answer);
+    }
+}
+
+/// The writer task, on a thread of its own with its own single-threaded runtime: each
+/// statement is a round trip to SQLite's connection thread, and a writer that shares the
+/// server's runtime would wait behind request tasks for every one of them.
+struct Writer {
+    stop: CancellationToken,
+    done: oneshot::Receiver<()>,
+}
+
+impl Writer {
+    fn start(
+        tx: StoreTx,
+        jobs: mpsc::Receiver<Box<dyn Job>>,
+        batch_sizes: std::sync::Arc<std::sync::OnceLock<Histogram>>,
+    ) -> Result<Writer> {
+        let stop = CancellationToken::new();
+        let (finished, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Transaction(format!("starting the SQLite writer: {e}")))?;
+        let until = stop.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = run_writer(tx, jobs, batch_sizes) => {}
+                        _ = until.cancelled() => {}
+                    }
+                });
+                let _ = finished.send(());
+            })
+            .map_err(|e| Error::Transaction(format!("starting the SQLite writer: {e}")))?;
+        Ok(Writer { stop, done })
+    }
+
+    /// Stops the writer between batches (or abandons the batch in flight, uncommitted)
+    /// and waits until its connection is closed.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.done.await;
     }
 }
 
