@@ -5,8 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Where the engine reads the time: the system clock, or a manual one that tests move.
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
+    /// The operating system's clock.
     #[default]
     System,
+    /// A clock that moves only when told to ([`Clock::advance`]), holding milliseconds since
+    /// the Unix epoch; for tests that drive sleeps, retries and cron ticks themselves.
     Manual(Arc<AtomicI64>),
 }
 
@@ -32,6 +35,7 @@ impl Clock {
     }
 }
 
+/// The system clock now, in milliseconds since the Unix epoch (0 if it reads before 1970).
 pub fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

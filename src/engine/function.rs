@@ -24,6 +24,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Starts the function on every event named `name`, e.g. `app/user.signed_up` or
+    /// `stripe/invoice.paid`.
     pub fn event(name: impl Into<String>) -> Trigger {
         Trigger::Event(name.into())
     }
@@ -38,6 +40,8 @@ impl Trigger {
         Schedule::parse(expr, Some(time_zone)).map(|s| Trigger::Cron(Box::new(s)))
     }
 
+    /// Whether an event named `event_name` starts the function (never true for cron and
+    /// internal triggers).
     pub fn matches(&self, event_name: &str) -> bool {
         matches!(self, Trigger::Event(name) if name == event_name)
     }
@@ -69,6 +73,12 @@ pub struct Function {
 pub const DEFAULT_RETRIES: u32 = 3;
 
 impl Function {
+    /// A function with id `id`, started by `trigger`, running `handler` for each run.
+    ///
+    /// The id must be unique across the engine; it names the function in the API, the
+    /// dashboard and the metrics. The handler's output must serialize to JSON: it is stored
+    /// as the run's output. Each step is retried [`DEFAULT_RETRIES`] times unless
+    /// [`Function::retries`] says otherwise.
     pub fn new<F, Fut, T>(id: impl Into<String>, trigger: Trigger, handler: F) -> Function
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
@@ -178,10 +188,12 @@ impl Function {
         self
     }
 
+    /// The function's id as registered.
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// What starts the function.
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
     }
