@@ -36,6 +36,18 @@ impl Trigger {
     }
 
     /// A 5-field cron expression read in an IANA time zone such as `Europe/Paris`.
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{Function, Trigger};
+    ///
+    /// # fn main() -> Result<(), paysteps::engine::ScheduleError> {
+    /// // 02:00 Paris time every day, summer and winter.
+    /// let nightly = Function::new("nightly-report", Trigger::cron_in("0 2 * * *", "Europe/Paris")?, |ctx| async move {
+    ///     ctx.step.run("build report", || async { Ok(0_u32) }).await
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cron_in(expr: &str, time_zone: &str) -> Result<Trigger, ScheduleError> {
         Schedule::parse(expr, Some(time_zone)).map(|s| Trigger::Cron(Box::new(s)))
     }
@@ -110,6 +122,23 @@ impl Function {
 
     /// Runs once, as a run of its own, when a run of this function fails for good.
     /// Its event is `paysteps/function.failed`; read it with [`Ctx::failure`].
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{Function, Trigger};
+    ///
+    /// let f = Function::new("charge", Trigger::event("app/order.created"), |ctx| async move {
+    ///     ctx.step.run("charge the card", || async { Ok(4200_i64) }).await
+    /// })
+    /// .on_failure(|ctx| async move {
+    ///     let Some(failure) = ctx.failure() else { return Ok(()) };
+    ///     ctx.step
+    ///         .run("alert", move || async move {
+    ///             eprintln!("run {} failed: {}", failure.run_id, failure.error);
+    ///             Ok(())
+    ///         })
+    ///         .await
+    /// });
+    /// ```
     pub fn on_failure<F, Fut, T>(mut self, handler: F) -> Function
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
