@@ -50,15 +50,15 @@ pub struct StatusLabels {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    /// `paysteps_events_received`: events accepted and stored, by source.
+    /// `paysteps_events_received_total`: events accepted and stored, by source.
     pub events_received: Family<SourceLabels, Counter>,
-    /// `paysteps_events_duplicate`: deliveries answered as duplicates, by source.
+    /// `paysteps_events_duplicate_total`: deliveries answered as duplicates, by source.
     pub events_duplicate: Family<SourceLabels, Counter>,
-    /// `paysteps_events_rejected`: requests rejected before anything was stored, by reason.
+    /// `paysteps_events_rejected_total`: requests rejected before anything was stored, by reason.
     pub events_rejected: Family<ReasonLabels, Counter>,
     /// Runs that reached a final status (or were parked) in this process.
     pub runs: Family<RunLabels, Counter>,
-    /// Duration of step attempts, in seconds, by function.
+    /// `paysteps_step_duration_seconds`: time a step attempt took, by function.
     pub step_seconds: Family<FunctionLabels, Histogram>,
     /// From the run's creation (its event's commit) to its completion.
     pub run_latency_seconds: Family<FunctionLabels, Histogram>,

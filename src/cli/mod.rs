@@ -144,7 +144,7 @@ impl EngineArgs {
     }
 }
 
-/// Runs the command to its end; an `Err` is printed and ends the process unsuccessfully.
+/// Runs the parsed command to its end (for `dev` and `serve`, until the server stops).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Dev(args) => server::dev(args).await,

@@ -96,7 +96,7 @@ pub enum EngineError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
-    /// Two functions (or a function and another's failure handler) have the same id;
+    /// Two functions have the same id (a failure handler's id is `<id>.on_failure`);
     /// holds the id.
     #[error("function '{0}' is registered twice")]
     DuplicateFunction(String),

@@ -22,7 +22,8 @@ pub enum RunStatus {
     Waiting,
     /// Ended with an output.
     Completed,
-    /// Ended with an error: a step's retries ran out, or its error was non-retriable.
+    /// Ended with an error: a step's retries ran out, its error was non-retriable, or the
+    /// handler gave up ([`Interrupt::fail`](crate::engine::Interrupt::fail)).
     Failed,
     /// Stopped by an operator or by a `cancel_on` event.
     Cancelled,

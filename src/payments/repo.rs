@@ -216,11 +216,11 @@ pub struct NewFailure {
     pub amount: Option<i64>,
     /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
-    /// Stripe's failure code (`card_declined`…), or the error of a failed run.
+    /// Stripe's failure code (`card_declined`…), or `function_failed` for a failed run.
     pub code: Option<String>,
     /// The card issuer's decline code (`insufficient_funds`…).
     pub decline_code: Option<String>,
-    /// A human-readable reason.
+    /// A human-readable reason; for a failed run, its error.
     pub message: Option<String>,
     /// The Stripe event that reported it, `evt_…`.
     pub event_id: Option<String>,
@@ -443,11 +443,11 @@ pub struct PaymentFailure {
     pub amount: Option<i64>,
     /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
-    /// Stripe's failure code (`card_declined`…), or the error of a failed run.
+    /// Stripe's failure code (`card_declined`…), or `function_failed` for a failed run.
     pub code: Option<String>,
     /// The card issuer's decline code (`insufficient_funds`…).
     pub decline_code: Option<String>,
-    /// A human-readable reason.
+    /// A human-readable reason; for a failed run, its error.
     pub message: Option<String>,
     /// The Stripe event that reported it, `evt_…`.
     pub event_id: Option<String>,

@@ -9,10 +9,10 @@ pub enum Error {
     /// The database cannot be reached or is busy; the caller should retry later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
-    /// No row matched (from `fetch_one`).
+    /// A query that must return a row returned none (`fetch_one`).
     #[error("not found")]
     NotFound,
-    /// A write broke a unique or foreign-key constraint, or lost a serialization race.
+    /// A write broke a unique constraint (the row exists already).
     #[error("conflicting write: {0}")]
     Conflict(#[source] sqlx::Error),
     /// Applying the migrations at start failed.

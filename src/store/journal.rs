@@ -76,7 +76,8 @@ pub struct StepUpdate {
     pub position: i64,
     /// What the step does: `run`, `sleep`, `wait` or `invoke`.
     pub kind: &'static str,
-    /// The step's state, e.g. `completed`, `failed`, `sleeping`, `waiting`.
+    /// The step's state: `completed`, `errored` (an attempt failed; a retry is due at
+    /// `wake_at`), `failed`, `sleeping` or `waiting`.
     pub status: &'static str,
     /// Attempts made so far.
     pub attempts: i64,

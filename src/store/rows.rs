@@ -36,7 +36,7 @@ pub struct RunRow {
     pub event_id: String,
     /// Its [`RunStatus`](crate::engine::RunStatus), lowercase.
     pub status: String,
-    /// When it is next due to run, in milliseconds since the Unix epoch.
+    /// When a queued or sleeping run is due, in milliseconds since the Unix epoch.
     pub run_at: i64,
     /// Executions so far, counting the current one.
     pub attempt: i64,
@@ -73,7 +73,8 @@ pub struct StepRow {
     pub position: i64,
     /// What the step does: `run`, `sleep`, `wait` or `invoke`.
     pub kind: String,
-    /// The step's state, e.g. `completed`, `failed`, `sleeping`, `waiting`.
+    /// The step's state: `completed`, `errored` (an attempt failed; a retry is due at
+    /// `wake_at`), `failed`, `sleeping` or `waiting`.
     pub status: String,
     /// Attempts made so far.
     pub attempts: i64,

@@ -42,7 +42,8 @@ struct Target {
 /// What one attempt did, as its step's output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptOutcome {
-    /// The attempt's number for this delivery, from 1.
+    /// The attempt's number within the delivery, from 1; 0 when the delivery was canceled
+    /// before anything was sent.
     pub attempt: i64,
     /// The HTTP status the endpoint answered; `None` when no answer came.
     pub status_code: Option<u16>,
