@@ -17,6 +17,26 @@ pub struct Event {
 }
 
 /// An event handed to [`crate::engine::Engine::ingest`].
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use paysteps::engine::{Engine, EventInput};
+/// use paysteps::store::IngestOutcome;
+///
+/// # async fn demo(engine: Engine) -> Result<(), paysteps::store::Error> {
+/// let data = serde_json::json!({ "user_id": "u_1", "plan": "pro" });
+/// let mut event = EventInput::new("app/user.upgraded", &data);
+/// // Sent twice within a day (a client retry), it starts its functions once.
+/// event.dedupe_key = Some("upgrade:u_1:pro".to_owned());
+/// event.dedupe_window = Some(Duration::from_secs(24 * 3600));
+/// match engine.ingest(event).await? {
+///     IngestOutcome::Accepted { runs, .. } => println!("started {} runs", runs.len()),
+///     IngestOutcome::Duplicate { event_id } => println!("already stored as {event_id}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct EventInput {
     /// The name functions are triggered by, e.g. `app/user.signed_up`; Stripe events are

@@ -231,6 +231,12 @@ impl Engine {
     /// Stores an event and one queued run per function it triggers, in one transaction;
     /// returns once both are committed. A second event with the same dedupe key is
     /// answered as a duplicate and starts nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`store::Error`](crate::store::Error) when the database fails; nothing is stored
+    /// then. When [`is_unavailable`](crate::store::Error::is_unavailable) says so, sending
+    /// the event again later is safe (give it a dedupe key to be sure it is stored once).
     pub async fn ingest(&self, input: EventInput) -> crate::store::Result<IngestOutcome> {
         let now = self.inner.config.clock.now_ms();
         let source = input.source;
