@@ -8,10 +8,12 @@ use std::time::Duration;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }
 
+    /// The secret itself, for the code that must use it (signing, comparing).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -42,13 +44,21 @@ pub fn parse_secrets(value: &str) -> Vec<Secret> {
 /// Everything a server process needs, validated per command.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Address to listen on, `host:port`.
     pub bind: String,
+    /// Database URL: `postgres://…`, or an SQLite file.
     pub database_url: String,
+    /// Stripe webhook signing secrets (`whsec_…`); several while one is being rolled.
     pub webhook_secrets: Vec<Secret>,
+    /// Largest accepted gap between a signature's timestamp and now.
     pub tolerance: Duration,
+    /// Largest webhook body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Runs executed at once by this process.
     pub workers: usize,
+    /// How long a worker's claim on a run lasts without renewal.
     pub lease: Duration,
+    /// Credential for the dashboard and `/api/v1`; `None` leaves them open (loopback only).
     pub dashboard_token: Option<Secret>,
 }
 

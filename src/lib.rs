@@ -1,5 +1,7 @@
 //! paysteps: Stripe webhooks turned into durable, replayable step functions.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -9,29 +9,40 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+/// Labels of the event counters.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
+    /// Where events came from: `api`, `stripe`, `cron`, `internal`.
     pub source: String,
 }
 
+/// Labels of the rejected-request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
+    /// The error code the request was answered with (`signature_mismatch`…).
     pub reason: String,
 }
 
+/// Labels of the per-function histograms.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FunctionLabels {
+    /// The function's id.
     pub function: String,
 }
 
+/// Labels of the run counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RunLabels {
+    /// The function's id.
     pub function: String,
+    /// The status the run reached.
     pub status: String,
 }
 
+/// Labels of the open-runs gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
+    /// A run status that has not ended (`queued`, `running`…).
     pub status: String,
 }
 
@@ -39,11 +50,15 @@ pub struct StatusLabels {
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    /// `paysteps_events_received_total`: events accepted and stored, by source.
     pub events_received: Family<SourceLabels, Counter>,
+    /// `paysteps_events_duplicate_total`: deliveries answered as duplicates, by source.
     pub events_duplicate: Family<SourceLabels, Counter>,
+    /// `paysteps_events_rejected_total`: requests rejected before anything was stored, by reason.
     pub events_rejected: Family<ReasonLabels, Counter>,
     /// Runs that reached a final status (or were parked) in this process.
     pub runs: Family<RunLabels, Counter>,
+    /// `paysteps_step_duration_seconds`: time a step attempt took, by function.
     pub step_seconds: Family<FunctionLabels, Histogram>,
     /// From the run's creation (its event's commit) to its completion.
     pub run_latency_seconds: Family<FunctionLabels, Histogram>,
@@ -62,6 +77,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A fresh set of metrics, every value at zero.
     pub fn new() -> Metrics {
         let seconds = || Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let m = Metrics {
@@ -136,6 +152,7 @@ impl Metrics {
         out
     }
 
+    /// Counts a request rejected with error code `reason`.
     pub fn rejected(&self, reason: &str) {
         self.events_rejected
             .get_or_create(&ReasonLabels {
@@ -144,6 +161,7 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a run of `function` that reached `status`.
     pub fn run_ended(&self, function: &str, status: &str) {
         self.runs
             .get_or_create(&RunLabels {

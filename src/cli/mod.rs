@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use server::{build_app, serve_until};
 
+/// The command line: one of the [`Command`]s.
 #[derive(Debug, Parser)]
 #[command(
     name = "paysteps",
@@ -19,10 +20,12 @@ pub use server::{build_app, serve_until};
     about = "Stripe webhooks as durable, replayable step functions"
 )]
 pub struct Cli {
+    /// The command to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// What `paysteps` is asked to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Local development: embedded SQLite, loopback, a generated webhook secret.
@@ -78,6 +81,7 @@ pub struct EngineArgs {
     pub webhook_allow_private: bool,
 }
 
+/// Options of `paysteps dev`.
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// Address to listen on.
@@ -90,10 +94,12 @@ pub struct DevArgs {
     /// required on any other.
     #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
     pub dashboard_token: Option<String>,
+    /// Webhook and worker settings.
     #[command(flatten)]
     pub engine: EngineArgs,
 }
 
+/// Options of `paysteps serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -109,10 +115,12 @@ pub struct ServeArgs {
     /// every key is refused.
     #[arg(long = "event-key", env = "PAYSTEPS_EVENT_KEY", hide_env_values = true)]
     pub event_key: Option<String>,
+    /// Webhook and worker settings.
     #[command(flatten)]
     pub engine: EngineArgs,
 }
 
+/// Options of `paysteps migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// SQLite file (or database URL).
@@ -121,6 +129,7 @@ pub struct MigrateArgs {
 }
 
 impl EngineArgs {
+    /// The worker lease, at least one second.
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs.max(1))
     }
@@ -135,7 +144,7 @@ impl EngineArgs {
     }
 }
 
-/// Runs a command of the `paysteps` binary.
+/// Runs the parsed command to its end (for `dev` and `serve`, until the server stops).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     run_with(cli, Vec::new()).await
 }

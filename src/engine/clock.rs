@@ -3,10 +3,31 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the engine reads the time: the system clock, or a manual one that tests move.
+///
+/// A manual clock makes sleeps, retries and cron ticks happen when a test says so:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use paysteps::engine::{Clock, Engine, EngineConfig};
+///
+/// # async fn demo(store: paysteps::store::Store) -> Result<(), Box<dyn std::error::Error>> {
+/// let clock = Clock::manual(1_767_225_600_000); // 2026-01-01T00:00:00Z
+/// let config = EngineConfig { clock: clock.clone(), ..EngineConfig::default() };
+/// let engine = Engine::builder(store).config(config).build()?;
+/// // … ingest events, then let an hour pass and execute what fell due:
+/// clock.advance(Duration::from_secs(3600));
+/// engine.run_until_idle().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub enum Clock {
+    /// The operating system's clock.
     #[default]
     System,
+    /// A clock that moves only when told to ([`Clock::advance`]), holding milliseconds since
+    /// the Unix epoch; for tests that drive sleeps, retries and cron ticks themselves.
     Manual(Arc<AtomicI64>),
 }
 
@@ -32,6 +53,7 @@ impl Clock {
     }
 }
 
+/// The system clock now, in milliseconds since the Unix epoch (0 if it reads before 1970).
 pub fn system_now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -17,10 +17,19 @@ pub struct Schedule {
     cron: Cron,
 }
 
+/// Why a cron expression or its time zone was refused by [`Schedule::parse`] (and so by
+/// [`Trigger::cron`](crate::engine::Trigger::cron) and [`Trigger::cron_in`](crate::engine::Trigger::cron_in)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
+    /// The expression is not a valid 5-field cron expression.
     #[error("invalid cron expression '{expr}': {reason}")]
-    Expression { expr: String, reason: String },
+    Expression {
+        /// The expression as given.
+        expr: String,
+        /// What the parser found wrong with it.
+        reason: String,
+    },
+    /// The time zone is not a known IANA name; holds the name given.
     #[error("unknown time zone '{0}'")]
     TimeZone(String),
 }
@@ -48,10 +57,12 @@ impl Schedule {
         })
     }
 
+    /// The expression as given, e.g. `0 2 * * *`.
     pub fn expr(&self) -> &str {
         &self.expr
     }
 
+    /// The IANA name of the time zone the fields are read in (`UTC` unless one was given).
     pub fn time_zone(&self) -> &str {
         self.tz.name()
     }

@@ -12,6 +12,8 @@ pub struct StepError {
 }
 
 impl StepError {
+    /// A failure worth retrying (a timeout, a 5xx from an API…): the step is attempted again,
+    /// with backoff, while the function's retries last. `?` on any error does the same.
     pub fn retriable(err: impl Into<BoxError>) -> StepError {
         StepError {
             retriable: true,
@@ -19,6 +21,8 @@ impl StepError {
         }
     }
 
+    /// A failure that retrying cannot fix (bad input, a declined card…): the step is not
+    /// attempted again and the run fails, starting its failure handlers.
     pub fn non_retriable(err: impl Into<BoxError>) -> StepError {
         StepError {
             retriable: false,
@@ -26,10 +30,12 @@ impl StepError {
         }
     }
 
+    /// Whether the step may be attempted again (while the function's retries last).
     pub fn is_retriable(&self) -> bool {
         self.retriable
     }
 
+    /// The error the step failed with.
     pub fn source(&self) -> &(dyn StdError + Send + Sync + 'static) {
         self.source.as_ref()
     }
@@ -63,7 +69,18 @@ impl fmt::Debug for StepError {
 }
 
 /// Marks the error of a `Result` as one that retrying cannot fix.
+///
+/// ```no_run
+/// use paysteps::engine::{Function, NonRetriable, Trigger};
+///
+/// let f = Function::new("parse", Trigger::event("app/order.created"), |ctx| async move {
+///     let raw = ctx.event.data["amount"].as_str().unwrap_or_default().to_owned();
+///     // A malformed amount will not parse any better on the next attempt.
+///     ctx.step.run("parse amount", || async move { raw.parse::<i64>().non_retriable() }).await
+/// });
+/// ```
 pub trait NonRetriable<T> {
+    /// The `Err` value turned into a non-retriable [`StepError`]; `Ok` is kept.
     fn non_retriable(self) -> Result<T, StepError>;
 }
 
@@ -76,8 +93,11 @@ impl<T, E: Into<BoxError>> NonRetriable<T> for Result<T, E> {
 /// Errors of the engine's own operations.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
+    /// Two functions have the same id (a failure handler's id is `<id>.on_failure`);
+    /// holds the id.
     #[error("function '{0}' is registered twice")]
     DuplicateFunction(String),
 }

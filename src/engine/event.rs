@@ -17,20 +17,48 @@ pub struct Event {
 }
 
 /// An event handed to [`crate::engine::Engine::ingest`].
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use paysteps::engine::{Engine, EventInput};
+/// use paysteps::store::IngestOutcome;
+///
+/// # async fn demo(engine: Engine) -> Result<(), paysteps::store::Error> {
+/// let data = serde_json::json!({ "user_id": "u_1", "plan": "pro" });
+/// let mut event = EventInput::new("app/user.upgraded", &data);
+/// // Sent twice within a day (a client retry), it starts its functions once.
+/// event.dedupe_key = Some("upgrade:u_1:pro".to_owned());
+/// event.dedupe_window = Some(Duration::from_secs(24 * 3600));
+/// match engine.ingest(event).await? {
+///     IngestOutcome::Accepted { runs, .. } => println!("started {} runs", runs.len()),
+///     IngestOutcome::Duplicate { event_id } => println!("already stored as {event_id}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct EventInput {
+    /// The name functions are triggered by, e.g. `app/user.signed_up`; Stripe events are
+    /// `stripe/<type>`.
     pub name: String,
     /// The payload as JSON text, stored as received.
     pub data: String,
+    /// The sender's own id for the event (`evt_…` for Stripe), kept for search.
     pub external_id: Option<String>,
     /// Dedupe key: a second event with the same key is a duplicate (for ever, or
     /// within `dedupe_window`).
     pub dedupe_key: Option<String>,
+    /// How long `dedupe_key` holds; `None` dedupes for ever.
     pub dedupe_window: Option<std::time::Duration>,
+    /// When the event happened, in milliseconds since the Unix epoch; `None` means when it
+    /// is received.
     pub ts: Option<i64>,
+    /// Where the event came from, as metrics label it: `api`, `stripe`, `cron` or `internal`.
     pub source: &'static str,
     /// The main object's id (`sub_…`, `pi_…`), for search.
     pub object_id: Option<String>,
+    /// The customer the event concerns (`cus_…`), for search.
     pub customer: Option<String>,
 }
 
@@ -54,9 +82,13 @@ impl EventInput {
 /// The event that starts a failure handler: what failed, and on which event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
+    /// The id of the function whose run failed.
     pub function_id: String,
+    /// paysteps' id of the run that failed, `run_…`.
     pub run_id: String,
+    /// The error the run failed with, as text.
     pub error: String,
+    /// The event that started the failed run.
     pub event: Event,
 }
 
@@ -76,11 +108,15 @@ pub const FUNCTION_FINISHED: &str = "paysteps/function.finished";
 /// How an invoked run ended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finished {
+    /// paysteps' id of the invoked run, `run_…`.
     pub run_id: String,
+    /// The id of the invoked function.
     pub function_id: String,
     /// `completed` or `failed`.
     pub status: String,
+    /// The run's output when it completed.
     pub output: Option<Value>,
+    /// The run's error, as text, when it failed.
     pub error: Option<String>,
 }
 

@@ -13,6 +13,7 @@ use super::path;
 /// per key runs one key's events one after another, in arrival order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Concurrency {
+    /// Runs in progress at once (per key value, when there is a key).
     pub limit: u32,
     /// A path into the event (see [`crate::engine::Function::concurrency_per`]).
     pub key: Option<String>,
@@ -23,9 +24,14 @@ pub struct Concurrency {
 /// before the spacing of `period / limit` applies (1 unless set).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Throttle {
+    /// Runs started per `period` (per key value, when there is a key).
     pub limit: u32,
+    /// The window `limit` applies to.
     pub period: Duration,
+    /// Runs that may start back to back before the spacing applies; at least 1.
     pub burst: u32,
+    /// A path into the event (see [`crate::engine::path`]); the limit applies per value
+    /// found there. `None` for one limit across the function.
     pub key: Option<String>,
 }
 
@@ -33,7 +39,9 @@ pub struct Throttle {
 /// equals the run's own event's value there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelOn {
+    /// Name of the event that cancels the run.
     pub event: String,
+    /// A path read in both events (see [`crate::engine::path`]) whose values must be equal.
     pub matching: String,
 }
 

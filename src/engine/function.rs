@@ -24,6 +24,8 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Starts the function on every event named `name`, e.g. `app/user.signed_up` or
+    /// `stripe/invoice.paid`.
     pub fn event(name: impl Into<String>) -> Trigger {
         Trigger::Event(name.into())
     }
@@ -34,10 +36,24 @@ impl Trigger {
     }
 
     /// A 5-field cron expression read in an IANA time zone such as `Europe/Paris`.
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{Function, Trigger};
+    ///
+    /// # fn main() -> Result<(), paysteps::engine::ScheduleError> {
+    /// // 02:00 Paris time every day, summer and winter.
+    /// let nightly = Function::new("nightly-report", Trigger::cron_in("0 2 * * *", "Europe/Paris")?, |ctx| async move {
+    ///     ctx.step.run("build report", || async { Ok(0_u32) }).await
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cron_in(expr: &str, time_zone: &str) -> Result<Trigger, ScheduleError> {
         Schedule::parse(expr, Some(time_zone)).map(|s| Trigger::Cron(Box::new(s)))
     }
 
+    /// Whether an event named `event_name` starts the function (never true for cron and
+    /// internal triggers).
     pub fn matches(&self, event_name: &str) -> bool {
         matches!(self, Trigger::Event(name) if name == event_name)
     }
@@ -69,6 +85,12 @@ pub struct Function {
 pub const DEFAULT_RETRIES: u32 = 3;
 
 impl Function {
+    /// A function with id `id`, started by `trigger`, running `handler` for each run.
+    ///
+    /// The id must be unique across the engine; it names the function in the API, the
+    /// dashboard and the metrics. The handler's output must serialize to JSON: it is stored
+    /// as the run's output. Each step is retried [`DEFAULT_RETRIES`] times unless
+    /// [`Function::retries`] says otherwise.
     pub fn new<F, Fut, T>(id: impl Into<String>, trigger: Trigger, handler: F) -> Function
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
@@ -100,6 +122,23 @@ impl Function {
 
     /// Runs once, as a run of its own, when a run of this function fails for good.
     /// Its event is `paysteps/function.failed`; read it with [`Ctx::failure`].
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{Function, Trigger};
+    ///
+    /// let f = Function::new("charge", Trigger::event("app/order.created"), |ctx| async move {
+    ///     ctx.step.run("charge the card", || async { Ok(4200_i64) }).await
+    /// })
+    /// .on_failure(|ctx| async move {
+    ///     let Some(failure) = ctx.failure() else { return Ok(()) };
+    ///     ctx.step
+    ///         .run("alert", move || async move {
+    ///             eprintln!("run {} failed: {}", failure.run_id, failure.error);
+    ///             Ok(())
+    ///         })
+    ///         .await
+    /// });
+    /// ```
     pub fn on_failure<F, Fut, T>(mut self, handler: F) -> Function
     where
         F: Fn(Ctx) -> Fut + Send + Sync + 'static,
@@ -178,10 +217,12 @@ impl Function {
         self
     }
 
+    /// The function's id as registered.
     pub fn id(&self) -> &str {
         &self.id
     }
 
+    /// What starts the function.
     pub fn trigger(&self) -> &Trigger {
         &self.trigger
     }

@@ -51,7 +51,9 @@ pub struct EngineConfig {
     pub lease: Duration,
     /// Longest idle wait before looking for due runs again (timers, other processes).
     pub poll_interval: Duration,
+    /// Delays between the attempts of a failed step.
     pub backoff: Backoff,
+    /// Where the engine reads the time; [`Clock::manual`] in tests.
     pub clock: Clock,
 }
 
@@ -87,6 +89,7 @@ pub(crate) struct Inner {
     pub active: Mutex<Vec<String>>,
 }
 
+/// Collects the functions and settings of an [`Engine`]; made by [`Engine::builder`].
 pub struct EngineBuilder {
     store: Store,
     config: EngineConfig,
@@ -95,6 +98,7 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
+    /// Replaces the default [`EngineConfig`].
     pub fn config(mut self, config: EngineConfig) -> Self {
         self.config = config;
         self
@@ -106,11 +110,17 @@ impl EngineBuilder {
         self
     }
 
+    /// Adds a function (and its failure handler, if it has one).
     pub fn register(mut self, function: Function) -> Self {
         self.functions.push(function);
         self
     }
 
+    /// Builds the engine; no worker runs until [`Engine::start`].
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::DuplicateFunction`] when two registered functions share an id.
     pub fn build(self) -> Result<Engine, EngineError> {
         let registry = Arc::new(Registry::build(self.functions)?);
         let metrics = self.metrics.unwrap_or_default();
@@ -135,17 +145,43 @@ impl EngineBuilder {
 /// A function as listed by the API.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FunctionInfo {
+    /// The function's id as registered.
     pub id: String,
     /// The event name that starts it; `None` for cron functions and failure handlers.
     pub trigger: Option<String>,
     /// The cron expression and its time zone, for cron functions.
     pub cron: Option<String>,
+    /// Retries per step after the first attempt.
     pub retries: u32,
+    /// The step timeout in milliseconds, if the function sets one.
     pub step_timeout_ms: Option<u128>,
+    /// The id of the function's failure handler (`<id>.on_failure`), if it has one.
     pub on_failure: Option<String>,
 }
 
 impl Engine {
+    /// Starts building an engine on `store`, with the default [`EngineConfig`].
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{Engine, EventInput, Function, Trigger};
+    /// use paysteps::store::Store;
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = Store::connect("sqlite://paysteps.db").await?;
+    /// store.migrate().await?;
+    /// let welcome = Function::new("welcome", Trigger::event("app/user.signed_up"), |ctx| async move {
+    ///     let user = ctx.event.data["user"].as_str().unwrap_or_default().to_owned();
+    ///     ctx.step.run("send email", || async move { Ok(format!("sent to {user}")) }).await
+    /// });
+    /// let engine = Engine::builder(store).register(welcome).build()?;
+    /// engine.start();
+    /// let data = serde_json::json!({ "user": "u_1" });
+    /// engine.ingest(EventInput::new("app/user.signed_up", &data)).await?;
+    /// // …
+    /// engine.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(store: Store) -> EngineBuilder {
         EngineBuilder {
             store,
@@ -155,18 +191,22 @@ impl Engine {
         }
     }
 
+    /// The database the engine records events, runs and steps in.
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
 
+    /// The engine's counters and histograms.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
+    /// The clock the engine schedules by.
     pub fn clock(&self) -> &Clock {
         &self.inner.config.clock
     }
 
+    /// Every registered function, failure handlers included.
     pub fn functions(&self) -> Vec<FunctionInfo> {
         self.inner
             .registry
@@ -191,6 +231,12 @@ impl Engine {
     /// Stores an event and one queued run per function it triggers, in one transaction;
     /// returns once both are committed. A second event with the same dedupe key is
     /// answered as a duplicate and starts nothing.
+    ///
+    /// # Errors
+    ///
+    /// A [`store::Error`](crate::store::Error) when the database fails; nothing is stored
+    /// then. When [`is_unavailable`](crate::store::Error::is_unavailable) says so, sending
+    /// the event again later is safe (give it a dedupe key to be sure it is stored once).
     pub async fn ingest(&self, input: EventInput) -> crate::store::Result<IngestOutcome> {
         let now = self.inner.config.clock.now_ms();
         let source = input.source;

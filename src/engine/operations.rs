@@ -29,6 +29,7 @@ pub enum ReplayMode {
 }
 
 impl ReplayMode {
+    /// The mode as the API spells it: `from_start` or `from_failure`.
     pub fn as_str(self) -> &'static str {
         match self {
             ReplayMode::FromStart => "from_start",
@@ -60,13 +61,17 @@ impl FromStr for ReplayMode {
 /// Why an operation was refused or failed. Refusals change nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum OperationError {
+    /// No run has this id; holds the id.
     #[error("no run with id '{0}'")]
     NotFound(String),
     /// The run is in a state the operation does not apply to.
     #[error("{0}")]
     Conflict(String),
+    /// The request itself is wrong (an unknown replay mode, a status the operation cannot
+    /// apply to, `since` not before `until`…).
     #[error("{0}")]
     Invalid(String),
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -74,12 +79,17 @@ pub enum OperationError {
 /// The runs a bulk operation applies to.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// Only runs of this function.
     pub function_id: Option<String>,
     /// Statuses; a bulk replay defaults to `failed`, a bulk cancel to every status that
     /// has not ended.
     pub statuses: Vec<RunStatus>,
+    /// Only runs created at or after this time, in milliseconds since the Unix epoch.
     pub since: Option<i64>,
+    /// Only runs created before this time, in milliseconds since the Unix epoch.
     pub until: Option<i64>,
+    /// A run id, event id (paysteps' or the sender's), Stripe object id, customer id, or
+    /// the user id or email of a known customer.
     pub search: Option<String>,
 }
 
@@ -95,7 +105,9 @@ pub struct BulkOutcome {
 /// Which bulk operation a selection is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BulkKind {
+    /// Replaying runs that have ended.
     Replay,
+    /// Cancelling runs that have not ended.
     Cancel,
 }
 

@@ -7,7 +7,10 @@ use super::clock::duration_ms;
 /// Exponential backoff with jitter, capped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The scale of the delays: the first retry waits between half of `base` and `base`,
+    /// and each further retry doubles that.
     pub base: Duration,
+    /// The cap on the doubled delay: no retry waits longer than this.
     pub max: Duration,
 }
 

@@ -9,17 +9,28 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
+    /// Waiting for a concurrency slot before it can be queued.
     Pending,
+    /// Due now or at a set time (a retry, a throttled start), waiting for a worker.
     Queued,
+    /// Claimed by a worker, which holds its lease.
     Running,
+    /// Parked by [`Step::sleep`](crate::engine::Step::sleep) until a set time.
     Sleeping,
+    /// Parked until an event arrives ([`Step::wait_for_event`](crate::engine::Step::wait_for_event))
+    /// or an invoked run ends.
     Waiting,
+    /// Ended with an output.
     Completed,
+    /// Ended with an error: a step's retries ran out, its error was non-retriable, or the
+    /// handler gave up ([`Interrupt::fail`](crate::engine::Interrupt::fail)).
     Failed,
+    /// Stopped by an operator or by a `cancel_on` event.
     Cancelled,
 }
 
 impl RunStatus {
+    /// Every status, in lifecycle order.
     pub const ALL: [RunStatus; 8] = [
         RunStatus::Pending,
         RunStatus::Queued,
@@ -31,6 +42,7 @@ impl RunStatus {
         RunStatus::Cancelled,
     ];
 
+    /// The status as stored and as the API spells it, in lowercase (`queued`, `failed`…).
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Pending => "pending",
@@ -44,6 +56,8 @@ impl RunStatus {
         }
     }
 
+    /// Whether the run has ended (completed, failed or cancelled) and will never change
+    /// status again; a replay is a new run.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -58,6 +72,7 @@ impl fmt::Display for RunStatus {
     }
 }
 
+/// A status name that is none of [`RunStatus`]'s; holds the text given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown run status '{0}' (expected one of queued, running, sleeping, completed, failed, cancelled)"

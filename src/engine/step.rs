@@ -20,11 +20,16 @@ use crate::store::{NewListener, StepRow, StepUpdate, Store, StoreTx};
 /// What a handler is given: its event, its run, and the step tools.
 #[derive(Clone)]
 pub struct Ctx {
+    /// The event that started the run.
     pub event: Event,
+    /// paysteps' id of the run, `run_…`; the same across retries and re-entries.
     pub run_id: String,
+    /// The id of the function being run (`<id>.on_failure` in a failure handler).
     pub function_id: String,
     /// Executions of this run so far, counting this one.
     pub attempt: i64,
+    /// The step tools: [`Step::run`], [`Step::run_tx`], [`Step::sleep`],
+    /// [`Step::wait_for_event`], [`Step::send_event`], [`Step::invoke`].
     pub step: Step,
 }
 
@@ -95,6 +100,35 @@ pub(crate) enum Halt {
 }
 
 /// The step tools of one execution of a run.
+///
+/// Each step has a name unique within the run; a step that completed is never executed
+/// again for that run: when the run is re-entered (after a retry, a sleep, a crash) its
+/// stored output is returned instead. Code outside steps runs again on every re-entry,
+/// so keep side effects inside steps.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use paysteps::args;
+/// use paysteps::engine::{Function, Trigger};
+///
+/// let f = Function::new("trial", Trigger::event("app/trial.started"), |ctx| async move {
+///     let user = ctx.event.data["user"].as_str().unwrap_or_default().to_owned();
+///     // Written in the same transaction that records the step as done.
+///     let now = ctx.step.now_ms();
+///     ctx.step
+///         .run_tx("record trial", move |tx| {
+///             Box::pin(async move {
+///                 tx.execute("INSERT INTO trials (user_id, started_at) VALUES ($1, $2)", args![user, now])
+///                     .await?;
+///                 Ok(())
+///             })
+///         })
+///         .await?;
+///     ctx.step.sleep("wait for the trial to end", Duration::from_secs(14 * 24 * 3600)).await?;
+///     ctx.step.run("send the reminder", || async { Ok(true) }).await
+/// });
+/// ```
 #[derive(Clone)]
 pub struct Step {
     inner: Arc<StepState>,

@@ -15,6 +15,23 @@ use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate};
 
 /// What [`Step::wait_for_event`] waits for: an event name, optionally a field that must
 /// match the run's own event, and how long to wait.
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use paysteps::engine::{Function, Trigger, WaitFor};
+///
+/// let f = Function::new("onboarding", Trigger::event("app/user.signed_up"), |ctx| async move {
+///     // The profile event of this user, not any user's.
+///     let wait = WaitFor::event("app/profile.completed")
+///         .matching("data.user_id")
+///         .timeout(Duration::from_secs(3 * 24 * 3600));
+///     Ok(match ctx.step.wait_for_event("wait for the profile", wait).await? {
+///         Some(event) => format!("profile completed at {} ms", event.ts),
+///         None => "no profile after three days".to_owned(),
+///     })
+/// });
+/// ```
 #[derive(Debug, Clone)]
 pub struct WaitFor {
     event: String,
@@ -110,7 +127,20 @@ impl Step {
     }
 
     /// Stores `events` and starts the functions they trigger, exactly once for this step
-    /// however often the run is retried or replayed from here on; returns their ids.
+    /// however often the run is retried or replayed from here on; returns their ids
+    /// (paysteps' ids, `ev_…`; a duplicate's is the id of the event already stored).
+    ///
+    /// ```no_run
+    /// use paysteps::engine::{EventInput, Function, Trigger};
+    ///
+    /// let f = Function::new("fan-out", Trigger::event("app/invoice.batch"), |ctx| async move {
+    ///     let events = ["in_1", "in_2"]
+    ///         .iter()
+    ///         .map(|id| EventInput::new("app/invoice.send", &serde_json::json!({ "invoice": id })))
+    ///         .collect();
+    ///     ctx.step.send_event("send invoices", events).await
+    /// });
+    /// ```
     pub async fn send_event(
         &self,
         name: &str,
@@ -144,6 +174,20 @@ impl Step {
     /// Starts a run of `function_id` with `data` as its event's data, parks this run
     /// until that run ends, and returns its output, or its error as `Err`. A run that
     /// has not ended within `timeout` fails this step.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// use paysteps::engine::{Function, Interrupt, Trigger};
+    ///
+    /// let f = Function::new("checkout", Trigger::event("app/cart.paid"), |ctx| async move {
+    ///     let data = serde_json::json!({ "cart": ctx.event.data["cart"] });
+    ///     match ctx.step.invoke("reserve stock", "reserve-stock", &data, Duration::from_secs(600)).await? {
+    ///         Ok(output) => Ok(output),
+    ///         Err(error) => Err(Interrupt::fail(format!("stock not reserved: {error}"))),
+    ///     }
+    /// });
+    /// ```
     pub async fn invoke(
         &self,
         name: &str,

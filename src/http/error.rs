@@ -1,3 +1,6 @@
+//! The JSON error every API answers with, and how store, signature and envelope errors
+//! map onto it.
+
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,12 +14,16 @@ use crate::stripe::signature::SignatureError;
 /// An error answered as `{"error":{"code","message"}}`.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status answered.
     pub status: StatusCode,
+    /// A stable, machine-readable code in snake case (`not_found`, `invalid_json`…).
     pub code: &'static str,
+    /// A sentence for people.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error answered with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -25,10 +32,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 Bad Request.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// A 404 Not Found with code `not_found`, saying no `what` has id `id`.
     pub fn not_found(what: &str, id: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -62,6 +62,7 @@ impl EventKeys {
         EventKeys::Only(parse_secrets(list))
     }
 
+    /// Whether `key` may send events (compared in constant time).
     pub fn accepts(&self, key: &str) -> bool {
         match self {
             EventKeys::Any => true,

@@ -21,6 +21,8 @@ pub use access::Access;
 pub use event_api::EventKeys;
 pub use state::AppState;
 
+/// Every route of the server (Stripe webhook, event API, health, metrics, `/api/v1`,
+/// dashboard), the protected ones behind the dashboard credential.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(stripe_webhook::router(&state))

@@ -1,3 +1,5 @@
+//! The state every HTTP handler shares.
+
 use std::sync::Arc;
 
 use super::access::Access;
@@ -8,7 +10,9 @@ use crate::stripe::signature::Verifier;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The engine events are handed to and runs read from.
     pub engine: Engine,
+    /// Checks the `Stripe-Signature` of incoming webhooks.
     pub verifier: Arc<Verifier>,
     /// Largest webhook body accepted, in bytes.
     pub max_body_bytes: usize,

@@ -44,12 +44,26 @@ pub fn functions(faults: Faults) -> Vec<Function> {
 /// Why a Stripe event cannot be processed; none of these is fixed by retrying.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The payload is not a Stripe event envelope; says what is wrong.
     #[error("not a valid Stripe event: {0}")]
     InvalidEvent(String),
+    /// The function received an event of another type.
     #[error("expected a {expected} event, got {got}")]
-    UnexpectedEvent { expected: &'static str, got: String },
+    UnexpectedEvent {
+        /// The Stripe event type the function handles.
+        expected: &'static str,
+        /// The type it received.
+        got: String,
+    },
+    /// The event's object lacks a field the function needs.
     #[error("{object} has no {field}")]
-    MissingField { object: String, field: &'static str },
+    MissingField {
+        /// The object's id or kind.
+        object: String,
+        /// The missing field's name.
+        field: &'static str,
+    },
+    /// No application user can be found for the object; holds the object's id.
     #[error(
         "{0} names no user: no client_reference_id, no metadata.user_id, and no customer \
          linked to a user"
@@ -284,10 +298,15 @@ pub(crate) async fn write_step(
 /// What a function did, returned by `log-success` and as the run's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
+    /// The Stripe event handled, `evt_…`.
     pub event_id: String,
+    /// The Stripe object it concerned (`cs_…`, `pi_…`, `in_…`, `sub_…`).
     pub object_id: String,
+    /// The application's user id, when one was found.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// What the function did, in words (e.g. `payment pi_… succeeded`).
     pub action: String,
 }
 

@@ -104,60 +104,91 @@ const INSERT_FAILURE: &str = "INSERT INTO payment_failures (id, kind, user_id, c
 /// A customer's application user, as learned from an event created at `event_created`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomerLink {
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: String,
+    /// The application's user id.
     pub user_id: String,
+    /// The customer's email, if the event gave one.
     pub email: Option<String>,
+    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
 }
 
 /// A subscription's whole state, from a `customer.subscription.*` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionState {
+    /// Stripe's subscription id, `sub_…`.
     pub id: String,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`, `incomplete`…
     pub status: String,
+    /// Stripe's price id of the first item, `price_…`.
     pub price_id: Option<String>,
+    /// End of the current billing period, in seconds since the Unix epoch.
     pub current_period_end: Option<i64>,
+    /// Whether the subscription ends at the end of the current period.
     pub cancel_at_period_end: bool,
+    /// When it was canceled, in seconds since the Unix epoch.
     pub canceled_at: Option<i64>,
+    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
 }
 
 /// What a checkout or invoice event tells about a subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionChange {
+    /// Stripe's subscription id, `sub_…`.
     pub id: String,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// Stripe's status, as the event implies it.
     pub status: String,
     /// Extends the stored period end; never shortens it.
     pub current_period_end: Option<i64>,
+    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
 }
 
 /// A payment, keyed by its PaymentIntent id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRecord {
+    /// Stripe's PaymentIntent id, `pi_…` (the Checkout session's id, `cs_…`, when it has none).
     pub id: String,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The amount in the currency's minor unit (cents for `usd`).
     pub amount: Option<i64>,
+    /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
+    /// Stripe's status of the payment (`succeeded`, `requires_payment_method`…).
     pub status: String,
+    /// The Checkout session the payment came through, `cs_…`.
     pub checkout_session_id: Option<String>,
+    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
 }
 
+/// What kind of failure a `payment_failures` row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureKind {
+    /// A payment (PaymentIntent or Checkout session) failed.
     Payment,
+    /// Collecting an invoice's payment failed.
     Invoice,
+    /// paysteps could not process a Stripe event (a run failed for good).
     Processing,
 }
 
 impl FailureKind {
+    /// The kind as stored: `payment`, `invoice` or `processing`.
     pub fn as_str(self) -> &'static str {
         match self {
             FailureKind::Payment => "payment",
@@ -170,16 +201,28 @@ impl FailureKind {
 /// A failure to log; `id` is the Stripe event id, or `run:<run id>` for a failed run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewFailure {
+    /// The Stripe event id, or `run:<run id>` for a failed run; a second failure with the
+    /// same id is not logged.
     pub id: String,
+    /// What failed.
     pub kind: FailureKind,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The Stripe object that failed (`pi_…`, `in_…`, `cs_…`).
     pub object_id: Option<String>,
+    /// The amount in the currency's minor unit.
     pub amount: Option<i64>,
+    /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
+    /// Stripe's failure code (`card_declined`…), or `function_failed` for a failed run.
     pub code: Option<String>,
+    /// The card issuer's decline code (`insufficient_funds`…).
     pub decline_code: Option<String>,
+    /// A human-readable reason; for a failed run, its error.
     pub message: Option<String>,
+    /// The Stripe event that reported it, `evt_…`.
     pub event_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub created: i64,
@@ -220,6 +263,8 @@ pub async fn link_customer(tx: &mut StoreTx, link: &CustomerLink, now_ms: i64) -
     Ok(())
 }
 
+/// Writes a subscription's whole state: per column, the newer of the stored row and
+/// the event wins (see the module docs), so an older event never overwrites newer state.
 pub async fn upsert_subscription(
     tx: &mut StoreTx,
     s: &SubscriptionState,
@@ -244,6 +289,8 @@ pub async fn upsert_subscription(
     Ok(())
 }
 
+/// Records what a checkout or invoice event tells about a subscription: its status,
+/// and a period end that only ever moves forward. Price and cancellation are left alone.
 pub async fn change_subscription(
     tx: &mut StoreTx,
     c: &SubscriptionChange,
@@ -265,6 +312,7 @@ pub async fn change_subscription(
     Ok(())
 }
 
+/// Writes a payment, the newer of the stored row and the event winning per column.
 pub async fn upsert_payment(tx: &mut StoreTx, p: &PaymentRecord, now_ms: i64) -> Result<()> {
     tx.execute(
         UPSERT_PAYMENT,
@@ -311,12 +359,17 @@ pub async fn record_failure(tx: &mut StoreTx, f: &NewFailure) -> Result<bool> {
 /// A user's subscription as the application sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct UserSubscription {
+    /// Stripe's subscription id, `sub_…`.
     pub id: String,
+    /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`…
     pub status: String,
+    /// Stripe's price id of the first item, `price_…`.
     pub price_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub current_period_end: Option<i64>,
+    /// Whether the subscription ends at the end of the current period.
     pub cancel_at_period_end: bool,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
     /// Whether the status grants access: `active` or `trialing`.
     pub active: bool,
@@ -339,16 +392,26 @@ pub async fn user_subscription(store: &Store, user_id: &str) -> Result<Option<Us
         .await
 }
 
+/// A payment as stored in the `payments` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Payment {
+    /// Stripe's PaymentIntent id, `pi_…` (the Checkout session's id, `cs_…`, when it has none).
     pub id: String,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The amount in the currency's minor unit (cents for `usd`).
     pub amount: Option<i64>,
+    /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
+    /// Stripe's status of the payment (`succeeded`, `requires_payment_method`…).
     pub status: String,
+    /// The Checkout session the payment came through, `cs_…`.
     pub checkout_session_id: Option<String>,
+    /// `created` of the newest event applied, in seconds since the Unix epoch.
     pub event_created: i64,
+    /// When paysteps last wrote the row, in milliseconds since the Unix epoch.
     pub updated_at: i64,
 }
 
@@ -363,19 +426,32 @@ pub async fn payments(store: &Store, limit: i64) -> Result<Vec<Payment>> {
         .await
 }
 
+/// A logged failure, as stored in the `payment_failures` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PaymentFailure {
+    /// The Stripe event id, or `run:<run id>` for a failed run.
     pub id: String,
+    /// [`FailureKind`] as stored: `payment`, `invoice` or `processing`.
     pub kind: String,
+    /// The application's user id, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The Stripe object that failed (`pi_…`, `in_…`, `cs_…`).
     pub object_id: Option<String>,
+    /// The amount in the currency's minor unit.
     pub amount: Option<i64>,
+    /// Three-letter ISO currency code in lowercase (`eur`).
     pub currency: Option<String>,
+    /// Stripe's failure code (`card_declined`…), or `function_failed` for a failed run.
     pub code: Option<String>,
+    /// The card issuer's decline code (`insufficient_funds`…).
     pub decline_code: Option<String>,
+    /// A human-readable reason; for a failed run, its error.
     pub message: Option<String>,
+    /// The Stripe event that reported it, `evt_…`.
     pub event_id: Option<String>,
+    /// When the failure happened, in seconds since the Unix epoch.
     pub created: i64,
 }
 

@@ -1,5 +1,6 @@
 use thiserror::Error;
 
+/// The result of a store operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Storage failures, classified once so callers decide by kind, not by driver text.
@@ -8,14 +9,19 @@ pub enum Error {
     /// The database cannot be reached or is busy; the caller should retry later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A query that must return a row returned none (`fetch_one`).
     #[error("not found")]
     NotFound,
+    /// A write broke a unique constraint (the row exists already).
     #[error("conflicting write: {0}")]
     Conflict(#[source] sqlx::Error),
+    /// Applying the migrations at start failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not have the shape its reader expects; says which.
     #[error("stored value could not be decoded: {0}")]
     Decode(String),
+    /// Any other database error.
     #[error("database error: {0}")]
     Other(#[source] sqlx::Error),
     /// The batch this write belonged to could not be committed.
@@ -27,6 +33,8 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the failure is transient (database unreachable or busy, batch not committed,
+    /// store closing): the operation may succeed when retried later.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,

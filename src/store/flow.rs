@@ -8,25 +8,39 @@ use crate::args;
 /// A run that listens for an event.
 #[derive(Debug, Clone)]
 pub struct NewListener {
+    /// The listener's id, `lis_…`.
     pub id: String,
+    /// paysteps' id of the listening run, `run_…`.
     pub run_id: String,
     /// `wait` completes a waiting step; `cancel` cancels the run.
     pub kind: &'static str,
+    /// The waiting step's key (for `wait`); `None` for `cancel`.
     pub step_key: Option<String>,
+    /// Name of the event listened for.
     pub event_name: String,
+    /// A path read in both events (see [`crate::engine::path`]); `None` matches any event
+    /// with the name.
     pub match_path: Option<String>,
+    /// The value at `match_path` in the run's own event, as JSON text.
     pub match_value: Option<String>,
+    /// When the listener lapses, in milliseconds since the Unix epoch; `None` never.
     pub expires_at: Option<i64>,
 }
 
 /// A stored listener, as matched against an arriving event.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ListenerRow {
+    /// The listener's id.
     pub id: String,
+    /// paysteps' id of the listening run, `run_…`.
     pub run_id: String,
+    /// `wait` or `cancel`, as in [`NewListener::kind`].
     pub kind: String,
+    /// The waiting step's key, for `wait`.
     pub step_key: Option<String>,
+    /// The path read in both events, if the listener matches on one.
     pub match_path: Option<String>,
+    /// The value at `match_path` in the run's own event, as JSON text.
     pub match_value: Option<String>,
 }
 
@@ -130,6 +144,8 @@ impl StoreTx {
         Ok(row.map(|r| r.0))
     }
 
+    /// Sets when the throttle named by `key` next lets a run start (milliseconds since the
+    /// Unix epoch).
     pub async fn set_throttle_next_free(&mut self, key: &str, next_free: i64) -> Result<()> {
         self.execute(
             "INSERT INTO throttles (key, next_free) VALUES ($1, $2) \
@@ -140,6 +156,7 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Stores a listener; it holds until deleted or until it expires.
     pub async fn insert_listener(&mut self, listener: &NewListener) -> Result<()> {
         self.execute(
             "INSERT INTO listeners (id, run_id, kind, step_key, event_name, match_path, \
@@ -169,6 +186,8 @@ impl StoreTx {
         .await
     }
 
+    /// Deletes the run's listeners: those of one waiting step, or all of them when
+    /// `step_key` is `None`.
     pub async fn delete_listeners(&mut self, run_id: &str, step_key: Option<&str>) -> Result<()> {
         match step_key {
             Some(step_key) => {

@@ -10,34 +10,56 @@ use crate::store::rows::{EventRow, RunRow, StepRow};
 /// An event about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
+    /// paysteps' id for the event, `ev_…`.
     pub id: String,
     /// Dedupe key (`stripe:evt_…`); `None` stores the event unconditionally.
     pub dedupe_key: Option<String>,
     /// How long the key holds, in milliseconds; `None` holds it for ever.
     pub dedupe_for_ms: Option<i64>,
+    /// The sender's own id for the event (`evt_…` for Stripe).
     pub external_id: Option<String>,
+    /// The event name, e.g. `stripe/invoice.paid`.
     pub name: String,
+    /// Where it came from: `api`, `stripe`, `cron` or `internal`.
     pub source: String,
     /// The payload as JSON text.
     pub data: String,
+    /// When the event happened, in milliseconds since the Unix epoch.
     pub ts: i64,
+    /// When paysteps received it, in milliseconds since the Unix epoch.
     pub received_at: i64,
+    /// The main object's id (`sub_…`, `pi_…`), for search.
     pub object_id: Option<String>,
+    /// The customer it concerns (`cus_…`), for search.
     pub customer: Option<String>,
 }
 
 /// A run to create together with its event.
 #[derive(Debug, Clone)]
 pub struct NewRun {
+    /// paysteps' id for the run, `run_…`.
     pub id: String,
+    /// The id of the function the run executes.
     pub function_id: String,
+    /// The run this one replays, if it is a replay.
     pub replay_of: Option<String>,
 }
 
+/// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum IngestOutcome {
-    Accepted { event_id: String, runs: Vec<String> },
-    Duplicate { event_id: String },
+    /// The event was stored and started these runs (ids `run_…`, possibly none).
+    Accepted {
+        /// paysteps' id for the stored event, `ev_…`.
+        event_id: String,
+        /// The runs it started, `run_…`.
+        runs: Vec<String>,
+    },
+    /// An event with the same dedupe key was already stored; nothing was started.
+    Duplicate {
+        /// paysteps' id of the event already stored, `ev_…`.
+        event_id: String,
+    },
 }
 
 /// A run handed to a worker, with the lease it now holds.
@@ -46,27 +68,46 @@ pub type ClaimedRun = RunRow;
 /// A step checkpoint: the row is replaced as a whole each time the step moves on.
 #[derive(Debug, Clone)]
 pub struct StepUpdate {
+    /// The step's key: unique within the run, derived from its name.
     pub key: String,
+    /// The step's name as the function gave it.
     pub name: String,
+    /// Order of the step within the run, from 0.
     pub position: i64,
+    /// What the step does: `run`, `sleep`, `wait` or `invoke`.
     pub kind: &'static str,
+    /// The step's state: `completed`, `errored` (an attempt failed; a retry is due at
+    /// `wake_at`), `failed`, `sleeping` or `waiting`.
     pub status: &'static str,
+    /// Attempts made so far.
     pub attempts: i64,
+    /// The checkpointed output, as JSON text, once completed.
     pub output: Option<String>,
+    /// The last attempt's error, as text.
     pub error: Option<String>,
+    /// When a sleeping step, a retry or a wait's timeout is due, in milliseconds since the
+    /// Unix epoch.
     pub wake_at: Option<i64>,
+    /// When the step was first attempted, in milliseconds since the Unix epoch.
     pub started_at: i64,
+    /// When it completed or failed for good, in milliseconds since the Unix epoch.
     pub ended_at: Option<i64>,
 }
 
 /// Which runs to list; every field narrows the selection.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// Only runs with this status (lowercase, e.g. `failed`).
     pub status: Option<String>,
+    /// Only runs of this function.
     pub function_id: Option<String>,
+    /// Only runs started by this event (paysteps' id, `ev_…`).
     pub event_id: Option<String>,
+    /// Only runs created at or after this time, in milliseconds since the Unix epoch.
     pub since: Option<i64>,
+    /// Only runs created before this time, in milliseconds since the Unix epoch.
     pub until: Option<i64>,
+    /// Most runs returned, newest first; 0 or less means 100.
     pub limit: i64,
 }
 
@@ -175,6 +216,8 @@ impl StoreTx {
         Ok(Some(holder))
     }
 
+    /// Creates a run of `event_id`, queued and due at `now` (milliseconds since the Unix
+    /// epoch).
     pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
         self.execute(
             "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
@@ -233,6 +276,7 @@ impl StoreTx {
         Ok(changed == 1)
     }
 
+    /// Writes a step checkpoint, replacing the step's previous row.
     pub async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
         self.execute(
             &format!("INSERT INTO steps ({STEP_COLUMNS}) VALUES ({STEP_VALUES}) {STEP_UPSERT}"),
@@ -331,6 +375,7 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Stores `value` under `key` in the settings table, replacing any previous value.
     pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         self.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
@@ -367,6 +412,8 @@ impl Store {
         Ok(row.0)
     }
 
+    /// The last tick a cron function fired (milliseconds since the Unix epoch); `None`
+    /// before its first.
     pub async fn cron_last_tick(&self, function_id: &str) -> Result<Option<i64>> {
         let row: Option<(i64,)> = self
             .fetch_optional(
@@ -377,6 +424,7 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// The value stored under `key` in the settings table, if any.
     pub async fn setting(&self, key: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = self
             .fetch_optional("SELECT value FROM settings WHERE key = $1", args![key])
@@ -384,6 +432,7 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// The run with this id (`run_…`), if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         self.fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
@@ -392,6 +441,7 @@ impl Store {
         .await
     }
 
+    /// A run's steps, in the order they first ran.
     pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
         self.fetch_all(
             "SELECT run_id, step_key, name, position, kind, status, attempts, output, error, \
@@ -413,6 +463,7 @@ impl Store {
         .await
     }
 
+    /// Runs matching `filter`, newest first.
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
         let mut args: Vec<Arg> = Vec::new();

@@ -50,14 +50,19 @@ impl<T> Record for T where
 /// their type, as PostgreSQL wants to know it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg {
+    /// An integer (times in milliseconds, counts, amounts in minor units).
     Int(Option<i64>),
+    /// A floating-point number.
     Float(Option<f64>),
+    /// A boolean.
     Bool(Option<bool>),
+    /// Text (ids, JSON).
     Text(Option<String>),
 }
 
 /// A Rust type that binds as one kind of [`Arg`], so `None` of it binds a typed NULL.
 pub trait ArgType: Into<Arg> {
+    /// The typed NULL of this type.
     fn null() -> Arg;
 }
 
@@ -107,7 +112,9 @@ enum Backend {
 /// Which database a store runs on, for the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// Embedded SQLite.
     Sqlite,
+    /// PostgreSQL.
     Postgres,
 }
 
@@ -147,6 +154,7 @@ impl Store {
         )))
     }
 
+    /// Which database this store runs on.
     pub fn dialect(&self) -> Dialect {
         match &self.0 {
             Backend::Sqlite(_) => Dialect::Sqlite,
@@ -207,6 +215,7 @@ impl Store {
         self.transaction(Box::new(work)).await?
     }
 
+    /// Runs a query and reads its row if it returns one.
     pub async fn fetch_optional<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<Option<T>> {
         match &self.0 {
             Backend::Sqlite(s) => sqlite::bind_as(sql, args)
@@ -220,10 +229,12 @@ impl Store {
         }
     }
 
+    /// Runs a query that must return a row; [`Error::NotFound`] when it returns none.
     pub async fn fetch_one<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<T> {
         self.fetch_optional(sql, args).await?.ok_or(Error::NotFound)
     }
 
+    /// Runs a query and reads every row it returns.
     pub async fn fetch_all<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
         match &self.0 {
             Backend::Sqlite(s) => sqlite::bind_as(sql, args)
@@ -287,6 +298,7 @@ impl StoreTx {
         Ok(())
     }
 
+    /// Which database this transaction runs on.
     pub fn dialect(&self) -> Dialect {
         match &self.0 {
             TxConn::Sqlite(_) => Dialect::Sqlite,
@@ -308,6 +320,7 @@ impl StoreTx {
         }
     }
 
+    /// Runs a query in this transaction and reads its row if it returns one.
     pub async fn fetch_optional<T: Record>(
         &mut self,
         sql: &str,
@@ -323,10 +336,13 @@ impl StoreTx {
         }
     }
 
+    /// Runs a query in this transaction that must return a row; [`Error::NotFound`] when
+    /// it returns none.
     pub async fn fetch_one<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<T> {
         self.fetch_optional(sql, args).await?.ok_or(Error::NotFound)
     }
 
+    /// Runs a query in this transaction and reads every row it returns.
     pub async fn fetch_all<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
         match &mut self.0 {
             TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args).fetch_all(&mut *conn).await?),

@@ -18,6 +18,7 @@ const RUN_COLUMNS: &str = "r.id, r.function_id, r.event_id, r.status, r.run_at, 
 pub struct RunQuery {
     /// Any of these statuses (all statuses when empty).
     pub statuses: Vec<String>,
+    /// Only runs of this function.
     pub function_id: Option<String>,
     /// Created at or after (ms).
     pub since: Option<i64>,
@@ -99,43 +100,64 @@ impl Sql {
 /// One change of a run's status (or a new execution of it), oldest first.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct HistoryRow {
+    /// The status the run moved to (lowercase, e.g. `running`).
     pub status: String,
+    /// The run's execution count at that moment.
     pub attempt: i64,
+    /// The error recorded with the change, if any.
     pub error: Option<String>,
+    /// When it happened, in milliseconds since the Unix epoch.
     pub at: i64,
 }
 
 /// An event as listed, with how many runs it started.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventSummary {
+    /// paysteps' id for the event, `ev_…`.
     pub id: String,
+    /// The sender's own id for the event (`evt_…` for Stripe).
     pub external_id: Option<String>,
+    /// The event name, e.g. `stripe/invoice.paid`.
     pub name: String,
+    /// Where it came from: `api`, `stripe`, `cron` or `internal`.
     pub source: String,
+    /// When the event happened, in milliseconds since the Unix epoch.
     pub ts: i64,
+    /// When paysteps received it, in milliseconds since the Unix epoch.
     pub received_at: i64,
+    /// The main object's id (`sub_…`, `pi_…`).
     pub object_id: Option<String>,
+    /// The customer it concerns (`cus_…`).
     pub customer: Option<String>,
+    /// Deliveries of the same event refused as duplicates.
     pub duplicates: i64,
+    /// Runs it started.
     pub runs: i64,
 }
 
 /// Which events to list.
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
+    /// Only events with this name.
     pub name: Option<String>,
+    /// Only events received at or after this time, in milliseconds since the Unix epoch.
     pub since: Option<i64>,
+    /// Only events received before this time, in milliseconds since the Unix epoch.
     pub until: Option<i64>,
     /// An event id (paysteps' or the sender's), Stripe object id or customer id.
     pub search: Option<String>,
+    /// Most events returned, newest first; 0 or less means 100.
     pub limit: i64,
 }
 
 /// An ended run's function, status and duration, for statistics.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RunOutcome {
+    /// The id of the function the run executed.
     pub function_id: String,
+    /// The run's final status (lowercase).
     pub status: String,
+    /// When the run was created, in milliseconds since the Unix epoch.
     pub created_at: i64,
     /// From first claim to end, in ms; `None` when the run never started.
     pub duration_ms: Option<i64>,
@@ -144,28 +166,41 @@ pub struct RunOutcome {
 /// A failed run's error, for a function's latest errors.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunError {
+    /// paysteps' id of the failed run, `run_…`.
     pub run_id: String,
+    /// The id of the function the run executed.
     pub function_id: String,
+    /// The error the run failed with.
     pub error: Option<String>,
+    /// When it failed, in milliseconds since the Unix epoch.
     pub ended_at: Option<i64>,
 }
 
 /// How many subscriptions have one status.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StatusCount {
+    /// The subscription status, as Stripe names it (`active`, `past_due`…).
     pub status: String,
+    /// Subscriptions with that status.
     pub count: i64,
 }
 
 /// A subscription as listed on the billing page.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SubscriptionSummary {
+    /// Stripe's subscription id, `sub_…`.
     pub id: String,
+    /// The application's user id the customer is linked to, if known.
     pub user_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The subscription status, as Stripe names it (`active`, `past_due`…).
     pub status: String,
+    /// Stripe's price id, `price_…`.
     pub price_id: Option<String>,
+    /// End of the current billing period, in milliseconds since the Unix epoch.
     pub current_period_end: Option<i64>,
+    /// When paysteps last changed the row, in milliseconds since the Unix epoch.
     pub updated_at: i64,
 }
 

@@ -3,17 +3,22 @@
 
 use serde_json::{Map, Value};
 
+/// The result of reading an envelope.
 pub type Result<T, E = EnvelopeError> = std::result::Result<T, E>;
 
+/// Why a webhook body was refused before anything was stored.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
+    /// The body is not JSON; holds the parser's reason.
     #[error("invalid JSON body: {0}")]
     InvalidJson(String),
+    /// The JSON is not a Stripe event (no `id`, `type`, `created`…); says what is missing.
     #[error("not a Stripe event: {0}")]
     InvalidEvent(String),
 }
 
 impl EnvelopeError {
+    /// The API error code: `invalid_json` or `invalid_event`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidJson(_) => "invalid_json",
@@ -22,6 +27,7 @@ impl EnvelopeError {
     }
 }
 
+/// The fields of a Stripe event envelope that ingest reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// Stripe's event id (`evt_…`), the deduplication key.
@@ -30,6 +36,7 @@ pub struct Envelope {
     pub event_type: String,
     /// When Stripe created the event (unix seconds); orders writes to the same object.
     pub created: i64,
+    /// Whether the event comes from live mode rather than test mode.
     pub livemode: bool,
     /// `data.object.id`.
     pub object_id: Option<String>,

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 /// One customer and one user run through every fixture; overrides replace them.
 pub const FIXTURE_USER: &str = "user_123";
+/// The Stripe customer id every fixture uses.
 pub const FIXTURE_CUSTOMER: &str = "cus_QXg1o8vcGmoR32";
 
 const FIXTURES: &[(&str, &str)] = &[
@@ -79,10 +80,13 @@ pub fn fixture(name: &str) -> Option<Value> {
 /// What to change in a fixture to make it a new delivery.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// The event id to give; a fresh `evt_…` when `None`.
     pub event_id: Option<String>,
     /// The event's `created`, in seconds.
     pub created: Option<i64>,
+    /// The user id to put in place of [`FIXTURE_USER`].
     pub user: Option<String>,
+    /// The customer id to put in place of [`FIXTURE_CUSTOMER`].
     pub customer: Option<String>,
 }
 

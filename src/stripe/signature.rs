@@ -11,27 +11,38 @@ use subtle::{Choice, ConstantTimeEq};
 /// Stripe's own default for how far the signed timestamp may be from now.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// The result of a signature check.
 pub type Result<T, E = SignatureError> = std::result::Result<T, E>;
 
+/// Why a webhook's `Stripe-Signature` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
+    /// The request has no `Stripe-Signature` header.
     #[error("missing Stripe-Signature header")]
     Missing,
+    /// The header does not parse; says why.
     #[error("malformed Stripe-Signature header: {0}")]
     Malformed(String),
+    /// No `v1` signature matches the payload under any active secret.
     #[error("no v1 signature in the Stripe-Signature header matches the payload")]
     Mismatch,
+    /// The signed timestamp is too far from now (a replayed or delayed delivery).
     #[error(
         "signature timestamp {timestamp} is more than {tolerance_secs} s away from now ({now})"
     )]
     TimestampOutOfTolerance {
+        /// The signed timestamp, in seconds since the Unix epoch.
         timestamp: i64,
+        /// Now, in seconds since the Unix epoch.
         now: i64,
+        /// The accepted gap, in seconds.
         tolerance_secs: u64,
     },
 }
 
 impl SignatureError {
+    /// The API error code: `missing_signature`, `malformed_signature`, `signature_mismatch`
+    /// or `timestamp_out_of_tolerance`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Missing => "missing_signature",

@@ -42,9 +42,14 @@ struct Target {
 /// What one attempt did, as its step's output.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttemptOutcome {
+    /// The attempt's number within the delivery, from 1; 0 when the delivery was canceled
+    /// before anything was sent.
     pub attempt: i64,
+    /// The HTTP status the endpoint answered; `None` when no answer came.
     pub status_code: Option<u16>,
+    /// Time from sending the request to the answer (or the failure), in milliseconds.
     pub latency_ms: i64,
+    /// What went wrong, if the attempt failed.
     pub error: Option<String>,
     /// `succeeded`, `failed` or `canceled` once the delivery is over; `pending` before.
     pub delivery_status: String,

@@ -19,13 +19,25 @@ pub enum Destinations {
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
+    /// The host is, or resolves to, a private, loopback or otherwise internal address.
     #[error(
         "{host} is a {kind} address; deliveries to it are refused \
          (set PAYSTEPS_WEBHOOK_ALLOW_PRIVATE to allow)"
     )]
-    Forbidden { host: String, kind: &'static str },
+    Forbidden {
+        /// The host as given in the URL.
+        host: String,
+        /// What kind of address it is (`private`, `loopback`…).
+        kind: &'static str,
+    },
+    /// The host name could not be resolved.
     #[error("{host} does not resolve: {reason}")]
-    Unresolved { host: String, reason: String },
+    Unresolved {
+        /// The host as given in the URL.
+        host: String,
+        /// The resolver's error.
+        reason: String,
+    },
 }
 
 /// Host names that always point inside.

@@ -9,7 +9,9 @@ use super::events::EventType;
 /// What an endpoint subscribes to: every type, or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subscription {
+    /// Every event type, now and to come (`["*"]`).
     All,
+    /// Only these type names (e.g. `payment.failed`).
     Only(BTreeSet<String>),
 }
 
@@ -46,6 +48,7 @@ impl Subscription {
         Subscription::Only(names.into_iter().collect())
     }
 
+    /// Whether events of `event_type` are delivered to the endpoint.
     pub fn includes(&self, event_type: EventType) -> bool {
         match self {
             Subscription::All => true,
@@ -61,6 +64,7 @@ impl Subscription {
         }
     }
 
+    /// The list as stored: a JSON array of type names, `["*"]` for all.
     pub fn to_stored(&self) -> String {
         serde_json::to_string(&self.names()).unwrap_or_else(|_| "[]".to_owned())
     }
@@ -70,6 +74,7 @@ impl Subscription {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointStatus {
+    /// Receives the events it subscribes to.
     Active,
     /// Paused by its owner: no new deliveries, pending ones stop.
     Paused,
@@ -78,6 +83,7 @@ pub enum EndpointStatus {
 }
 
 impl EndpointStatus {
+    /// The status as stored and shown: `active`, `paused` or `disabled`.
     pub fn as_str(self) -> &'static str {
         match self {
             EndpointStatus::Active => "active",
@@ -99,20 +105,26 @@ impl EndpointStatus {
 /// Why an endpoint definition is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EndpointError {
+    /// The URL does not parse as an absolute URL; holds the parser's reason.
     #[error("url is not a valid absolute URL: {0}")]
     InvalidUrl(String),
+    /// The URL's scheme is neither `http` nor `https`; holds the scheme.
     #[error("url must use http or https, not {0}")]
     UnsupportedScheme(String),
+    /// The URL carries a user name or password.
     #[error("url must not carry credentials (user:password@)")]
     CredentialsInUrl,
+    /// A subscribed type name is not a known [`EventType`]; holds the name.
     #[error(
         "unknown event type '{0}'; known: subscription.activated, subscription.updated, \
          subscription.canceled, payment.succeeded, payment.failed, invoice.paid, \
          invoice.payment_failed, run.failed, endpoint.disabled, or * for all"
     )]
     UnknownEventType(String),
+    /// The URL's host may not receive deliveries.
     #[error("{0}")]
     Destination(#[from] super::destination::DestinationError),
+    /// The description exceeds 500 characters.
     #[error("description is longer than 500 characters")]
     DescriptionTooLong,
 }

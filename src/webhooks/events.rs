@@ -11,18 +11,25 @@ use sha2::{Digest, Sha256};
 /// A business event type an endpoint can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
+    /// A subscription became active (`subscription.activated`).
     #[serde(rename = "subscription.activated")]
     SubscriptionActivated,
+    /// A subscription changed: status, price, period, cancellation (`subscription.updated`).
     #[serde(rename = "subscription.updated")]
     SubscriptionUpdated,
+    /// A subscription ended (`subscription.canceled`).
     #[serde(rename = "subscription.canceled")]
     SubscriptionCanceled,
+    /// A payment went through (`payment.succeeded`).
     #[serde(rename = "payment.succeeded")]
     PaymentSucceeded,
+    /// A payment was declined or failed (`payment.failed`).
     #[serde(rename = "payment.failed")]
     PaymentFailed,
+    /// An invoice was paid (`invoice.paid`).
     #[serde(rename = "invoice.paid")]
     InvoicePaid,
+    /// Collecting an invoice's payment failed (`invoice.payment_failed`).
     #[serde(rename = "invoice.payment_failed")]
     InvoicePaymentFailed,
     /// A function exhausted its retries.
@@ -88,6 +95,7 @@ impl FromStr for EventType {
 /// A business event about to be recorded and delivered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BusinessEvent {
+    /// The event's type; the body's `type` member.
     pub event_type: EventType,
     /// What caused it, unique per cause: `stripe:evt_…`, `run:run_…`. The same source and
     /// type always make the same `webhook-id`, so a cause never notifies twice.
@@ -130,16 +138,23 @@ impl BusinessEvent {
 /// `data` of `subscription.activated`, `subscription.updated` and `subscription.canceled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionData {
+    /// Stripe's subscription id, `sub_…`.
     pub subscription_id: String,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The application's user id the customer is linked to, if known.
     pub user_id: Option<String>,
     /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`, `incomplete`…
     pub status: String,
+    /// Stripe's price id of the first item, `price_…`.
     pub price_id: Option<String>,
     /// Seconds since the Unix epoch, as Stripe gives it.
     pub current_period_end: Option<i64>,
+    /// Whether the subscription ends at the end of the current period.
     pub cancel_at_period_end: Option<bool>,
+    /// When it was canceled, in seconds since the Unix epoch, as Stripe gives it.
     pub canceled_at: Option<i64>,
+    /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }
 
@@ -148,52 +163,76 @@ pub struct SubscriptionData {
 pub struct PaymentData {
     /// The PaymentIntent id, or the Checkout session's when it has none.
     pub payment_id: String,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The application's user id the customer is linked to, if known.
     pub user_id: Option<String>,
     /// In the currency's minor unit.
     pub amount: Option<i64>,
+    /// Three-letter ISO currency code in lowercase, as Stripe gives it (`eur`).
     pub currency: Option<String>,
+    /// Stripe's status of the payment (`succeeded`, `requires_payment_method`…).
     pub status: String,
+    /// The Checkout session the payment came through, `cs_…`.
     pub checkout_session_id: Option<String>,
+    /// Stripe's failure code (`card_declined`…), for failed payments.
     pub failure_code: Option<String>,
+    /// The card issuer's decline code (`insufficient_funds`…), for declined cards.
     pub decline_code: Option<String>,
+    /// Stripe's human-readable failure message.
     pub failure_message: Option<String>,
+    /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }
 
 /// `data` of `invoice.paid` and `invoice.payment_failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceData {
+    /// Stripe's invoice id, `in_…`.
     pub invoice_id: String,
+    /// Stripe's subscription id, `sub_…`, for subscription invoices.
     pub subscription_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
     pub customer_id: Option<String>,
+    /// The application's user id the customer is linked to, if known.
     pub user_id: Option<String>,
     /// In the currency's minor unit.
     pub amount_due: i64,
+    /// Three-letter ISO currency code in lowercase, as Stripe gives it (`eur`).
     pub currency: String,
+    /// Payment attempts Stripe has made on the invoice.
     pub attempt_count: u64,
     /// The latest line period end, in seconds since the Unix epoch.
     pub period_end: Option<i64>,
+    /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }
 
 /// `data` of `run.failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFailedData {
+    /// The id of the function whose run failed.
     pub function_id: String,
+    /// paysteps' id of the failed run, `run_…`.
     pub run_id: String,
+    /// The error the run failed with.
     pub error: String,
     /// The event the run was started by: paysteps' id, its name and the sender's id.
     pub event_id: String,
+    /// The name of that event (`stripe/invoice.paid`…).
     pub event_name: String,
+    /// The sender's id for that event (`evt_…` for Stripe).
     pub external_id: Option<String>,
 }
 
 /// `data` of `endpoint.disabled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointDisabledData {
+    /// The disabled endpoint's id, `whep_…`.
     pub endpoint_id: String,
+    /// The endpoint's URL.
     pub url: String,
+    /// Why paysteps disabled it (410 Gone, or no success for 5 days).
     pub reason: String,
     /// Milliseconds since the Unix epoch of the first failure without a success since.
     pub failing_since: Option<i64>,

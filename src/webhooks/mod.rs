@@ -27,8 +27,11 @@ pub const RUN_FAILED_FUNCTION: &str = "webhooks.run-failed";
 /// deliver.
 #[derive(Clone)]
 pub struct Webhooks {
+    /// The database holding endpoints, events and deliveries.
     pub store: crate::store::Store,
+    /// The engine's clock, for timestamps and schedules.
     pub clock: Clock,
+    /// Which hosts deliveries may go to.
     pub destinations: Destinations,
 }
 

@@ -12,18 +12,28 @@ use crate::store::{Result, Store, StoreTx};
 /// An endpoint as stored, without its secrets.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EndpointRow {
+    /// The endpoint's id, `whep_…`.
     pub id: String,
+    /// Where deliveries are POSTed.
     pub url: String,
+    /// Free text its owner gave it, at most 500 characters.
     pub description: Option<String>,
     /// JSON array of type names, `["*"]` for all.
     pub events: String,
+    /// [`EndpointStatus`] as stored: `active`, `paused` or `disabled`.
     pub status: String,
+    /// Why paysteps disabled it, when it did.
     pub disabled_reason: Option<String>,
     /// When the previous secret stops signing, during a rotation.
     pub previous_secret_expires_at: Option<i64>,
+    /// When a delivery last succeeded, in milliseconds since the Unix epoch.
     pub last_success_at: Option<i64>,
+    /// When the current run of failures began (no success since), in milliseconds since the
+    /// Unix epoch.
     pub failing_since: Option<i64>,
+    /// When it was created, in milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// When it last changed, in milliseconds since the Unix epoch.
     pub updated_at: i64,
 }
 
@@ -33,30 +43,48 @@ const ENDPOINT_COLUMNS: &str = "id, url, description, events, status, disabled_r
 /// A business event as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventRow {
+    /// The event's `webhook-id`, `msg_…`.
     pub id: String,
+    /// The [`EventType`](super::EventType) name, e.g. `payment.failed`.
     pub event_type: String,
+    /// What caused it: `stripe:evt_…` or `run:run_…`.
     pub source: String,
+    /// The JSON body every delivery sends.
     pub payload: String,
     /// The engine event the delivery runs belong to; `None` until the first delivery.
     pub engine_event_id: Option<String>,
+    /// When it was recorded, in milliseconds since the Unix epoch.
     pub created_at: i64,
 }
 
 /// One delivery of an event to an endpoint.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DeliveryRow {
+    /// The delivery's id, `whd_…`.
     pub id: String,
+    /// The delivered event's id, `msg_…`.
     pub event_id: String,
+    /// The receiving endpoint's id, `whep_…`.
     pub endpoint_id: String,
+    /// paysteps' id of the run driving the delivery, `run_…`.
     pub run_id: String,
+    /// The delivery this one resends, if it is a resend.
     pub resend_of: Option<String>,
+    /// `pending`, `succeeded`, `failed` or `canceled`.
     pub status: String,
+    /// HTTP attempts made so far.
     pub attempts: i64,
+    /// The HTTP status of the last answer.
     pub last_status_code: Option<i64>,
+    /// What went wrong in the last attempt.
     pub last_error: Option<String>,
+    /// When the next attempt is due, in milliseconds since the Unix epoch.
     pub next_attempt_at: Option<i64>,
+    /// When the delivery was queued, in milliseconds since the Unix epoch.
     pub created_at: i64,
+    /// When it last changed, in milliseconds since the Unix epoch.
     pub updated_at: i64,
+    /// When it succeeded or was given up, in milliseconds since the Unix epoch.
     pub ended_at: Option<i64>,
 }
 
@@ -66,26 +94,40 @@ const DELIVERY_COLUMNS: &str = "id, event_id, endpoint_id, run_id, resend_of, st
 /// One HTTP attempt of a delivery.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttemptRow {
+    /// The attempt's id, `wha_…`.
     pub id: String,
+    /// The delivery it belongs to, `whd_…`.
     pub delivery_id: String,
+    /// The attempt's number within the delivery, from 1.
     pub attempt: i64,
+    /// When it was sent, in milliseconds since the Unix epoch.
     pub at: i64,
+    /// The HTTP status answered; `None` when no answer came.
     pub status_code: Option<i64>,
+    /// Time to the answer (or the failure), in milliseconds.
     pub latency_ms: i64,
+    /// The start of the answer's body, for diagnosis.
     pub response_excerpt: Option<String>,
+    /// What went wrong, if the attempt failed.
     pub error: Option<String>,
 }
 
 /// A new endpoint.
 #[derive(Debug, Clone)]
 pub struct NewEndpoint {
+    /// The endpoint's id, `whep_…`.
     pub id: String,
+    /// Where deliveries are POSTed.
     pub url: String,
+    /// Free text its owner gave it, at most 500 characters.
     pub description: Option<String>,
+    /// The subscribed types as a JSON array, `["*"]` for all (see [`super::endpoint::Subscription::to_stored`]).
     pub events: String,
+    /// The signing secret, `whsec_…`.
     pub secret: Secret,
 }
 
+/// Stores a new, active endpoint created at `now` (milliseconds since the Unix epoch).
 pub async fn insert_endpoint(tx: &mut StoreTx, e: &NewEndpoint, now: i64) -> Result<()> {
     tx.execute(
         "INSERT INTO webhook_endpoints (id, url, description, events, status, secret, \
@@ -103,6 +145,7 @@ pub async fn insert_endpoint(tx: &mut StoreTx, e: &NewEndpoint, now: i64) -> Res
     Ok(())
 }
 
+/// Every endpoint, oldest first.
 pub async fn endpoints(store: &Store) -> Result<Vec<EndpointRow>> {
     store
         .fetch_all(
@@ -112,6 +155,7 @@ pub async fn endpoints(store: &Store) -> Result<Vec<EndpointRow>> {
         .await
 }
 
+/// The endpoint with this id, if any.
 pub async fn endpoint(store: &Store, id: &str) -> Result<Option<EndpointRow>> {
     store
         .fetch_optional(
@@ -121,6 +165,7 @@ pub async fn endpoint(store: &Store, id: &str) -> Result<Option<EndpointRow>> {
         .await
 }
 
+/// The endpoint with this id, if any, read in the transaction.
 pub async fn endpoint_tx(tx: &mut StoreTx, id: &str) -> Result<Option<EndpointRow>> {
     tx.fetch_optional(
         &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1"),
@@ -270,6 +315,7 @@ pub async fn set_engine_event(tx: &mut StoreTx, id: &str, engine_event_id: &str)
     Ok(())
 }
 
+/// The business event with this id (`msg_…`), if any.
 pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {
     store
         .fetch_optional(
@@ -280,6 +326,7 @@ pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {
         .await
 }
 
+/// The business event with this id (`msg_…`), if any, read in the transaction.
 pub async fn event_tx(tx: &mut StoreTx, id: &str) -> Result<Option<EventRow>> {
     tx.fetch_optional(
         "SELECT id, event_type, source, payload, engine_event_id, created_at \
@@ -309,6 +356,7 @@ pub async fn insert_delivery(
     Ok(())
 }
 
+/// The delivery with this id (`whd_…`), if any.
 pub async fn delivery(store: &Store, id: &str) -> Result<Option<DeliveryRow>> {
     store
         .fetch_optional(
@@ -318,6 +366,7 @@ pub async fn delivery(store: &Store, id: &str) -> Result<Option<DeliveryRow>> {
         .await
 }
 
+/// The delivery with this id (`whd_…`), if any, read in the transaction.
 pub async fn delivery_tx(tx: &mut StoreTx, id: &str) -> Result<Option<DeliveryRow>> {
     tx.fetch_optional(
         &format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1"),
@@ -326,6 +375,7 @@ pub async fn delivery_tx(tx: &mut StoreTx, id: &str) -> Result<Option<DeliveryRo
     .await
 }
 
+/// The delivery driven by this run (`run_…`), if any.
 pub async fn delivery_of_run(store: &Store, run_id: &str) -> Result<Option<DeliveryRow>> {
     store
         .fetch_optional(

@@ -15,6 +15,7 @@ use axum::Router;
 
 use super::state::AppState;
 
+/// The `/api/v1` routes, without access control: [`crate::http::router`] adds it.
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(runs::router())
