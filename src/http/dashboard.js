@@ -3,6 +3,9 @@
 
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const POLL_MS = 2000;
+/** A status count, shown as "10000+" once the server stopped counting. */
+const countText = (n, cap) => (cap && n > cap ? cap + "+" : String(n));
+
 const STATUSES = ["pending", "queued", "running", "sleeping", "waiting", "completed", "failed", "cancelled"];
 const SPANS = [["", "any time"], ["15m", "last 15 min"], ["1h", "last hour"], ["24h", "last day"], ["7d", "last 7 days"]];
 const MODES = {
@@ -174,7 +177,7 @@ async function runsPage() {
       class: "count " + s + (f.status === s ? " selected" : ""),
       testid: "count-" + s,
       onclick: () => { f.status = f.status === s ? "" : s; state.bulk = null; refresh(); },
-    }, h("strong", {}, list.counts[s] || 0), " " + s)));
+    }, h("strong", {}, countText(list.counts[s] || 0, list.count_cap)), " " + s)));
   const filters = h("div", { class: "filters" },
     h("label", {}, "Status ", h("select", { testid: "filter-status", onchange: set("status") },
       h("option", { value: "" }, "all"), STATUSES.map((s) => h("option", { value: s, selected: f.status === s }, s)))),

@@ -35,7 +35,13 @@ impl RunQuery {
     /// `FROM … WHERE …` for this query, with its arguments; `skip_status` leaves the
     /// status out (for counts per status).
     fn sql_from(&self, skip_status: bool) -> (String, Vec<Arg>) {
-        let mut q = Sql::new("FROM runs r JOIN events e ON e.id = r.event_id WHERE 1 = 1");
+        // The event is joined only to search its ids: a plain listing reads runs alone.
+        let searching = self.search.as_deref().is_some_and(|s| !s.trim().is_empty());
+        let mut q = Sql::new(if searching {
+            "FROM runs r JOIN events e ON e.id = r.event_id WHERE 1 = 1"
+        } else {
+            "FROM runs r WHERE 1 = 1"
+        });
         if !skip_status && !self.statuses.is_empty() {
             let list: Vec<String> = self.statuses.iter().map(|s| q.bind(s)).collect();
             q.push(&format!(" AND r.status IN ({})", list.join(", ")));
@@ -216,11 +222,29 @@ impl Store {
         self.fetch_all(&sql, args).await
     }
 
-    /// How many runs match `query` ignoring its statuses, per status.
-    pub async fn count_runs_by_status(&self, query: &RunQuery) -> Result<Vec<(String, i64)>> {
-        let (from_where, args) = query.sql_from(true);
-        let sql = format!("SELECT r.status, COUNT(*) {from_where} GROUP BY r.status");
-        self.fetch_all(&sql, args).await
+    /// How many runs match `query` ignoring its statuses, per status, counting at most
+    /// `cap + 1` of each (so a count above `cap` means "more than `cap`"): each count reads
+    /// a bounded stretch of the status index however many runs are stored.
+    pub async fn count_runs_by_status(
+        &self,
+        query: &RunQuery,
+        statuses: &[&str],
+        cap: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let (from_where, mut args) = query.sql_from(true);
+        args.push(Arg::Text(None));
+        args.push((cap + 1).into());
+        let (status, limit) = (args.len() - 1, args.len());
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 {from_where} AND r.status = ${status} LIMIT ${limit}) AS capped"
+        );
+        let mut counts = Vec::with_capacity(statuses.len());
+        for name in statuses {
+            let mut args = args.clone();
+            args[status - 1] = (*name).into();
+            counts.push(((*name).to_owned(), self.count(&sql, args).await?));
+        }
+        Ok(counts)
     }
 
     /// How many runs match `query`.
