@@ -111,9 +111,31 @@ pub struct Probes {
 }
 
 /// Asks `base` (a server's URL) `n` times each for the newest failed runs and for one run
-/// with its steps, picked at random among the `history` stored runs.
+/// with its steps, picked at random among the `history` stored runs (or, without a
+/// history, among the newest runs of the load).
 pub async fn probe(base: &str, token: &str, history: usize, n: usize) -> anyhow::Result<Probes> {
     let client = reqwest::Client::new();
+    // Without a history, the runs of the load itself are the ones read back.
+    let recent: Vec<String> = if history == 0 {
+        let listing: serde_json::Value = client
+            .get(format!("{base}/api/v1/runs?limit=500"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        listing["runs"]
+            .as_array()
+            .map(|runs| {
+                runs.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    anyhow::ensure!(history > 0 || !recent.is_empty(), "no run to read back");
     let mut probes = Probes {
         by_status: Vec::with_capacity(n),
         run_detail: Vec::with_capacity(n),
@@ -133,10 +155,14 @@ pub async fn probe(base: &str, token: &str, history: usize, n: usize) -> anyhow:
         answer.bytes().await?;
         probes.by_status.push(started.elapsed().as_micros() as u64);
 
-        let run = rand::rng().random_range(0..history.max(1));
+        let run = if history > 0 {
+            format!("run_hist_{:09}", rand::rng().random_range(0..history))
+        } else {
+            recent[rand::rng().random_range(0..recent.len())].clone()
+        };
         let started = Instant::now();
         let answer = client
-            .get(format!("{base}/api/v1/runs/run_hist_{run:09}"))
+            .get(format!("{base}/api/v1/runs/{run}"))
             .bearer_auth(token)
             .send()
             .await?;
