@@ -16,7 +16,6 @@ use std::time::Duration;
 use clap::Parser;
 use paysteps::engine::{Ctx, Function, Interrupt, Trigger, WaitFor};
 use serde::{Deserialize, Serialize};
-use tracing_subscriber::EnvFilter;
 
 /// How long a paid invoice settles before its receipt goes out.
 const SETTLE: Duration = Duration::from_secs(30);
@@ -89,12 +88,7 @@ async fn invoice_receipt(ctx: Ctx) -> Result<Outcome, Interrupt> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dotenvy::dotenv().ok();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
+    paysteps::cli::init_logging();
     let receipts = Function::new(
         "invoice-receipt",
         Trigger::event("stripe/invoice.paid"),

@@ -1,5 +1,6 @@
 //! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`.
 
+mod api;
 mod operations;
 mod send;
 mod server;
@@ -142,6 +143,19 @@ impl EngineArgs {
             crate::webhooks::Destinations::PublicOnly
         }
     }
+}
+
+/// Reads `.env` when there is one and logs to stderr, filtered by `RUST_LOG` (default
+/// `info`, with sqlx's statement logs at `warn`): what the binary does before parsing its
+/// command line, for programs built on [`run_with`].
+pub fn init_logging() {
+    dotenvy::dotenv().ok();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .init();
 }
 
 /// Runs the parsed command to its end (for `dev` and `serve`, until the server stops).

@@ -3,9 +3,12 @@
 
 use std::io::{BufRead, Write};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
+use reqwest::Method;
 use serde_json::{Value, json};
+
+use super::api::ApiClient;
 
 /// Where the server is and how to sign in to it.
 #[derive(Debug, Args)]
@@ -81,63 +84,6 @@ pub struct CancelArgs {
     pub remote: Remote,
 }
 
-struct Client {
-    base: String,
-    token: Option<String>,
-    http: reqwest::Client,
-}
-
-impl Client {
-    fn new(remote: &Remote) -> Client {
-        Client {
-            base: remote.url.trim_end_matches('/').to_owned(),
-            token: remote.token.clone().filter(|t| !t.is_empty()),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let url = format!("{}/api/v1{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("calling {url} (is paysteps running?)"))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or_default();
-        if !status.is_success() {
-            let message = answer["error"]["message"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| answer.to_string());
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                bail!("{status}: {message} (pass --token or set PAYSTEPS_DASHBOARD_TOKEN)");
-            }
-            bail!("{status}: {message}");
-        }
-        Ok(answer)
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.send(reqwest::Method::POST, path, Some(body)).await
-    }
-}
-
 impl Filter {
     fn is_empty(&self) -> bool {
         self.status.is_none()
@@ -158,18 +104,6 @@ impl Filter {
     }
 }
 
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn time(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
@@ -177,9 +111,9 @@ fn time(ms: Option<i64>) -> String {
 }
 
 pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote);
+    let client = ApiClient::new(&args.remote.url, args.remote.token.as_deref())?;
     let f = &args.filter;
-    let mut query = vec![format!("limit={}", args.limit)];
+    let mut query = vec![("limit", args.limit.to_string())];
     for (key, value) in [
         ("status", &f.status),
         ("function", &f.function),
@@ -188,10 +122,10 @@ pub async fn runs(args: RunsArgs) -> anyhow::Result<()> {
         ("q", &f.search),
     ] {
         if let Some(value) = value {
-            query.push(format!("{key}={}", encode(value)));
+            query.push((key, value.clone()));
         }
     }
-    let answer = client.get(&format!("/runs?{}", query.join("&"))).await?;
+    let answer = client.call(Method::GET, &["runs"], &query, None).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(());
@@ -241,7 +175,7 @@ fn confirmed(question: &str) -> anyhow::Result<bool> {
 }
 
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote);
+    let client = ApiClient::new(&args.remote.url, args.remote.token.as_deref())?;
     let mode = if args.from_start {
         "from_start"
     } else {
@@ -252,9 +186,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             bail!("give a run id or a filter (--status, --function, …), not both");
         }
         let answer = client
-            .post(
-                &format!("/runs/{}/replay", encode(run_id)),
-                json!({ "mode": mode }),
+            .call(
+                Method::POST,
+                &["runs", run_id, "replay"],
+                &[],
+                Some(json!({ "mode": mode })),
             )
             .await?;
         println!(
@@ -268,7 +204,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let mut body = args.filter.body();
     body["mode"] = json!(mode);
-    let preview = client.post("/runs/replay", body.clone()).await?;
+    let preview = client
+        .call(Method::POST, &["runs", "replay"], &[], Some(body.clone()))
+        .await?;
     let matched = preview["matched"].as_i64().unwrap_or(0);
     println!("{matched} runs match");
     if matched == 0 {
@@ -280,7 +218,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     body["confirm"] = json!(true);
     body["expected"] = json!(matched);
-    let done = client.post("/runs/replay", body).await?;
+    let done = client
+        .call(Method::POST, &["runs", "replay"], &[], Some(body))
+        .await?;
     let ids = done["run_ids"].as_array().cloned().unwrap_or_default();
     for id in &ids {
         println!("replay started: {}", id.as_str().unwrap_or(""));
@@ -290,13 +230,18 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.remote);
+    let client = ApiClient::new(&args.remote.url, args.remote.token.as_deref())?;
     if let Some(run_id) = &args.run_id {
         if !args.filter.is_empty() {
             bail!("give a run id or a filter (--status, --function, …), not both");
         }
         let answer = client
-            .post(&format!("/runs/{}/cancel", encode(run_id)), json!({}))
+            .call(
+                Method::POST,
+                &["runs", run_id, "cancel"],
+                &[],
+                Some(json!({})),
+            )
             .await?;
         println!(
             "cancelled {}",
@@ -308,7 +253,9 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         bail!("give a run id, or a filter such as --function <id> --status queued");
     }
     let mut body = args.filter.body();
-    let preview = client.post("/runs/cancel", body.clone()).await?;
+    let preview = client
+        .call(Method::POST, &["runs", "cancel"], &[], Some(body.clone()))
+        .await?;
     let matched = preview["matched"].as_i64().unwrap_or(0);
     println!("{matched} runs match");
     if matched == 0 {
@@ -320,7 +267,9 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     }
     body["confirm"] = json!(true);
     body["expected"] = json!(matched);
-    let done = client.post("/runs/cancel", body).await?;
+    let done = client
+        .call(Method::POST, &["runs", "cancel"], &[], Some(body))
+        .await?;
     println!(
         "cancelled {} runs",
         done["run_ids"].as_array().map_or(0, Vec::len)

@@ -1,9 +1,10 @@
 //! `paysteps webhooks …`: manage a running server's outgoing webhook endpoints through
 //! its JSON API.
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use reqwest::{Method, Url};
+use reqwest::Method;
+
+use super::api::ApiClient;
 use serde_json::{Value, json};
 
 #[derive(Debug, Args)]
@@ -57,7 +58,7 @@ pub enum WebhooksCommand {
 }
 
 pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
-    let api = Api::new(&args.url, args.token.as_deref())?;
+    let api = ApiClient::new(&args.url, args.token.as_deref())?;
     match args.command {
         WebhooksCommand::Add {
             endpoint,
@@ -65,7 +66,9 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             description,
         } => {
             let body = json!({ "url": endpoint, "events": events, "description": description });
-            let created = api.call(Method::POST, &["webhooks"], Some(body)).await?;
+            let created = api
+                .call(Method::POST, &["webhooks"], &[], Some(body))
+                .await?;
             println!("added {}", line(&created));
             println!(
                 "signing secret (shown once): {}",
@@ -73,7 +76,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             );
         }
         WebhooksCommand::List => {
-            let list = api.call(Method::GET, &["webhooks"], None).await?;
+            let list = api.call(Method::GET, &["webhooks"], &[], None).await?;
             let rows = list["data"].as_array().cloned().unwrap_or_default();
             if rows.is_empty() {
                 println!("no webhook endpoints");
@@ -83,7 +86,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             }
         }
         WebhooksCommand::Show { id } => {
-            let shown = api.call(Method::GET, &["webhooks", &id], None).await?;
+            let shown = api.call(Method::GET, &["webhooks", &id], &[], None).await?;
             println!("{}", line(&shown));
             let stats = &shown["stats"];
             println!(
@@ -106,12 +109,13 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
             }
         }
         WebhooksCommand::Rm { id } => {
-            api.call(Method::DELETE, &["webhooks", &id], None).await?;
+            api.call(Method::DELETE, &["webhooks", &id], &[], None)
+                .await?;
             println!("deleted {id}");
         }
         WebhooksCommand::Rotate { id } => {
             let rotated = api
-                .call(Method::POST, &["webhooks", &id, "rotate"], None)
+                .call(Method::POST, &["webhooks", &id, "rotate"], &[], None)
                 .await?;
             println!(
                 "new signing secret for {id} (shown once): {}",
@@ -121,13 +125,13 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
         }
         WebhooksCommand::Pause { id } => {
             let row = api
-                .call(Method::POST, &["webhooks", &id, "pause"], None)
+                .call(Method::POST, &["webhooks", &id, "pause"], &[], None)
                 .await?;
             println!("{}", line(&row));
         }
         WebhooksCommand::Resume { id } => {
             let row = api
-                .call(Method::POST, &["webhooks", &id, "resume"], None)
+                .call(Method::POST, &["webhooks", &id, "resume"], &[], None)
                 .await?;
             println!("{}", line(&row));
         }
@@ -136,6 +140,7 @@ pub async fn run(args: WebhooksArgs) -> anyhow::Result<()> {
                 .call(
                     Method::POST,
                     &["webhook-deliveries", &delivery_id, "resend"],
+                    &[],
                     None,
                 )
                 .await?;
@@ -165,58 +170,4 @@ fn line(row: &Value) -> String {
         row["url"].as_str().unwrap_or_default(),
         events.join(",")
     )
-}
-
-struct Api {
-    base: Url,
-    token: Option<String>,
-    client: reqwest::Client,
-}
-
-impl Api {
-    fn new(base: &str, token: Option<&str>) -> anyhow::Result<Api> {
-        let base = Url::parse(base).with_context(|| format!("--url {base} is not a URL"))?;
-        Ok(Api {
-            base,
-            token: token.filter(|t| !t.is_empty()).map(str::to_owned),
-            client: reqwest::Client::builder()
-                .user_agent(concat!("paysteps/", env!("CARGO_PKG_VERSION")))
-                .build()?,
-        })
-    }
-
-    /// Calls `/api/v1/<segments…>` and returns the JSON answer, or fails with the
-    /// server's error message.
-    async fn call(
-        &self,
-        method: Method,
-        segments: &[&str],
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|()| anyhow::anyhow!("--url {} cannot be a base", self.base))?
-            .pop_if_empty()
-            .extend(["api", "v1"])
-            .extend(segments);
-        let mut request = self.client.request(method, url.clone());
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("calling {url} (is paysteps running?)"))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = answer["error"]["message"].as_str().unwrap_or(&text);
-            bail!("{url} answered {status}: {message}");
-        }
-        Ok(answer)
-    }
 }

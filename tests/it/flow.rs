@@ -18,21 +18,6 @@ crate::on_both_backends!(
     a_step_past_its_timeout_fails_and_is_retried,
 );
 
-fn app(backend: Backend, workers: usize, functions: Vec<Function>) -> Setup {
-    Setup {
-        backend,
-        with_payments: false,
-        workers,
-        register: Box::new(move |mut b| {
-            for f in functions {
-                b = b.register(f);
-            }
-            b
-        }),
-        ..Setup::default()
-    }
-}
-
 async fn runs_of(app: &TestApp, function: &str) -> Vec<Value> {
     let (_, body) = app
         .get(&format!("/api/v1/runs?function={function}&limit=500"))
@@ -82,7 +67,7 @@ async fn keyed_concurrency_never_exceeds_its_limit_under_a_burst(backend: Backen
         }
     })
     .concurrency_per("data.customer", 2);
-    let app = TestApp::start_with(app(backend, 16, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 16, vec![function])).await;
     for i in 0..30 {
         let customer = ["cus_a", "cus_b", "cus_c"][i % 3];
         send(&app.engine, "test/charge", json!({ "customer": customer })).await;
@@ -149,7 +134,7 @@ async fn a_concurrency_of_one_per_key_runs_each_keys_events_in_order(backend: Ba
         }
     })
     .concurrency_per("data.customer", 1);
-    let app = TestApp::start_with(app(backend, 8, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 8, vec![function])).await;
     app.engine.start();
     for seq in 0..12 {
         let customer = if seq % 2 == 0 { "cus_x" } else { "cus_y" };
@@ -188,7 +173,7 @@ async fn a_throttle_spreads_starts_and_drops_none(backend: Backend) {
         |ctx| async move { ctx.step.run("work", || async { Ok(()) }).await },
     )
     .throttle_per("data.account", 2, Duration::from_secs(1));
-    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
     let t0 = app.clock.now_ms();
     for _ in 0..5 {
         send(&app.engine, "test/throttled", json!({ "account": "a" })).await;
@@ -219,7 +204,7 @@ async fn an_idempotency_key_starts_one_run_per_day(backend: Backend) {
         |ctx| async move { ctx.step.run("work", || async { Ok(()) }).await },
     )
     .idempotency("data.order_id");
-    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
     assert_eq!(
         send(&app.engine, "test/order", json!({"order_id": 1}))
             .await
@@ -270,7 +255,7 @@ async fn a_step_past_its_timeout_fails_and_is_retried(backend: Backend) {
         }
     })
     .step_timeout(Duration::from_millis(100));
-    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
     let run_id = send(&app.engine, "test/slow", json!({})).await.remove(0);
     app.engine.run_until_idle().await.expect("run");
     let run = app.run(&run_id).await;

@@ -21,21 +21,6 @@ crate::on_both_backends!(
     parallel_steps_run_at_once_and_are_memoized_separately,
 );
 
-fn app(backend: Backend, workers: usize, functions: Vec<Function>) -> Setup {
-    Setup {
-        backend,
-        with_payments: false,
-        workers,
-        register: Box::new(move |mut b| {
-            for f in functions {
-                b = b.register(f);
-            }
-            b
-        }),
-        ..Setup::default()
-    }
-}
-
 type Counter = Arc<AtomicU32>;
 
 fn counter() -> Counter {
@@ -62,7 +47,7 @@ fn waiting_for_payment() -> Function {
 }
 
 async fn wait_for_event_resumes_on_the_matching_event_only(backend: Backend) {
-    let app = TestApp::start_with(app(backend, 4, vec![waiting_for_payment()])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![waiting_for_payment()])).await;
     let run_id = send(&app.engine, "app/order.placed", json!({"order_id": 7}))
         .await
         .remove(0);
@@ -98,7 +83,7 @@ async fn wait_for_event_resumes_on_the_matching_event_only(backend: Backend) {
 }
 
 async fn wait_for_event_returns_none_at_its_timeout(backend: Backend) {
-    let app = TestApp::start_with(app(backend, 4, vec![waiting_for_payment()])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![waiting_for_payment()])).await;
     let run_id = send(&app.engine, "app/order.placed", json!({"order_id": 9}))
         .await
         .remove(0);
@@ -135,7 +120,7 @@ async fn wait_for_event_matches_fields_of_events_of_different_shapes(backend: Ba
             Ok(opened.is_some())
         },
     );
-    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
     let invoice = |id: &str| json!({"id": format!("evt_{id}"), "type": "invoice.paid", "data": {"object": {"id": id}}});
     let opened = send(&app.engine, "stripe/invoice.paid", invoice("in_1"))
         .await
@@ -195,7 +180,7 @@ async fn send_event_fans_out_once_however_often_the_run_retries(backend: Backend
                 .await
         }
     });
-    let app = TestApp::start_with(app(backend, 4, vec![sender, receiver])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![sender, receiver])).await;
     let run_id = send(&app.engine, "app/batch", json!({})).await.remove(0);
     app.settle().await;
     let run = app.run(&run_id).await;
@@ -239,7 +224,7 @@ async fn invoke_returns_the_invoked_runs_output_or_its_error(backend: Backend) {
             Err(error) => json!({ "error": error }),
         })
     });
-    let app = TestApp::start_with(app(backend, 4, vec![doubler, caller])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![doubler, caller])).await;
     let ok = send(&app.engine, "app/compute", json!({"n": 21}))
         .await
         .remove(0);
@@ -303,7 +288,7 @@ async fn cancel_on_cancels_a_sleeping_run_and_stops_a_running_one_at_its_next_st
         }
     })
     .cancel_on("app/import.cancelled", "data.import");
-    let app = TestApp::start_with(app(backend, 4, vec![reminder, long])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![reminder, long])).await;
 
     let ada = send(&app.engine, "app/signup", json!({"user": "ada"}))
         .await
@@ -379,7 +364,7 @@ async fn parallel_steps_run_at_once_and_are_memoized_separately(backend: Backend
             Ok(a? + c?)
         }
     });
-    let app = TestApp::start_with(app(backend, 4, vec![function])).await;
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
     let run_id = send(&app.engine, "app/parallel", json!({})).await.remove(0);
     tokio::time::timeout(Duration::from_secs(20), app.settle())
         .await

@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use paysteps::engine::{Backoff, Clock, Engine, EngineBuilder, EngineConfig, system_now_ms};
+use paysteps::engine::{
+    Backoff, Clock, Engine, EngineBuilder, EngineConfig, Function as EngineFunction, system_now_ms,
+};
 use paysteps::http::{self, Access, AppState, EventKeys};
 use paysteps::payments::{self, Faults};
 use paysteps::store::Store;
@@ -51,6 +53,24 @@ pub struct Setup {
     pub webhooks: Option<Destinations>,
     /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
     pub access: Access,
+}
+
+impl Setup {
+    /// An app with `functions` only (no Stripe functions) and `workers` workers.
+    pub fn functions(backend: Backend, workers: usize, functions: Vec<EngineFunction>) -> Setup {
+        Setup {
+            backend,
+            with_payments: false,
+            workers,
+            register: Box::new(move |mut b| {
+                for f in functions {
+                    b = b.register(f);
+                }
+                b
+            }),
+            ..Setup::default()
+        }
+    }
 }
 
 impl Default for Setup {
