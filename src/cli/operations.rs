@@ -204,29 +204,49 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     let mut body = args.filter.body();
     body["mode"] = json!(mode);
-    let preview = client
-        .call(Method::POST, &["runs", "replay"], &[], Some(body.clone()))
-        .await?;
-    let matched = preview["matched"].as_i64().unwrap_or(0);
-    println!("{matched} runs match");
-    if matched == 0 {
-        return Ok(());
-    }
-    if !args.yes && !confirmed(&format!("replay {matched} runs ({mode})?"))? {
+    let Some(done) = bulk(
+        &client,
+        "replay",
+        body,
+        args.yes,
+        &format!("replay {{}} runs ({mode})?"),
+    )
+    .await?
+    else {
         println!("nothing replayed");
         return Ok(());
-    }
-    body["confirm"] = json!(true);
-    body["expected"] = json!(matched);
-    let done = client
-        .call(Method::POST, &["runs", "replay"], &[], Some(body))
-        .await?;
+    };
     let ids = done["run_ids"].as_array().cloned().unwrap_or_default();
     for id in &ids {
         println!("replay started: {}", id.as_str().unwrap_or(""));
     }
     println!("replayed {} runs ({mode})", ids.len());
     Ok(())
+}
+
+/// A bulk operation on the runs a filter selects: previews the count, asks (unless
+/// `yes`), then acts on exactly that many; `None` when nothing matched or it was declined.
+async fn bulk(
+    client: &ApiClient,
+    action: &str,
+    mut body: Value,
+    yes: bool,
+    question: &str,
+) -> anyhow::Result<Option<Value>> {
+    let preview = client
+        .call(Method::POST, &["runs", action], &[], Some(body.clone()))
+        .await?;
+    let matched = preview["matched"].as_i64().unwrap_or(0);
+    println!("{matched} runs match");
+    if matched == 0 || (!yes && !confirmed(&question.replace("{}", &matched.to_string()))?) {
+        return Ok(None);
+    }
+    body["confirm"] = json!(true);
+    body["expected"] = json!(matched);
+    let done = client
+        .call(Method::POST, &["runs", action], &[], Some(body))
+        .await?;
+    Ok(Some(done))
 }
 
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
@@ -252,24 +272,11 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     if args.filter.is_empty() {
         bail!("give a run id, or a filter such as --function <id> --status queued");
     }
-    let mut body = args.filter.body();
-    let preview = client
-        .call(Method::POST, &["runs", "cancel"], &[], Some(body.clone()))
-        .await?;
-    let matched = preview["matched"].as_i64().unwrap_or(0);
-    println!("{matched} runs match");
-    if matched == 0 {
-        return Ok(());
-    }
-    if !args.yes && !confirmed(&format!("cancel {matched} runs?"))? {
+    let body = args.filter.body();
+    let Some(done) = bulk(&client, "cancel", body, args.yes, "cancel {} runs?").await? else {
         println!("nothing cancelled");
         return Ok(());
-    }
-    body["confirm"] = json!(true);
-    body["expected"] = json!(matched);
-    let done = client
-        .call(Method::POST, &["runs", "cancel"], &[], Some(body))
-        .await?;
+    };
     println!(
         "cancelled {} runs",
         done["run_ids"].as_array().map_or(0, Vec::len)
