@@ -219,19 +219,8 @@ impl StoreTx {
     /// Creates a run of `event_id`, queued and due at `now` (milliseconds since the Unix
     /// epoch).
     pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
-        self.execute(
-            "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
-             created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $4, $5, $4, $4)",
-            args![
-                &run.id,
-                &run.function_id,
-                event_id,
-                now,
-                run.replay_of.clone()
-            ],
-        )
-        .await?;
-        Ok(())
+        self.insert_run_as(event_id, run, "queued", now, None, now)
+            .await
     }
 
     /// Claims up to `limit` runs that are due, or whose lease expired, for `owner`.
