@@ -123,7 +123,7 @@ pub enum Dialect {
 pub struct StoreTx(TxConn);
 
 enum TxConn {
-    Sqlite(sqlx::SqliteConnection),
+    Sqlite(sqlite::WriterConn),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -309,10 +309,7 @@ impl StoreTx {
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> Result<u64> {
         match &mut self.0 {
-            TxConn::Sqlite(conn) => Ok(sqlite::bind(sql, args)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()),
+            TxConn::Sqlite(conn) => conn.execute(sql, args).await,
             TxConn::Postgres(tx) => Ok(postgres::bind(sql, args)
                 .execute(&mut **tx)
                 .await?
@@ -327,9 +324,7 @@ impl StoreTx {
         args: Vec<Arg>,
     ) -> Result<Option<T>> {
         match &mut self.0 {
-            TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args)
-                .fetch_optional(&mut *conn)
-                .await?),
+            TxConn::Sqlite(conn) => conn.fetch_optional(sql, args).await,
             TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args)
                 .fetch_optional(&mut **tx)
                 .await?),
@@ -345,7 +340,7 @@ impl StoreTx {
     /// Runs a query in this transaction and reads every row it returns.
     pub async fn fetch_all<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
         match &mut self.0 {
-            TxConn::Sqlite(conn) => Ok(sqlite::bind_as(sql, args).fetch_all(&mut *conn).await?),
+            TxConn::Sqlite(conn) => conn.fetch_all(sql, args).await,
             TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args).fetch_all(&mut **tx).await?),
         }
     }
