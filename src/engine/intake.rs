@@ -7,7 +7,7 @@ use super::event::Event;
 use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{clock::duration_ms, new_id, path};
-use crate::store::{self, IngestOutcome, NewEvent, NewListener, NewRun, StoreTx};
+use crate::store::{self, IngestOutcome, NewEvent, NewListener, NewRun, Store, StoreTx};
 
 /// An event about to be stored and the runs it may start.
 #[derive(Debug, Clone)]
@@ -58,16 +58,29 @@ impl Registry {
     }
 }
 
+/// Stores the intake's event and its runs in one statement committed alone, where
+/// [`Store::store_event_alone`] can; `None` leaves the intake to [`admit`].
+pub(crate) async fn admit_alone(
+    store: &Store,
+    intake: &Intake,
+) -> store::Result<Option<IngestOutcome>> {
+    if !intake.runs.iter().all(|r| r.flow.is_plain()) {
+        return Ok(None);
+    }
+    let runs: Vec<NewRun> = intake.runs.iter().map(|r| r.run.clone()).collect();
+    store.store_event_alone(&intake.event, &runs).await
+}
+
 /// Stores the intake's event and runs, unless the event is a duplicate, then hands the
 /// event to the runs listening for it.
 pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<IngestOutcome> {
     let event = &intake.event;
     let now = event.received_at;
-    let outcome = if intake.runs.iter().all(|r| r.flow.is_plain()) {
+    let (outcome, listened) = if intake.runs.iter().all(|r| r.flow.is_plain()) {
         let runs: Vec<NewRun> = intake.runs.iter().map(|r| r.run.clone()).collect();
-        tx.insert_event(event, &runs).await?
+        tx.store_event(event, &runs).await?
     } else {
-        let outcome = tx.insert_event(event, &[]).await?;
+        let (outcome, listened) = tx.store_event(event, &[]).await?;
         if let IngestOutcome::Duplicate { .. } = outcome {
             return Ok(outcome);
         }
@@ -80,12 +93,13 @@ pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<In
         if !started.is_empty() {
             tx.signal_new_runs().await?;
         }
-        IngestOutcome::Accepted {
+        let outcome = IngestOutcome::Accepted {
             event_id: event.id.clone(),
             runs: started,
-        }
+        };
+        (outcome, listened)
     };
-    if let IngestOutcome::Accepted { .. } = outcome {
+    if listened && let IngestOutcome::Accepted { .. } = outcome {
         notify_listeners(tx, event).await?;
     }
     Ok(outcome)

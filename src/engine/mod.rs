@@ -242,11 +242,17 @@ impl Engine {
         let source = input.source;
         let event = input.into_new_event(now);
         let intake = self.inner.registry.plan(event);
-        let outcome = self
-            .inner
-            .store
-            .write_unisolated(move |tx| Box::pin(async move { intake::admit(tx, &intake).await }))
-            .await?;
+        let outcome = match intake::admit_alone(&self.inner.store, &intake).await? {
+            Some(outcome) => outcome,
+            None => {
+                self.inner
+                    .store
+                    .write_unisolated(move |tx| {
+                        Box::pin(async move { intake::admit(tx, &intake).await })
+                    })
+                    .await?
+            }
+        };
         let labels = crate::metrics::SourceLabels {
             source: source.to_owned(),
         };

@@ -444,9 +444,7 @@ impl Step {
             .inner
             .settings
             .store
-            .write_unisolated(move |tx| {
-                Box::pin(async move { tx.save_step_if_leased(&run_id, &owner, &update).await })
-            })
+            .save_step_if_leased(&run_id, &owner, &update)
             .await;
         match saved {
             Ok(true) => Ok(()),

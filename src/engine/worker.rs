@@ -433,6 +433,13 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
         (None, Ok(Ok(output))) => {
             let ending = Ending::new(inner, run, Some(&event), Ok(&output), now)?;
             let output = serde_json::to_string(&output)?;
+            if ending.is_quiet() {
+                let store = &inner.store;
+                store
+                    .finish_run(&run_id, &owner, "completed", Some(output), None, now)
+                    .await?;
+                return Ok(Stop::new("completed", false));
+            }
             let woke = inner
                 .store
                 .write_unisolated(move |tx| {
@@ -649,6 +656,11 @@ impl Ending {
             drop_listeners: flow.is_some_and(|f| !f.cancel_on.is_empty()),
             finished,
         })
+    }
+
+    /// Whether the ending sets nothing off, so the run's last statement can commit alone.
+    fn is_quiet(&self) -> bool {
+        !self.release_slot && !self.drop_listeners && self.finished.is_none()
     }
 
     /// Applies the ending; true when it queued runs that workers should look for.

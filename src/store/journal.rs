@@ -130,24 +130,18 @@ impl StoreTx {
         event: &NewEvent,
         runs: &[NewRun],
     ) -> Result<IngestOutcome> {
+        Ok(self.store_event(event, runs).await?.0)
+    }
+
+    /// [`StoreTx::insert_event`], and whether any listener waits for events of this
+    /// name (false only when that is known for sure), learned in the same round trip.
+    pub(crate) async fn store_event(
+        &mut self,
+        event: &NewEvent,
+        runs: &[NewRun],
+    ) -> Result<(IngestOutcome, bool)> {
         if let (Some(key), Some(window)) = (&event.dedupe_key, event.dedupe_for_ms) {
-            if let Some(original) = self
-                .claim_event_key(key, &event.id, event.received_at, window)
-                .await?
-            {
-                self.execute(
-                    "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
-                    args![&original],
-                )
-                .await?;
-                return Ok(IngestOutcome::Duplicate { event_id: original });
-            }
-            let unkeyed = NewEvent {
-                dedupe_key: None,
-                dedupe_for_ms: None,
-                ..event.clone()
-            };
-            return Box::pin(self.insert_event(&unkeyed, runs)).await;
+            return self.store_keyed_event(event, key, window, runs).await;
         }
         let inserted: Option<(String,)> = self
             .fetch_optional(
@@ -175,7 +169,7 @@ impl StoreTx {
                     args![event.dedupe_key.clone()],
                 )
                 .await?;
-            return Ok(IngestOutcome::Duplicate { event_id });
+            return Ok((IngestOutcome::Duplicate { event_id }, false));
         }
         for run in runs {
             self.insert_run(&event.id, run, event.received_at).await?;
@@ -183,10 +177,67 @@ impl StoreTx {
         if !runs.is_empty() {
             self.signal_new_runs().await?;
         }
-        Ok(IngestOutcome::Accepted {
+        let outcome = IngestOutcome::Accepted {
             event_id: event.id.clone(),
             runs: runs.iter().map(|r| r.id.clone()).collect(),
-        })
+        };
+        Ok((outcome, true))
+    }
+
+    /// An event whose dedupe key holds for `window` ms: the key is claimed, the event
+    /// and its queued runs inserted if the claim succeeded, a duplicate counted if not,
+    /// and listeners for the name looked for, in one round trip (a multi-statement
+    /// query on SQLite, data-modifying CTEs on PostgreSQL).
+    async fn store_keyed_event(
+        &mut self,
+        event: &NewEvent,
+        key: &str,
+        window: i64,
+        runs: &[NewRun],
+    ) -> Result<(IngestOutcome, bool)> {
+        let args = keyed_event_args(event, key, window, runs);
+        let holder = match self.dialect() {
+            Dialect::Sqlite => {
+                let (holder, listened): (String, bool) = self
+                    .fetch_one(&keyed_event_sqlite(runs.len()), args)
+                    .await?;
+                (holder != event.id).then_some(holder).ok_or(listened)
+            }
+            Dialect::Postgres => {
+                let (claimed, listened): (Option<String>, bool) = self
+                    .fetch_one(&keyed_event_postgres(runs.len(), false), args)
+                    .await?;
+                match claimed {
+                    Some(_) => Err(listened),
+                    None => {
+                        // The claim lost: the statement's snapshot may predate the
+                        // holder's commit, so it is read by a statement of its own.
+                        let (holder,): (String,) = self
+                            .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
+                            .await?;
+                        self.execute(
+                            "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
+                            args![&holder],
+                        )
+                        .await?;
+                        Ok(holder)
+                    }
+                }
+            }
+        };
+        match holder {
+            Ok(event_id) => Ok((IngestOutcome::Duplicate { event_id }, false)),
+            Err(listened) => {
+                if !runs.is_empty() {
+                    self.signal_new_runs().await?;
+                }
+                let outcome = IngestOutcome::Accepted {
+                    event_id: event.id.clone(),
+                    runs: runs.iter().map(|r| r.id.clone()).collect(),
+                };
+                Ok((outcome, listened))
+            }
+        }
     }
 
     /// Takes `key` for `event_id` until `now + window`, unless another event holds it
@@ -284,19 +335,8 @@ impl StoreTx {
         owner: &str,
         step: &StepUpdate,
     ) -> Result<bool> {
-        let mut args = step_args(run_id, step);
-        args.push(owner.into());
-        let saved = self
-            .execute(
-                &format!(
-                    "INSERT INTO steps ({STEP_COLUMNS}) SELECT {STEP_VALUES} WHERE EXISTS \
-                     (SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $13 \
-                     AND status = 'running') {STEP_UPSERT}"
-                ),
-                args,
-            )
-            .await?;
-        Ok(saved == 1)
+        let (sql, args) = leased_step(run_id, owner, step);
+        Ok(self.execute(&sql, args).await? == 1)
     }
 
     /// Ends a run held by `owner` with a final status.
@@ -310,12 +350,7 @@ impl StoreTx {
         now: i64,
     ) -> Result<bool> {
         let changed = self
-            .execute(
-                "UPDATE runs SET status = $3, output = $4, error = $5, ended_at = $6, \
-                 updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, due_at = NULL \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-                args![run_id, owner, status, output, error, now],
-            )
+            .execute(FINISH_RUN, args![run_id, owner, status, output, error, now])
             .await?;
         Ok(changed == 1)
     }
@@ -386,6 +421,65 @@ impl StoreTx {
             .fetch_one("SELECT value FROM settings WHERE key = $1", args![key])
             .await?;
         Ok(stored)
+    }
+}
+
+/// The statements of [`StoreTx`] that need no transaction around them, each committed
+/// alone (see [`Store::write_statement`]).
+impl Store {
+    /// [`StoreTx::insert_event`] as one statement committed alone, where that can be
+    /// done: on PostgreSQL, for an event whose dedupe key holds for a window, when no
+    /// listener waits for its name. `None` means nothing was written and the event is
+    /// for [`StoreTx::insert_event`] to store (a duplicate is also answered `None`).
+    pub async fn store_event_alone(
+        &self,
+        event: &NewEvent,
+        runs: &[NewRun],
+    ) -> Result<Option<IngestOutcome>> {
+        let (Dialect::Postgres, Some(key), Some(window)) =
+            (self.dialect(), &event.dedupe_key, event.dedupe_for_ms)
+        else {
+            return Ok(None);
+        };
+        let args = keyed_event_args(event, key, window, runs);
+        let row: Option<(Option<String>, bool)> = self
+            .write_statement(keyed_event_postgres(runs.len(), true), args)
+            .await?;
+        if !matches!(row, Some((Some(_), _))) {
+            return Ok(None);
+        }
+        if !runs.is_empty() {
+            self.signal_new_runs();
+        }
+        Ok(Some(IngestOutcome::Accepted {
+            event_id: event.id.clone(),
+            runs: runs.iter().map(|r| r.id.clone()).collect(),
+        }))
+    }
+
+    /// [`StoreTx::save_step_if_leased`], committed alone.
+    pub async fn save_step_if_leased(
+        &self,
+        run_id: &str,
+        owner: &str,
+        step: &StepUpdate,
+    ) -> Result<bool> {
+        let (sql, args) = leased_step(run_id, owner, step);
+        Ok(self.execute_statement(sql, args).await? == 1)
+    }
+
+    /// [`StoreTx::finish_run`], committed alone.
+    pub async fn finish_run(
+        &self,
+        run_id: &str,
+        owner: &str,
+        status: &str,
+        output: Option<String>,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<bool> {
+        let args = args![run_id, owner, status, output, error, now];
+        Ok(self.execute_statement(FINISH_RUN.to_owned(), args).await? == 1)
     }
 }
 
@@ -489,6 +583,125 @@ impl Store {
         let (n,): (i64,) = self.fetch_one(sql, args).await?;
         Ok(n)
     }
+}
+
+const KEYED_EVENT_COLUMNS: &str =
+    "id, dedupe_key, external_id, name, source, data, ts, received_at, object_id, customer";
+const KEYED_EVENT_VALUES: &str = "$2, NULL, $5, $6, $7, $8, $9, $4, $10, $11";
+const QUEUED_RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, due_at, replay_of, \
+     concurrency_key, created_at, updated_at";
+
+const FINISH_RUN: &str = "UPDATE runs SET status = $3, output = $4, error = $5, ended_at = $6, \
+     updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, due_at = NULL \
+     WHERE id = $1 AND lease_owner = $2 AND status = 'running'";
+
+/// Writes a step checkpoint provided `owner` holds the run's lease: the statement and
+/// its arguments.
+fn leased_step(run_id: &str, owner: &str, step: &StepUpdate) -> (String, Vec<Arg>) {
+    let mut args = step_args(run_id, step);
+    args.push(owner.into());
+    let sql = format!(
+        "INSERT INTO steps ({STEP_COLUMNS}) SELECT {STEP_VALUES} WHERE EXISTS \
+         (SELECT 1 FROM runs WHERE id = $1 AND lease_owner = $13 \
+         AND status = 'running') {STEP_UPSERT}"
+    );
+    (sql, args)
+}
+
+/// The arguments of a keyed event's statement: `$1` key, `$2` event id, `$3` the key's
+/// expiry, `$4` now, `$5`–`$11` the event's columns, then three per run.
+fn keyed_event_args(event: &NewEvent, key: &str, window: i64, runs: &[NewRun]) -> Vec<Arg> {
+    let now = event.received_at;
+    let mut args = args![
+        key,
+        &event.id,
+        now.saturating_add(window),
+        now,
+        event.external_id.clone(),
+        &event.name,
+        &event.source,
+        &event.data,
+        event.ts,
+        event.object_id.clone(),
+        event.customer.clone(),
+    ];
+    for run in runs {
+        args.extend(args![&run.id, &run.function_id, run.replay_of.clone()]);
+    }
+    args
+}
+
+/// The parameters of run `i` of a keyed event: its id, function and replayed run.
+fn run_params(i: usize) -> (usize, usize, usize) {
+    let first = 12 + 3 * i;
+    (first, first + 1, first + 2)
+}
+
+/// [`StoreTx::store_keyed_event`] on SQLite; answers the key's holder and whether any
+/// listener waits for the name.
+fn keyed_event_sqlite(runs: usize) -> String {
+    let mut sql = format!(
+        "INSERT INTO event_keys (key, event_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
+         expires_at = excluded.expires_at WHERE event_keys.expires_at <= $4; \
+         INSERT INTO events ({KEYED_EVENT_COLUMNS}) SELECT {KEYED_EVENT_VALUES} \
+         WHERE EXISTS (SELECT 1 FROM event_keys WHERE key = $1 AND event_id = $2); "
+    );
+    for i in 0..runs {
+        let (id, function, replay_of) = run_params(i);
+        sql.push_str(&format!(
+            "INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
+             SELECT ${id}, ${function}, $2, 'queued', $4, $4, ${replay_of}, NULL, $4, $4 \
+             WHERE EXISTS (SELECT 1 FROM events WHERE id = $2); "
+        ));
+    }
+    sql.push_str(
+        "UPDATE events SET duplicates = duplicates + 1 \
+         WHERE id = (SELECT event_id FROM event_keys WHERE key = $1) AND id <> $2; \
+         SELECT event_id, EXISTS (SELECT 1 FROM listeners WHERE event_name = $6) \
+         FROM event_keys WHERE key = $1",
+    );
+    sql
+}
+
+/// [`StoreTx::store_keyed_event`] on PostgreSQL; answers the event id when the claim
+/// succeeded and whether any listener waits for the name. `alone` (for
+/// [`Store::store_event_alone`]) claims nothing while a listener waits for the name, as
+/// matching it needs a transaction around the whole.
+fn keyed_event_postgres(runs: usize, alone: bool) -> String {
+    let claim = if alone {
+        "SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM listeners WHERE event_name = $6)"
+    } else {
+        "VALUES ($1, $2, $3)"
+    };
+    let mut sql = format!(
+        "WITH claimed AS (INSERT INTO event_keys (key, event_id, expires_at) \
+         {claim} ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
+         expires_at = excluded.expires_at WHERE event_keys.expires_at <= $4 \
+         RETURNING event_id), \
+         stored AS (INSERT INTO events ({KEYED_EVENT_COLUMNS}) \
+         SELECT {KEYED_EVENT_VALUES} FROM claimed RETURNING id)"
+    );
+    if runs > 0 {
+        let values: Vec<String> = (0..runs)
+            .map(|i| {
+                let (id, function, replay_of) = run_params(i);
+                format!("(${id}::text, ${function}::text, ${replay_of}::text)")
+            })
+            .collect();
+        sql.push_str(&format!(
+            ", started AS (INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
+             SELECT v.id, v.function_id, stored.id, 'queued', $4, $4, v.replay_of, NULL, $4, $4 \
+             FROM stored, (VALUES {}) AS v(id, function_id, replay_of))",
+            values.join(", ")
+        ));
+    }
+    sql.push_str(
+        " SELECT (SELECT event_id FROM claimed), \
+         EXISTS (SELECT 1 FROM listeners WHERE event_name = $6)",
+    );
+    // `started` runs although nothing reads it: data-modifying CTEs always do.
+    sql
 }
 
 fn step_args(run_id: &str, step: &StepUpdate) -> Vec<Arg> {

@@ -124,7 +124,7 @@ pub struct StoreTx(TxConn);
 
 enum TxConn {
     Sqlite(sqlite::WriterConn),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(postgres::PgTx),
 }
 
 /// A unit of work run inside one write transaction.
@@ -215,6 +215,52 @@ impl Store {
         self.transaction(Box::new(work)).await?
     }
 
+    /// Runs one writing statement as a transaction of its own and reads its row, if it
+    /// returns one. On PostgreSQL that is a single round trip with no `BEGIN` or
+    /// `COMMIT`; on SQLite the statement joins the writer's next commit.
+    pub async fn write_statement<T: Record + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>> {
+        match &self.0 {
+            Backend::Sqlite(_) => {
+                self.write_unisolated(move |tx| {
+                    Box::pin(async move { tx.fetch_optional(&sql, args).await })
+                })
+                .await
+            }
+            Backend::Postgres(p) => postgres::bind_as(&sql, args)
+                .fetch_optional(p.pool())
+                .await
+                .map_err(Error::from),
+        }
+    }
+
+    /// [`Store::write_statement`] for a statement that returns no rows; answers how many
+    /// rows it changed.
+    pub async fn execute_statement(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
+        match &self.0 {
+            Backend::Sqlite(_) => {
+                self.write_unisolated(move |tx| {
+                    Box::pin(async move { tx.execute(&sql, args).await })
+                })
+                .await
+            }
+            Backend::Postgres(p) => Ok(postgres::bind(&sql, args)
+                .execute(p.pool())
+                .await?
+                .rows_affected()),
+        }
+    }
+
+    /// Tells every process that runs were queued by a statement that committed alone.
+    pub fn signal_new_runs(&self) {
+        if let Backend::Postgres(p) = &self.0 {
+            p.signal_new_runs();
+        }
+    }
+
     /// Runs a query and reads its row if it returns one.
     pub async fn fetch_optional<T: Record>(&self, sql: &str, args: Vec<Arg>) -> Result<Option<T>> {
         match &self.0 {
@@ -290,10 +336,7 @@ impl StoreTx {
     /// Tells every process that runs were queued, once this transaction commits.
     pub async fn signal_new_runs(&mut self) -> Result<()> {
         if let TxConn::Postgres(tx) = &mut self.0 {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(postgres::RUNS_CHANNEL)
-                .execute(&mut **tx)
-                .await?;
+            tx.signal = true;
         }
         Ok(())
     }
@@ -311,7 +354,7 @@ impl StoreTx {
         match &mut self.0 {
             TxConn::Sqlite(conn) => conn.execute(sql, args).await,
             TxConn::Postgres(tx) => Ok(postgres::bind(sql, args)
-                .execute(&mut **tx)
+                .execute(&mut *tx.tx)
                 .await?
                 .rows_affected()),
         }
@@ -326,7 +369,7 @@ impl StoreTx {
         match &mut self.0 {
             TxConn::Sqlite(conn) => conn.fetch_optional(sql, args).await,
             TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args)
-                .fetch_optional(&mut **tx)
+                .fetch_optional(&mut *tx.tx)
                 .await?),
         }
     }
@@ -341,7 +384,7 @@ impl StoreTx {
     pub async fn fetch_all<T: Record>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
         match &mut self.0 {
             TxConn::Sqlite(conn) => conn.fetch_all(sql, args).await,
-            TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args).fetch_all(&mut **tx).await?),
+            TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args).fetch_all(&mut *tx.tx).await?),
         }
     }
 }

@@ -1,8 +1,17 @@
 //! PostgreSQL backend: a connection pool shared by many processes; each transaction
 //! runs on its own connection, and runs are claimed with `FOR UPDATE SKIP LOCKED`.
+//!
+//! Transactions that queue runs do not `NOTIFY` themselves: PostgreSQL holds one lock
+//! per database from a notifying transaction's pre-commit until its commit is flushed,
+//! so every such commit would wait for the one before it to reach the disk. They raise
+//! a flag instead, and after they commit one task sends a single `NOTIFY` for all the
+//! commits flagged since its last.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::{Query, QueryAs};
@@ -16,6 +25,14 @@ pub(super) const RUNS_CHANNEL: &str = "paysteps_runs";
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    queued: Arc<Notify>,
+}
+
+/// An open PostgreSQL transaction, and whether it queued runs other processes should
+/// hear of once it commits.
+pub(super) struct PgTx {
+    pub(super) tx: sqlx::Transaction<'static, Postgres>,
+    pub(super) signal: bool,
 }
 
 impl PgStore {
@@ -27,7 +44,9 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        Ok(PgStore { pool })
+        let queued = Arc::new(Notify::new());
+        tokio::spawn(notify_loop(pool.clone(), queued.clone()));
+        Ok(PgStore { pool, queued })
     }
 
     pub(super) async fn migrate(&self) -> Result<()> {
@@ -39,6 +58,11 @@ impl PgStore {
 
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Tells other processes that runs were queued by a statement that committed alone.
+    pub(super) fn signal_new_runs(&self) {
+        self.queued.notify_one();
     }
 
     pub(super) async fn transaction<T, E>(
@@ -59,14 +83,17 @@ impl PgStore {
                 Error::Other(err) => Error::Unavailable(err),
                 other => other,
             })?;
-        let mut store_tx = StoreTx(TxConn::Postgres(tx));
+        let mut store_tx = StoreTx(TxConn::Postgres(PgTx { tx, signal: false }));
         let result = work(&mut store_tx).await;
-        let TxConn::Postgres(tx) = store_tx.0 else {
+        let TxConn::Postgres(PgTx { tx, signal }) = store_tx.0 else {
             unreachable!("a PostgreSQL store only makes PostgreSQL transactions");
         };
         match result {
             Ok(value) => {
                 tx.commit().await.map_err(Error::from)?;
+                if signal {
+                    self.queued.notify_one();
+                }
                 Ok(Ok(value))
             }
             Err(err) => {
@@ -87,6 +114,28 @@ impl PgStore {
 
     pub(super) async fn close(&self) {
         self.pool.close().await;
+        // Lets the notifier see the pool closed and end.
+        self.queued.notify_one();
+    }
+}
+
+/// Sends one `NOTIFY` per wake-up, however many commits asked for it meanwhile, until
+/// the pool closes. A failed `NOTIFY` only delays other processes until their next poll.
+async fn notify_loop(pool: PgPool, queued: Arc<Notify>) {
+    loop {
+        queued.notified().await;
+        if pool.is_closed() {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(RUNS_CHANNEL)
+            .execute(&pool)
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(err) => tracing::debug!(error = %err, "notifying other processes failed"),
+        }
     }
 }
 
