@@ -66,7 +66,7 @@ pub struct EngineArgs {
     #[arg(long, env = "PAYSTEPS_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Runs executed at once by this process.
-    #[arg(long, env = "PAYSTEPS_WORKERS", default_value_t = 16)]
+    #[arg(long, env = "PAYSTEPS_WORKERS", default_value_t = 32)]
     pub workers: usize,
     /// Seconds a worker's claim on a run lasts without renewal.
     #[arg(long, env = "PAYSTEPS_LEASE_SECS", default_value_t = 30)]

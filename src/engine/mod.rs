@@ -60,7 +60,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            workers: 16,
+            workers: 32,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             backoff: Backoff::default(),
