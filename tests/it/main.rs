@@ -11,6 +11,7 @@ mod db_faults;
 mod engine;
 mod event_api;
 mod flow;
+mod group_commit;
 mod operations;
 mod outgoing_webhooks;
 mod payments;

@@ -252,6 +252,7 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
     let server_before = server_usage()?;
     let client_before = server::usage("self")?;
     let postgres_before = local_postgres.then(server::postgres_usage);
+    let wal_before = server::wal_bytes(&store).await;
     let batches_before = server::commit_batches(&urls).await;
 
     eprintln!("paysteps-bench: sending");
@@ -277,6 +278,10 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
     let client = server::usage("self")?.since(client_before);
     let postgres =
         postgres_before.map(|before| server::postgres_delta(&before, &server::postgres_usage()));
+    let wal_bytes = match (wal_before, server::wal_bytes(&store).await) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before)),
+        _ => None,
+    };
     let peak_rss_kib = pids
         .iter()
         .map(|pid| server::peak_rss_kib(*pid))
@@ -337,6 +342,7 @@ async fn measure(args: &Args, plan: &Plan, database: &Database) -> anyhow::Resul
         server,
         processes: pids.len(),
         postgres,
+        wal_bytes,
         client,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
         peak_rss_kib,

@@ -28,6 +28,8 @@ pub struct Report {
     pub server: Usage,
     pub processes: usize,
     pub postgres: Option<Usage>,
+    /// WAL PostgreSQL generated over the load (`pg_stat_wal`), in bytes.
+    pub wal_bytes: Option<u64>,
     pub client: Usage,
     pub cores: usize,
     pub peak_rss_kib: Vec<u64>,
@@ -145,6 +147,12 @@ impl Report {
             ));
         }
         println!("  disk writes          {disk}  (/proc/<pid>/io write_bytes)");
+        if let Some(wal) = self.wal_bytes {
+            println!(
+                "  PostgreSQL WAL       {:.2} MiB per 1,000 events  (pg_stat_wal, the whole server)",
+                per_k(wal as f64) / (1024.0 * 1024.0)
+            );
+        }
         if let Some(b) = self.batches.filter(|b| b.commits > 0.0) {
             println!(
                 "  database commits     {:.0} commits ({:.0}/s), {:.1} transactions each, {:.1} per event  (server /metrics)",

@@ -319,6 +319,18 @@ pub fn postgres_usage() -> HashMap<u32, Usage> {
         .collect()
 }
 
+/// Bytes of WAL the PostgreSQL server has generated so far; `None` on SQLite.
+pub async fn wal_bytes(store: &paysteps::store::Store) -> Option<u64> {
+    if store.dialect() != paysteps::store::Dialect::Postgres {
+        return None;
+    }
+    let row: (i64,) = store
+        .fetch_one("SELECT wal_bytes::bigint FROM pg_stat_wal", vec![])
+        .await
+        .ok()?;
+    u64::try_from(row.0).ok()
+}
+
 /// What PostgreSQL processes used between two snapshots; a process started in between
 /// counts from zero, one that exited in between is lost (pooled connections stay open).
 pub fn postgres_delta(before: &HashMap<u32, Usage>, after: &HashMap<u32, Usage>) -> Usage {

@@ -1,0 +1,178 @@
+//! Many transactions at once, as the engine makes them: on SQLite they share commits (one
+//! writer, savepoints per transaction), on PostgreSQL each has its own. A transaction that
+//! fails after writing leaves nothing; the ones committed beside it keep everything.
+
+use std::sync::Arc;
+
+use paysteps::args;
+use paysteps::store::Store;
+
+use crate::common::{Backend, TestDb};
+
+crate::on_both_backends!(
+    failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything,
+    a_keyed_event_is_stored_once_however_many_deliveries_race,
+);
+
+const TRANSACTIONS: usize = 300;
+
+/// Every third transaction fails after two writes; of the others, every fifth is
+/// unisolated engine bookkeeping; the rest write and succeed.
+async fn failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything(
+    backend: Backend,
+) {
+    let db = TestDb::create(backend).await;
+    let store = Arc::new(db.store().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..TRANSACTIONS {
+        let store = store.clone();
+        tasks.spawn(async move { (n, write(&store, n).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let (n, outcome) = joined.expect("task");
+        match outcome {
+            Ok(Ok(())) => assert!(n % 3 != 0, "transaction {n} should have failed"),
+            Ok(Err(message)) => assert_eq!(n % 3, 0, "transaction {n} failed: {message}"),
+            Err(err) => panic!("transaction {n} was not committed: {err}"),
+        }
+    }
+    let kept: Vec<(String, String)> = store
+        .fetch_all(
+            "SELECT key, value FROM settings WHERE key LIKE 'gc-%' ORDER BY key",
+            vec![],
+        )
+        .await
+        .expect("read");
+    let expected: Vec<(String, String)> = (0..TRANSACTIONS)
+        .filter(|n| n % 3 != 0)
+        .flat_map(|n| {
+            [
+                (format!("gc-{n:04}-a"), format!("{n}")),
+                (format!("gc-{n:04}-b"), format!("{n}")),
+            ]
+        })
+        .collect();
+    let mut expected = expected;
+    expected.sort();
+    assert_eq!(kept.len(), expected.len(), "rows kept");
+    assert_eq!(kept, expected);
+    store.close().await;
+}
+
+async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), String>> {
+    let rows = [format!("gc-{n:04}-a"), format!("gc-{n:04}-b")];
+    if !n.is_multiple_of(3) && n % 5 == 1 {
+        return store
+            .write_unisolated(move |tx| {
+                Box::pin(async move {
+                    for key in &rows {
+                        tx.set_setting(key, &n.to_string()).await?;
+                    }
+                    Ok(Ok(()))
+                })
+            })
+            .await;
+    }
+    store
+        .transaction(Box::new(move |tx| {
+            Box::pin(async move {
+                for key in &rows {
+                    tx.set_setting(key, &n.to_string())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                if n.is_multiple_of(3) {
+                    return Err(format!("transaction {n} gives up after writing"));
+                }
+                Ok(())
+            })
+        }))
+        .await
+}
+
+/// Stripe retries a delivery while the first is still being stored: 20 copies of each of
+/// 30 events at once store each event once, with one run, and count the rest duplicates.
+async fn a_keyed_event_is_stored_once_however_many_deliveries_race(backend: Backend) {
+    use paysteps::store::{IngestOutcome, NewEvent, NewRun};
+
+    let db = TestDb::create(backend).await;
+    let store = Arc::new(db.store().await);
+    let mut tasks = tokio::task::JoinSet::new();
+    for event in 0..30 {
+        for copy in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let new = NewEvent {
+                    id: format!("ev_race_{event}_{copy}"),
+                    dedupe_key: Some(format!("stripe:evt_race_{event}")),
+                    dedupe_for_ms: Some(24 * 3600 * 1000),
+                    external_id: Some(format!("evt_race_{event}")),
+                    name: "stripe/test.race".into(),
+                    source: "stripe".into(),
+                    data: "{}".into(),
+                    ts: 1,
+                    received_at: 1_000,
+                    object_id: None,
+                    customer: None,
+                };
+                let run = NewRun {
+                    id: format!("run_race_{event}_{copy}"),
+                    function_id: "race".into(),
+                    replay_of: None,
+                };
+                let alone = store
+                    .store_event_alone(&new, std::slice::from_ref(&run))
+                    .await
+                    .expect("store alone");
+                match alone {
+                    Some(outcome) => outcome,
+                    None => store
+                        .write_unisolated(move |tx| {
+                            Box::pin(async move { tx.insert_event(&new, &[run]).await })
+                        })
+                        .await
+                        .expect("store"),
+                }
+            });
+        }
+    }
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.expect("task") {
+            IngestOutcome::Accepted { runs, .. } => {
+                assert_eq!(runs.len(), 1);
+                accepted += 1;
+            }
+            IngestOutcome::Duplicate { .. } => duplicates += 1,
+        }
+    }
+    assert_eq!((accepted, duplicates), (30, 570));
+    let count = |sql: &'static str| {
+        let store = store.clone();
+        async move { store.count(sql, vec![]).await.expect("count") }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM events WHERE name = 'stripe/test.race'").await,
+        30
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM runs WHERE function_id = 'race'").await,
+        30
+    );
+    assert_eq!(
+        count("SELECT CAST(SUM(duplicates) AS BIGINT) FROM events WHERE name = 'stripe/test.race'")
+            .await,
+        570
+    );
+    let orphans = store
+        .count(
+            "SELECT COUNT(*) FROM runs r WHERE r.function_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.id = r.event_id)",
+            args!["race"],
+        )
+        .await
+        .expect("count");
+    assert_eq!(orphans, 0);
+    store.close().await;
+}
