@@ -320,7 +320,10 @@ impl Stop {
 }
 
 async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
-    let Some(event_row) = inner.store.event(&run.event_id).await? else {
+    // Both reads at once: each is a round trip to a reader connection's thread.
+    let (event_row, steps) =
+        tokio::try_join!(inner.store.event(&run.event_id), inner.store.steps(&run.id))?;
+    let Some(event_row) = event_row else {
         return fail(inner, run, None, "the run's event is missing".into(), None)
             .await
             .map(Stop::failed);
@@ -341,7 +344,6 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             .await
             .map(Stop::failed);
     };
-    let steps = inner.store.steps(&run.id).await?;
     let step = Step::new(
         StepSettings {
             run_id: run.id.clone(),
