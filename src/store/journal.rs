@@ -196,38 +196,41 @@ impl StoreTx {
         runs: &[NewRun],
     ) -> Result<(IngestOutcome, bool)> {
         let args = keyed_event_args(event, key, window, runs);
-        let holder = match self.dialect() {
+        let claim = match self.dialect() {
             Dialect::Sqlite => {
                 let (holder, listened): (String, bool) = self
                     .fetch_one(&keyed_event_sqlite(runs.len()), args)
                     .await?;
-                (holder != event.id).then_some(holder).ok_or(listened)
+                if holder == event.id {
+                    Claim::Won { listened }
+                } else {
+                    Claim::Lost { holder }
+                }
             }
             Dialect::Postgres => {
                 let (claimed, listened): (Option<String>, bool) = self
                     .fetch_one(&keyed_event_postgres(runs.len(), false), args)
                     .await?;
-                match claimed {
-                    Some(_) => Err(listened),
-                    None => {
-                        // The claim lost: the statement's snapshot may predate the
-                        // holder's commit, so it is read by a statement of its own.
-                        let (holder,): (String,) = self
-                            .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
-                            .await?;
-                        self.execute(
-                            "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
-                            args![&holder],
-                        )
+                if claimed.is_some() {
+                    Claim::Won { listened }
+                } else {
+                    // The statement's snapshot may predate the holder's commit, so the
+                    // holder is read, and its duplicate counted, by statements of their own.
+                    let (holder,): (String,) = self
+                        .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
                         .await?;
-                        Ok(holder)
-                    }
+                    self.execute(
+                        "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
+                        args![&holder],
+                    )
+                    .await?;
+                    Claim::Lost { holder }
                 }
             }
         };
-        match holder {
-            Ok(event_id) => Ok((IngestOutcome::Duplicate { event_id }, false)),
-            Err(listened) => {
+        match claim {
+            Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
+            Claim::Won { listened } => {
                 if !runs.is_empty() {
                     self.signal_new_runs().await?;
                 }
@@ -629,6 +632,15 @@ fn keyed_event_args(event: &NewEvent, key: &str, window: i64, runs: &[NewRun]) -
         args.extend(args![&run.id, &run.function_id, run.replay_of.clone()]);
     }
     args
+}
+
+/// How claiming a keyed event's key went.
+enum Claim {
+    /// The key is this event's: the event and its runs are stored; `listened` says
+    /// whether any listener waits for its name.
+    Won { listened: bool },
+    /// Another event holds the key; its duplicate count moved.
+    Lost { holder: String },
 }
 
 /// The parameters of run `i` of a keyed event: its id, function and replayed run.
