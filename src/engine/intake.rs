@@ -22,6 +22,16 @@ pub(crate) struct PlannedRun {
     pub flow: RunFlow,
 }
 
+impl Intake {
+    /// The runs to insert as they are, when none has flow control to apply.
+    fn plain_runs(&self) -> Option<Vec<NewRun>> {
+        self.runs
+            .iter()
+            .all(|r| r.flow.is_plain())
+            .then(|| self.runs.iter().map(|r| r.run.clone()).collect())
+    }
+}
+
 impl PlannedRun {
     pub fn plain(function_id: impl Into<String>) -> PlannedRun {
         PlannedRun {
@@ -64,11 +74,10 @@ pub(crate) async fn admit_alone(
     store: &Store,
     intake: &Intake,
 ) -> store::Result<Option<IngestOutcome>> {
-    if !intake.runs.iter().all(|r| r.flow.is_plain()) {
-        return Ok(None);
+    match intake.plain_runs() {
+        Some(runs) => store.store_event_alone(&intake.event, &runs).await,
+        None => Ok(None),
     }
-    let runs: Vec<NewRun> = intake.runs.iter().map(|r| r.run.clone()).collect();
-    store.store_event_alone(&intake.event, &runs).await
 }
 
 /// Stores the intake's event and runs, unless the event is a duplicate, then hands the
@@ -76,8 +85,7 @@ pub(crate) async fn admit_alone(
 pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<IngestOutcome> {
     let event = &intake.event;
     let now = event.received_at;
-    let (outcome, listened) = if intake.runs.iter().all(|r| r.flow.is_plain()) {
-        let runs: Vec<NewRun> = intake.runs.iter().map(|r| r.run.clone()).collect();
+    let (outcome, listened) = if let Some(runs) = intake.plain_runs() {
         tx.store_event(event, &runs).await?
     } else {
         let (outcome, listened) = tx.store_event(event, &[]).await?;

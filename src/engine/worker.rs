@@ -436,8 +436,8 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             let ending = Ending::new(inner, run, Some(&event), Ok(&output), now)?;
             let output = serde_json::to_string(&output)?;
             if ending.is_quiet() {
-                let store = &inner.store;
-                store
+                inner
+                    .store
                     .finish_run(&run_id, &owner, "completed", Some(output), None, now)
                     .await?;
                 return Ok(Stop::new("completed", false));
