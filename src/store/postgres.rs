@@ -41,6 +41,10 @@ impl PgStore {
             PgConnectOptions::from_str(url)?.log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // A ping on every acquire is a round trip for each statement committed
+            // alone; a broken connection shows itself on first use instead, and the
+            // write fails as it would when the database is down.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
