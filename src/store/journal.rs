@@ -177,11 +177,7 @@ impl StoreTx {
         if !runs.is_empty() {
             self.signal_new_runs().await?;
         }
-        let outcome = IngestOutcome::Accepted {
-            event_id: event.id.clone(),
-            runs: runs.iter().map(|r| r.id.clone()).collect(),
-        };
-        Ok((outcome, true))
+        Ok((accepted(event, runs), true))
     }
 
     /// An event whose dedupe key holds for `window` ms: the key is claimed, the event
@@ -234,11 +230,7 @@ impl StoreTx {
                 if !runs.is_empty() {
                     self.signal_new_runs().await?;
                 }
-                let outcome = IngestOutcome::Accepted {
-                    event_id: event.id.clone(),
-                    runs: runs.iter().map(|r| r.id.clone()).collect(),
-                };
-                Ok((outcome, listened))
+                Ok((accepted(event, runs), listened))
             }
         }
     }
@@ -454,10 +446,7 @@ impl Store {
         if !runs.is_empty() {
             self.signal_new_runs();
         }
-        Ok(Some(IngestOutcome::Accepted {
-            event_id: event.id.clone(),
-            runs: runs.iter().map(|r| r.id.clone()).collect(),
-        }))
+        Ok(Some(accepted(event, runs)))
     }
 
     /// [`StoreTx::save_step_if_leased`], committed alone.
@@ -632,6 +621,14 @@ fn keyed_event_args(event: &NewEvent, key: &str, window: i64, runs: &[NewRun]) -
         args.extend(args![&run.id, &run.function_id, run.replay_of.clone()]);
     }
     args
+}
+
+/// The answer for an event stored with these runs.
+fn accepted(event: &NewEvent, runs: &[NewRun]) -> IngestOutcome {
+    IngestOutcome::Accepted {
+        event_id: event.id.clone(),
+        runs: runs.iter().map(|r| r.id.clone()).collect(),
+    }
 }
 
 /// How claiming a keyed event's key went.
