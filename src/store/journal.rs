@@ -143,41 +143,54 @@ impl StoreTx {
         if let (Some(key), Some(window)) = (&event.dedupe_key, event.dedupe_for_ms) {
             return self.store_keyed_event(event, key, window, runs).await;
         }
-        let inserted: Option<(String,)> = self
-            .fetch_optional(
-                "INSERT INTO events (id, dedupe_key, external_id, name, source, data, ts, \
-                 received_at, object_id, customer) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
-                args![
-                    &event.id,
-                    event.dedupe_key.clone(),
-                    event.external_id.clone(),
-                    &event.name,
-                    &event.source,
-                    &event.data,
-                    event.ts,
-                    event.received_at,
-                    event.object_id.clone(),
-                    event.customer.clone(),
-                ],
-            )
-            .await?;
-        if inserted.is_none() {
-            let (event_id,): (String,) = self
-                .fetch_one(
-                    "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 RETURNING id",
-                    args![event.dedupe_key.clone()],
-                )
-                .await?;
-            return Ok((IngestOutcome::Duplicate { event_id }, false));
+        let args = event_args(event, None, runs);
+        let claim = match self.dialect() {
+            Dialect::Sqlite => {
+                let (holder, listened): (String, bool) =
+                    self.fetch_one(&event_sqlite(runs.len()), args).await?;
+                if holder == event.id {
+                    Claim::Won { listened }
+                } else {
+                    Claim::Lost { holder }
+                }
+            }
+            Dialect::Postgres => {
+                let (stored, listened): (Option<String>, bool) = self
+                    .fetch_one(&event_postgres(runs.len(), false), args)
+                    .await?;
+                if stored.is_some() {
+                    Claim::Won { listened }
+                } else {
+                    let (holder,): (String,) = self
+                        .fetch_one(
+                            "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 \
+                             RETURNING id",
+                            args![event.dedupe_key.clone()],
+                        )
+                        .await?;
+                    Claim::Lost { holder }
+                }
+            }
+        };
+        self.claimed(event, runs, claim).await
+    }
+
+    /// The answer for an event whose claim went this way.
+    async fn claimed(
+        &mut self,
+        event: &NewEvent,
+        runs: &[NewRun],
+        claim: Claim,
+    ) -> Result<(IngestOutcome, bool)> {
+        match claim {
+            Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
+            Claim::Won { listened } => {
+                if !runs.is_empty() {
+                    self.signal_new_runs().await?;
+                }
+                Ok((accepted(event, runs), listened))
+            }
         }
-        for run in runs {
-            self.insert_run(&event.id, run, event.received_at).await?;
-        }
-        if !runs.is_empty() {
-            self.signal_new_runs().await?;
-        }
-        Ok((accepted(event, runs), true))
     }
 
     /// An event whose dedupe key holds for `window` ms: the key is claimed, the event
@@ -191,7 +204,7 @@ impl StoreTx {
         window: i64,
         runs: &[NewRun],
     ) -> Result<(IngestOutcome, bool)> {
-        let args = keyed_event_args(event, key, window, runs);
+        let args = event_args(event, Some((key, window)), runs);
         let claim = match self.dialect() {
             Dialect::Sqlite => {
                 let (holder, listened): (String, bool) = self
@@ -224,15 +237,7 @@ impl StoreTx {
                 }
             }
         };
-        match claim {
-            Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
-            Claim::Won { listened } => {
-                if !runs.is_empty() {
-                    self.signal_new_runs().await?;
-                }
-                Ok((accepted(event, runs), listened))
-            }
-        }
+        self.claimed(event, runs, claim).await
     }
 
     /// Takes `key` for `event_id` until `now + window`, unless another event holds it
@@ -423,23 +428,28 @@ impl StoreTx {
 /// alone (see [`Store::write_statement`]).
 impl Store {
     /// [`StoreTx::insert_event`] as one statement committed alone, where that can be
-    /// done: on PostgreSQL, for an event whose dedupe key holds for a window, when no
-    /// listener waits for its name. `None` means nothing was written and the event is
-    /// for [`StoreTx::insert_event`] to store (a duplicate is also answered `None`).
+    /// done: on PostgreSQL, when no listener waits for the event's name. `None` means
+    /// nothing was written and the event is for [`StoreTx::insert_event`] to store (a
+    /// duplicate is also answered `None`).
     pub async fn store_event_alone(
         &self,
         event: &NewEvent,
         runs: &[NewRun],
     ) -> Result<Option<IngestOutcome>> {
-        let (Dialect::Postgres, Some(key), Some(window)) =
-            (self.dialect(), &event.dedupe_key, event.dedupe_for_ms)
-        else {
+        if self.dialect() != Dialect::Postgres {
             return Ok(None);
+        }
+        let (sql, args) = match (&event.dedupe_key, event.dedupe_for_ms) {
+            (Some(key), Some(window)) => (
+                keyed_event_postgres(runs.len(), true),
+                event_args(event, Some((key, window)), runs),
+            ),
+            _ => (
+                event_postgres(runs.len(), true),
+                event_args(event, None, runs),
+            ),
         };
-        let args = keyed_event_args(event, key, window, runs);
-        let row: Option<(Option<String>, bool)> = self
-            .write_statement(keyed_event_postgres(runs.len(), true), args)
-            .await?;
+        let row: Option<(Option<String>, bool)> = self.write_statement(sql, args).await?;
         if !matches!(row, Some((Some(_), _))) {
             return Ok(None);
         }
@@ -577,9 +587,6 @@ impl Store {
     }
 }
 
-const KEYED_EVENT_COLUMNS: &str =
-    "id, dedupe_key, external_id, name, source, data, ts, received_at, object_id, customer";
-const KEYED_EVENT_VALUES: &str = "$2, NULL, $5, $6, $7, $8, $9, $4, $10, $11";
 const QUEUED_RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, due_at, replay_of, \
      concurrency_key, created_at, updated_at";
 
@@ -600,14 +607,16 @@ fn leased_step(run_id: &str, owner: &str, step: &StepUpdate) -> (String, Vec<Arg
     (sql, args)
 }
 
-/// The arguments of a keyed event's statement: `$1` key, `$2` event id, `$3` the key's
-/// expiry, `$4` now, `$5`–`$11` the event's columns, then three per run.
-fn keyed_event_args(event: &NewEvent, key: &str, window: i64, runs: &[NewRun]) -> Vec<Arg> {
+/// The arguments of an event's statement: `$1` the dedupe key, `$2` the event id, then
+/// for a key that holds for a window the key's expiry, then now and the event's other
+/// columns, then three per run ([`run_params`]). [`KEYED`] and [`PLAIN`] number them.
+fn event_args(event: &NewEvent, window: Option<(&str, i64)>, runs: &[NewRun]) -> Vec<Arg> {
     let now = event.received_at;
-    let mut args = args![
-        key,
-        &event.id,
-        now.saturating_add(window),
+    let mut args = match window {
+        Some((key, window)) => args![key, &event.id, now.saturating_add(window)],
+        None => args![event.dedupe_key.clone(), &event.id],
+    };
+    args.extend(args![
         now,
         event.external_id.clone(),
         &event.name,
@@ -616,11 +625,91 @@ fn keyed_event_args(event: &NewEvent, key: &str, window: i64, runs: &[NewRun]) -
         event.ts,
         event.object_id.clone(),
         event.customer.clone(),
-    ];
+    ]);
     for run in runs {
         args.extend(args![&run.id, &run.function_id, run.replay_of.clone()]);
     }
     args
+}
+
+/// Where [`event_args`] puts what the statements read besides the key and the event id.
+struct Params {
+    now: usize,
+    name: usize,
+    /// The event's columns in `INSERT INTO events ({NEW_EVENT_COLUMNS})` order.
+    values: &'static str,
+    first_run: usize,
+}
+
+/// An event whose dedupe key holds for a window: `$3` is the key's expiry.
+const KEYED: Params = Params {
+    now: 4,
+    name: 6,
+    values: "$2, NULL, $5, $6, $7, $8, $9, $4, $10, $11",
+    first_run: 12,
+};
+
+/// An event without a key, or whose key holds for ever (a column of `events`).
+const PLAIN: Params = Params {
+    now: 3,
+    name: 5,
+    values: "$2, $1, $4, $5, $6, $7, $8, $3, $9, $10",
+    first_run: 11,
+};
+
+const NEW_EVENT_COLUMNS: &str =
+    "id, dedupe_key, external_id, name, source, data, ts, received_at, object_id, customer";
+
+impl Params {
+    /// The parameters of run `i`: its id, function and replayed run.
+    fn run(&self, i: usize) -> (usize, usize, usize) {
+        let first = self.first_run + 3 * i;
+        (first, first + 1, first + 2)
+    }
+
+    /// SQLite statements inserting the runs, queued, provided the event `$2` was stored.
+    fn insert_runs_sqlite(&self, runs: usize) -> String {
+        let now = self.now;
+        (0..runs)
+            .map(|i| {
+                let (id, function, replay_of) = self.run(i);
+                format!(
+                    "INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
+                     SELECT ${id}, ${function}, $2, 'queued', ${now}, ${now}, ${replay_of}, \
+                     NULL, ${now}, ${now} WHERE EXISTS (SELECT 1 FROM events WHERE id = $2); "
+                )
+            })
+            .collect()
+    }
+
+    /// A PostgreSQL CTE inserting the runs, queued, for the event in CTE `stored`.
+    fn insert_runs_postgres(&self, runs: usize) -> String {
+        if runs == 0 {
+            return String::new();
+        }
+        let now = self.now;
+        let values: Vec<String> = (0..runs)
+            .map(|i| {
+                let (id, function, replay_of) = self.run(i);
+                format!("(${id}::text, ${function}::text, ${replay_of}::text)")
+            })
+            .collect();
+        // It runs although nothing reads it: data-modifying CTEs always do.
+        format!(
+            ", started AS (INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
+             SELECT v.id, v.function_id, stored.id, 'queued', ${now}, ${now}, v.replay_of, \
+             NULL, ${now}, ${now} FROM stored, (VALUES {}) AS v(id, function_id, replay_of))",
+            values.join(", ")
+        )
+    }
+
+    /// Whether any listener waits for the event's name, as an SQL expression.
+    fn listened(&self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM listeners WHERE event_name = ${})",
+            self.name
+        )
+    }
 }
 
 /// The answer for an event stored with these runs.
@@ -631,7 +720,7 @@ fn accepted(event: &NewEvent, runs: &[NewRun]) -> IngestOutcome {
     }
 }
 
-/// How claiming a keyed event's key went.
+/// How claiming an event's dedupe key went.
 enum Claim {
     /// The key is this event's: the event and its runs are stored; `listened` says
     /// whether any listener waits for its name.
@@ -640,37 +729,57 @@ enum Claim {
     Lost { holder: String },
 }
 
-/// The parameters of run `i` of a keyed event: its id, function and replayed run.
-fn run_params(i: usize) -> (usize, usize, usize) {
-    let first = 12 + 3 * i;
-    (first, first + 1, first + 2)
+/// [`StoreTx::store_event`] on SQLite for an event without a window; answers the key's
+/// holder (the event itself when it has no key) and whether any listener waits for the
+/// name.
+fn event_sqlite(runs: usize) -> String {
+    let p = PLAIN;
+    format!(
+        "INSERT INTO events ({NEW_EVENT_COLUMNS}) VALUES ({}) ON CONFLICT (dedupe_key) DO NOTHING; \
+         {}UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 AND id <> $2; \
+         SELECT COALESCE((SELECT id FROM events WHERE dedupe_key = $1), $2), {}",
+        p.values,
+        p.insert_runs_sqlite(runs),
+        p.listened()
+    )
+}
+
+/// [`StoreTx::store_event`] on PostgreSQL for an event without a window; answers the
+/// event id when it was stored and whether any listener waits for the name. `alone` is
+/// as for [`keyed_event_postgres`].
+fn event_postgres(runs: usize, alone: bool) -> String {
+    let p = PLAIN;
+    let values = if alone {
+        format!("SELECT {} WHERE NOT {}", p.values, p.listened())
+    } else {
+        format!("VALUES ({})", p.values)
+    };
+    format!(
+        "WITH stored AS (INSERT INTO events ({NEW_EVENT_COLUMNS}) {values} \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING id){} \
+         SELECT (SELECT id FROM stored), {}",
+        p.insert_runs_postgres(runs),
+        p.listened()
+    )
 }
 
 /// [`StoreTx::store_keyed_event`] on SQLite; answers the key's holder and whether any
 /// listener waits for the name.
 fn keyed_event_sqlite(runs: usize) -> String {
-    let mut sql = format!(
+    let p = KEYED;
+    format!(
         "INSERT INTO event_keys (key, event_id, expires_at) VALUES ($1, $2, $3) \
          ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
          expires_at = excluded.expires_at WHERE event_keys.expires_at <= $4; \
-         INSERT INTO events ({KEYED_EVENT_COLUMNS}) SELECT {KEYED_EVENT_VALUES} \
-         WHERE EXISTS (SELECT 1 FROM event_keys WHERE key = $1 AND event_id = $2); "
-    );
-    for i in 0..runs {
-        let (id, function, replay_of) = run_params(i);
-        sql.push_str(&format!(
-            "INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
-             SELECT ${id}, ${function}, $2, 'queued', $4, $4, ${replay_of}, NULL, $4, $4 \
-             WHERE EXISTS (SELECT 1 FROM events WHERE id = $2); "
-        ));
-    }
-    sql.push_str(
-        "UPDATE events SET duplicates = duplicates + 1 \
+         INSERT INTO events ({NEW_EVENT_COLUMNS}) SELECT {} \
+         WHERE EXISTS (SELECT 1 FROM event_keys WHERE key = $1 AND event_id = $2); \
+         {}UPDATE events SET duplicates = duplicates + 1 \
          WHERE id = (SELECT event_id FROM event_keys WHERE key = $1) AND id <> $2; \
-         SELECT event_id, EXISTS (SELECT 1 FROM listeners WHERE event_name = $6) \
-         FROM event_keys WHERE key = $1",
-    );
-    sql
+         SELECT event_id, {} FROM event_keys WHERE key = $1",
+        p.values,
+        p.insert_runs_sqlite(runs),
+        p.listened()
+    )
 }
 
 /// [`StoreTx::store_keyed_event`] on PostgreSQL; answers the event id when the claim
@@ -678,39 +787,24 @@ fn keyed_event_sqlite(runs: usize) -> String {
 /// [`Store::store_event_alone`]) claims nothing while a listener waits for the name, as
 /// matching it needs a transaction around the whole.
 fn keyed_event_postgres(runs: usize, alone: bool) -> String {
+    let p = KEYED;
     let claim = if alone {
-        "SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM listeners WHERE event_name = $6)"
+        format!("SELECT $1, $2, $3 WHERE NOT {}", p.listened())
     } else {
-        "VALUES ($1, $2, $3)"
+        "VALUES ($1, $2, $3)".to_owned()
     };
-    let mut sql = format!(
+    format!(
         "WITH claimed AS (INSERT INTO event_keys (key, event_id, expires_at) \
          {claim} ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
          expires_at = excluded.expires_at WHERE event_keys.expires_at <= $4 \
          RETURNING event_id), \
-         stored AS (INSERT INTO events ({KEYED_EVENT_COLUMNS}) \
-         SELECT {KEYED_EVENT_VALUES} FROM claimed RETURNING id)"
-    );
-    if runs > 0 {
-        let values: Vec<String> = (0..runs)
-            .map(|i| {
-                let (id, function, replay_of) = run_params(i);
-                format!("(${id}::text, ${function}::text, ${replay_of}::text)")
-            })
-            .collect();
-        sql.push_str(&format!(
-            ", started AS (INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
-             SELECT v.id, v.function_id, stored.id, 'queued', $4, $4, v.replay_of, NULL, $4, $4 \
-             FROM stored, (VALUES {}) AS v(id, function_id, replay_of))",
-            values.join(", ")
-        ));
-    }
-    sql.push_str(
-        " SELECT (SELECT event_id FROM claimed), \
-         EXISTS (SELECT 1 FROM listeners WHERE event_name = $6)",
-    );
-    // `started` runs although nothing reads it: data-modifying CTEs always do.
-    sql
+         stored AS (INSERT INTO events ({NEW_EVENT_COLUMNS}) \
+         SELECT {} FROM claimed RETURNING id){} \
+         SELECT (SELECT event_id FROM claimed), {}",
+        p.values,
+        p.insert_runs_postgres(runs),
+        p.listened()
+    )
 }
 
 fn step_args(run_id: &str, step: &StepUpdate) -> Vec<Arg> {

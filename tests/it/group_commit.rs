@@ -12,6 +12,7 @@ use crate::common::{Backend, TestDb};
 crate::on_both_backends!(
     failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything,
     a_keyed_event_is_stored_once_however_many_deliveries_race,
+    an_event_keyed_for_ever_is_stored_once_however_many_deliveries_race,
 );
 
 const TRANSACTIONS: usize = 300;
@@ -90,9 +91,19 @@ async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), St
         .await
 }
 
+/// An event API's key, which holds for a window (in `event_keys`).
+async fn a_keyed_event_is_stored_once_however_many_deliveries_race(backend: Backend) {
+    deliveries_race(backend, Some(24 * 3600 * 1000)).await;
+}
+
+/// A Stripe event's key, which holds for ever (a column of `events`).
+async fn an_event_keyed_for_ever_is_stored_once_however_many_deliveries_race(backend: Backend) {
+    deliveries_race(backend, None).await;
+}
+
 /// Stripe retries a delivery while the first is still being stored: 20 copies of each of
 /// 30 events at once store each event once, with one run, and count the rest duplicates.
-async fn a_keyed_event_is_stored_once_however_many_deliveries_race(backend: Backend) {
+async fn deliveries_race(backend: Backend, window: Option<i64>) {
     use paysteps::store::{IngestOutcome, NewEvent, NewRun};
 
     let db = TestDb::create(backend).await;
@@ -105,7 +116,7 @@ async fn a_keyed_event_is_stored_once_however_many_deliveries_race(backend: Back
                 let new = NewEvent {
                     id: format!("ev_race_{event}_{copy}"),
                     dedupe_key: Some(format!("stripe:evt_race_{event}")),
-                    dedupe_for_ms: Some(24 * 3600 * 1000),
+                    dedupe_for_ms: window,
                     external_id: Some(format!("evt_race_{event}")),
                     name: "stripe/test.race".into(),
                     source: "stripe".into(),
