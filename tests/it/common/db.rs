@@ -84,7 +84,10 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let TestDb::Postgres { server, schema } = self {
             let (server, schema) = (server.clone(), schema.clone());
-            // Drop runs outside any runtime guarantee: clean up on a thread of its own.
+            // Drop runs outside any runtime guarantee: clean up on a thread of its own. The
+            // test's runtime waits for that thread, so a connection of a failed test that
+            // still holds a lock cannot let go of it: the drop gives up after a while
+            // rather than wait for ever, leaving a schema no later run uses.
             let _ = std::thread::spawn(move || {
                 let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -94,6 +97,9 @@ impl Drop for TestDb {
                 };
                 rt.block_on(async move {
                     if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                        let _ = sqlx::query("SET lock_timeout = '5s'")
+                            .execute(&mut conn)
+                            .await;
                         let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                             .execute(&mut conn)
                             .await;
