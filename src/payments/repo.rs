@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::args;
-use crate::store::{Result, Store, StoreTx};
+use crate::store::{Dialect, Result, Store, StoreTx};
 
 /// The newer side's value when it has one, else the other side's.
 #[rustfmt::skip]
@@ -240,10 +240,20 @@ pub async fn linked_user(tx: &mut StoreTx, customer_id: &str) -> Result<Option<S
 }
 
 /// Links a customer to a user and gives the customer's earlier subscriptions and payments,
-/// written before the link was known, their user.
+/// written before the link was known, their user. One round trip: a multi-statement
+/// query on SQLite, data-modifying CTEs on PostgreSQL.
 pub async fn link_customer(tx: &mut StoreTx, link: &CustomerLink, now_ms: i64) -> Result<()> {
+    let sql = match tx.dialect() {
+        Dialect::Sqlite => {
+            format!("{LINK_CUSTOMER}; {LINK_SUBSCRIPTIONS}; {LINK_PAYMENTS}")
+        }
+        Dialect::Postgres => format!(
+            "WITH subscriptions_linked AS ({LINK_SUBSCRIPTIONS}), \
+             payments_linked AS ({LINK_PAYMENTS}) {LINK_CUSTOMER}"
+        ),
+    };
     tx.execute(
-        LINK_CUSTOMER,
+        &sql,
         args![
             &link.customer_id,
             &link.user_id,
@@ -253,15 +263,14 @@ pub async fn link_customer(tx: &mut StoreTx, link: &CustomerLink, now_ms: i64) -
         ],
     )
     .await?;
-    for table in ["subscriptions", "payments"] {
-        tx.execute(
-            &format!("UPDATE {table} SET user_id = $1 WHERE customer_id = $2 AND user_id IS NULL"),
-            args![&link.user_id, &link.customer_id],
-        )
-        .await?;
-    }
     Ok(())
 }
+
+/// The customer's (`$1`) subscriptions and payments that have no user yet get `$2`.
+const LINK_SUBSCRIPTIONS: &str =
+    "UPDATE subscriptions SET user_id = $2 WHERE customer_id = $1 AND user_id IS NULL";
+const LINK_PAYMENTS: &str =
+    "UPDATE payments SET user_id = $2 WHERE customer_id = $1 AND user_id IS NULL";
 
 /// Writes a subscription's whole state: per column, the newer of the stored row and
 /// the event wins (see the module docs), so an older event never overwrites newer state.

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use paysteps::stripe::fixtures::Overrides;
 use serde_json::Value;
 
-use crate::common::{Backend, TestApp, first_run};
+use crate::common::{Backend, TestApp, TestDb, first_run};
 
 crate::on_both_backends!(
     checkout_completed_makes_user_123_an_active_subscriber,
@@ -15,6 +15,7 @@ crate::on_both_backends!(
     exhausted_retries_fail_the_run_record_the_failure_and_run_the_handler_once,
     payment_failure_records_the_decline_once_even_when_replayed_by_stripe,
     invoice_events_move_the_subscription_and_log_failures,
+    a_customer_link_gives_that_customers_earlier_rows_their_user,
 );
 
 fn at(created: i64) -> Overrides {
@@ -215,4 +216,97 @@ async fn invoice_events_move_the_subscription_and_log_failures(backend: Backend)
     app.settle().await;
     let body = subscription(&app, "user_123").await;
     assert_eq!(body["subscription"]["status"], "active", "{body}");
+}
+
+/// Rows written before the customer was linked to a user (an invoice or a payment that
+/// arrived first) get the user when the link is made; other customers' rows and rows
+/// that already name a user are left alone.
+async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: Backend) {
+    use paysteps::payments::repo::{
+        CustomerLink, PaymentRecord, SubscriptionState, link_customer, upsert_payment,
+        upsert_subscription,
+    };
+
+    let db = TestDb::create(backend).await;
+    let store = db.store().await;
+    let payment = |id: &str, user: Option<&str>, customer: &str| PaymentRecord {
+        id: id.into(),
+        user_id: user.map(Into::into),
+        customer_id: Some(customer.into()),
+        amount: Some(1_000),
+        currency: Some("eur".into()),
+        status: "succeeded".into(),
+        checkout_session_id: None,
+        event_created: 10,
+    };
+    let payments = [
+        payment("pi_unlinked", None, "cus_1"),
+        payment("pi_other_customer", None, "cus_2"),
+        payment("pi_own_user", Some("user_9"), "cus_1"),
+    ];
+    let subscription = SubscriptionState {
+        id: "sub_1".into(),
+        user_id: None,
+        customer_id: Some("cus_1".into()),
+        status: "active".into(),
+        price_id: None,
+        current_period_end: None,
+        cancel_at_period_end: false,
+        canceled_at: None,
+        event_created: 10,
+    };
+    let link = CustomerLink {
+        customer_id: "cus_1".into(),
+        user_id: "user_1".into(),
+        email: Some("a@example.com".into()),
+        event_created: 20,
+    };
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                upsert_subscription(tx, &subscription, 1).await?;
+                for p in &payments {
+                    upsert_payment(tx, p, 1).await?;
+                }
+                link_customer(tx, &link, 2).await
+            })
+        })
+        .await
+        .expect("write");
+    let user_of = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let (user,): (Option<String>,) = store.fetch_one(sql, vec![]).await.expect("read");
+            user
+        }
+    };
+    assert_eq!(
+        user_of("SELECT user_id FROM subscriptions WHERE id = 'sub_1'")
+            .await
+            .as_deref(),
+        Some("user_1")
+    );
+    assert_eq!(
+        user_of("SELECT user_id FROM payments WHERE id = 'pi_unlinked'")
+            .await
+            .as_deref(),
+        Some("user_1")
+    );
+    assert_eq!(
+        user_of("SELECT user_id FROM payments WHERE id = 'pi_own_user'")
+            .await
+            .as_deref(),
+        Some("user_9")
+    );
+    assert_eq!(
+        user_of("SELECT user_id FROM payments WHERE id = 'pi_other_customer'").await,
+        None
+    );
+    assert_eq!(
+        user_of("SELECT user_id FROM customers WHERE id = 'cus_1'")
+            .await
+            .as_deref(),
+        Some("user_1")
+    );
+    store.close().await;
 }
