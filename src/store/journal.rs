@@ -140,14 +140,10 @@ impl StoreTx {
         event: &NewEvent,
         runs: &[NewRun],
     ) -> Result<(IngestOutcome, bool)> {
-        if let (Some(key), Some(window)) = (&event.dedupe_key, event.dedupe_for_ms) {
-            return self.store_keyed_event(event, key, window, runs).await;
-        }
-        let args = event_args(event, None, runs);
+        let (sql, args) = event_statement(self.dialect(), event, runs, false);
         let claim = match self.dialect() {
             Dialect::Sqlite => {
-                let (holder, listened): (String, bool) =
-                    self.fetch_one(&event_sqlite(runs.len()), args).await?;
+                let (holder, listened): (String, bool) = self.fetch_one(&sql, args).await?;
                 if holder == event.id {
                     Claim::Won { listened }
                 } else {
@@ -155,33 +151,15 @@ impl StoreTx {
                 }
             }
             Dialect::Postgres => {
-                let (stored, listened): (Option<String>, bool) = self
-                    .fetch_one(&event_postgres(runs.len(), false), args)
-                    .await?;
-                if stored.is_some() {
-                    Claim::Won { listened }
-                } else {
-                    let (holder,): (String,) = self
-                        .fetch_one(
-                            "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 \
-                             RETURNING id",
-                            args![event.dedupe_key.clone()],
-                        )
-                        .await?;
-                    Claim::Lost { holder }
+                let (stored, listened): (Option<String>, bool) = self.fetch_one(&sql, args).await?;
+                match stored {
+                    Some(_) => Claim::Won { listened },
+                    None => Claim::Lost {
+                        holder: self.count_duplicate(event).await?,
+                    },
                 }
             }
         };
-        self.claimed(event, runs, claim).await
-    }
-
-    /// The answer for an event whose claim went this way.
-    async fn claimed(
-        &mut self,
-        event: &NewEvent,
-        runs: &[NewRun],
-        claim: Claim,
-    ) -> Result<(IngestOutcome, bool)> {
         match claim {
             Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
             Claim::Won { listened } => {
@@ -193,51 +171,34 @@ impl StoreTx {
         }
     }
 
-    /// An event whose dedupe key holds for `window` ms: the key is claimed, the event
-    /// and its queued runs inserted if the claim succeeded, a duplicate counted if not,
-    /// and listeners for the name looked for, in one round trip (a multi-statement
-    /// query on SQLite, data-modifying CTEs on PostgreSQL).
-    async fn store_keyed_event(
-        &mut self,
-        event: &NewEvent,
-        key: &str,
-        window: i64,
-        runs: &[NewRun],
-    ) -> Result<(IngestOutcome, bool)> {
-        let args = event_args(event, Some((key, window)), runs);
-        let claim = match self.dialect() {
-            Dialect::Sqlite => {
-                let (holder, listened): (String, bool) = self
-                    .fetch_one(&keyed_event_sqlite(runs.len()), args)
+    /// On PostgreSQL, after the event's statement stored nothing: counts a duplicate on
+    /// the event that holds the key and answers its id. The statement's snapshot may
+    /// predate the holder's commit, so this takes statements of its own.
+    async fn count_duplicate(&mut self, event: &NewEvent) -> Result<String> {
+        let holder = match key_window(event) {
+            Some((key, _)) => {
+                let (holder,): (String,) = self
+                    .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
                     .await?;
-                if holder == event.id {
-                    Claim::Won { listened }
-                } else {
-                    Claim::Lost { holder }
-                }
+                self.execute(
+                    "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
+                    args![&holder],
+                )
+                .await?;
+                holder
             }
-            Dialect::Postgres => {
-                let (claimed, listened): (Option<String>, bool) = self
-                    .fetch_one(&keyed_event_postgres(runs.len(), false), args)
-                    .await?;
-                if claimed.is_some() {
-                    Claim::Won { listened }
-                } else {
-                    // The statement's snapshot may predate the holder's commit, so the
-                    // holder is read, and its duplicate counted, by statements of their own.
-                    let (holder,): (String,) = self
-                        .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
-                        .await?;
-                    self.execute(
-                        "UPDATE events SET duplicates = duplicates + 1 WHERE id = $1",
-                        args![&holder],
+            None => {
+                let (holder,): (String,) = self
+                    .fetch_one(
+                        "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 \
+                         RETURNING id",
+                        args![event.dedupe_key.clone()],
                     )
                     .await?;
-                    Claim::Lost { holder }
-                }
+                holder
             }
         };
-        self.claimed(event, runs, claim).await
+        Ok(holder)
     }
 
     /// Takes `key` for `event_id` until `now + window`, unless another event holds it
@@ -439,16 +400,7 @@ impl Store {
         if self.dialect() != Dialect::Postgres {
             return Ok(None);
         }
-        let (sql, args) = match (&event.dedupe_key, event.dedupe_for_ms) {
-            (Some(key), Some(window)) => (
-                keyed_event_postgres(runs.len(), true),
-                event_args(event, Some((key, window)), runs),
-            ),
-            _ => (
-                event_postgres(runs.len(), true),
-                event_args(event, None, runs),
-            ),
-        };
+        let (sql, args) = event_statement(Dialect::Postgres, event, runs, true);
         let row: Option<(Option<String>, bool)> = self.write_statement(sql, args).await?;
         if !matches!(row, Some((Some(_), _))) {
             return Ok(None);
@@ -607,6 +559,32 @@ fn leased_step(run_id: &str, owner: &str, step: &StepUpdate) -> (String, Vec<Arg
     (sql, args)
 }
 
+/// The key and window of an event whose dedupe key holds for a window.
+fn key_window(event: &NewEvent) -> Option<(&str, i64)> {
+    match (&event.dedupe_key, event.dedupe_for_ms) {
+        (Some(key), Some(window)) => Some((key.as_str(), window)),
+        _ => None,
+    }
+}
+
+/// The one statement that stores an event and its runs, and its arguments. `alone` is
+/// for a PostgreSQL statement committed on its own (see [`keyed_event_postgres`]).
+fn event_statement(
+    dialect: Dialect,
+    event: &NewEvent,
+    runs: &[NewRun],
+    alone: bool,
+) -> (String, Vec<Arg>) {
+    let window = key_window(event);
+    let sql = match (dialect, window.is_some()) {
+        (Dialect::Sqlite, true) => keyed_event_sqlite(runs.len()),
+        (Dialect::Sqlite, false) => event_sqlite(runs.len()),
+        (Dialect::Postgres, true) => keyed_event_postgres(runs.len(), alone),
+        (Dialect::Postgres, false) => event_postgres(runs.len(), alone),
+    };
+    (sql, event_args(event, window, runs))
+}
+
 /// The arguments of an event's statement: `$1` the dedupe key, `$2` the event id, then
 /// for a key that holds for a window the key's expiry, then now and the event's other
 /// columns, then three per run ([`run_params`]). [`KEYED`] and [`PLAIN`] number them.
@@ -763,8 +741,8 @@ fn event_postgres(runs: usize, alone: bool) -> String {
     )
 }
 
-/// [`StoreTx::store_keyed_event`] on SQLite; answers the key's holder and whether any
-/// listener waits for the name.
+/// [`StoreTx::store_event`] on SQLite for an event whose key holds for a window; answers
+/// the key's holder and whether any listener waits for the name.
 fn keyed_event_sqlite(runs: usize) -> String {
     let p = KEYED;
     format!(
@@ -782,10 +760,10 @@ fn keyed_event_sqlite(runs: usize) -> String {
     )
 }
 
-/// [`StoreTx::store_keyed_event`] on PostgreSQL; answers the event id when the claim
-/// succeeded and whether any listener waits for the name. `alone` (for
-/// [`Store::store_event_alone`]) claims nothing while a listener waits for the name, as
-/// matching it needs a transaction around the whole.
+/// [`StoreTx::store_event`] on PostgreSQL for an event whose key holds for a window;
+/// answers the event id when the claim succeeded and whether any listener waits for the
+/// name. `alone` (for [`Store::store_event_alone`]) claims nothing while a listener waits
+/// for the name, as matching it needs a transaction around the whole.
 fn keyed_event_postgres(runs: usize, alone: bool) -> String {
     let p = KEYED;
     let claim = if alone {

@@ -241,7 +241,7 @@ fn log_tail(path: &Path) -> String {
 pub struct Usage {
     /// utime + stime, in clock ticks.
     pub cpu_ticks: u64,
-    /// `write_bytes` of /proc/<pid>/io: bytes this process caused to be written to storage.
+    /// `write_bytes` of `/proc/<pid>/io`: bytes this process caused to be written to storage.
     pub write_bytes: u64,
 }
 
