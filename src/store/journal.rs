@@ -681,6 +681,16 @@ impl Params {
         )
     }
 
+    /// The row an `INSERT` takes from `values`: with `alone`, only while no listener
+    /// waits for the event's name.
+    fn row(&self, values: &str, alone: bool) -> String {
+        if alone {
+            format!("SELECT {values} WHERE NOT {}", self.listened())
+        } else {
+            format!("VALUES ({values})")
+        }
+    }
+
     /// Whether any listener waits for the event's name, as an SQL expression.
     fn listened(&self) -> String {
         format!(
@@ -727,11 +737,7 @@ fn event_sqlite(runs: usize) -> String {
 /// as for [`keyed_event_postgres`].
 fn event_postgres(runs: usize, alone: bool) -> String {
     let p = PLAIN;
-    let values = if alone {
-        format!("SELECT {} WHERE NOT {}", p.values, p.listened())
-    } else {
-        format!("VALUES ({})", p.values)
-    };
+    let values = p.row(p.values, alone);
     format!(
         "WITH stored AS (INSERT INTO events ({NEW_EVENT_COLUMNS}) {values} \
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id){} \
@@ -766,11 +772,7 @@ fn keyed_event_sqlite(runs: usize) -> String {
 /// for the name, as matching it needs a transaction around the whole.
 fn keyed_event_postgres(runs: usize, alone: bool) -> String {
     let p = KEYED;
-    let claim = if alone {
-        format!("SELECT $1, $2, $3 WHERE NOT {}", p.listened())
-    } else {
-        "VALUES ($1, $2, $3)".to_owned()
-    };
+    let claim = p.row("$1, $2, $3", alone);
     format!(
         "WITH claimed AS (INSERT INTO event_keys (key, event_id, expires_at) \
          {claim} ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id, \
