@@ -15,7 +15,7 @@ use super::error::StepError;
 use super::event::{Event, FUNCTION_FAILED, Failure};
 use super::intake::Intake;
 use super::retry::{AfterFailure, Backoff, after_failure};
-use crate::store::{NewListener, StepRow, StepUpdate, Store, StoreTx};
+use crate::store::{Durability, NewListener, StepRow, StepUpdate, Store, StoreTx};
 
 /// What a handler is given: its event, its run, and the step tools.
 #[derive(Clone)]
@@ -164,6 +164,10 @@ struct Progress {
     occurrences: HashMap<String, u32>,
     next_position: i64,
     halt: Option<Halt>,
+    /// Checkpoints answered before their commit was durable, not yet waited for.
+    unsettled: Vec<Durability>,
+    /// The commit generation of the latest of them, which the next one builds on.
+    last_early: Option<u64>,
 }
 
 /// A step about to execute: its key and place in the run.
@@ -234,6 +238,9 @@ impl Step {
             Lookup::Done(value) => return Ok(value),
             Lookup::Execute(planned) => planned,
         };
+        // Whatever `work` does outside the database, it does after every earlier
+        // checkpoint of the run is durable.
+        self.settle_or_halt().await?;
         let began = std::time::Instant::now();
         let result = self.with_timeout(work()).await;
         self.observe(began);
@@ -264,36 +271,43 @@ impl Step {
         let plan = planned.clone();
         let timeout = self.inner.settings.timeout;
         let began = std::time::Instant::now();
+        let after = self.progress().last_early;
         let outcome = self
             .inner
             .settings
             .store
-            .transaction::<T, TxStepError>(Box::new(move |tx| {
-                Box::pin(async move {
-                    let value = match timeout {
-                        Some(limit) => tokio::time::timeout(limit, work(tx))
-                            .await
-                            .map_err(|_| TxStepError::Step(timeout_error(limit)))?,
-                        None => work(tx).await,
-                    }
-                    .map_err(TxStepError::Step)?;
-                    let output = serde_json::to_string(&value)
-                        .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
-                    let update = plan.update("completed", Some(output), None, this.now());
-                    // Last, so a lost lease rolls the work back with the checkpoint.
-                    if !tx.save_step_if_leased(&run_id, &owner, &update).await? {
-                        return Err(TxStepError::Lost);
-                    }
-                    Ok(value)
-                })
-            }))
+            .transaction_early::<T, TxStepError>(
+                Box::new(move |tx| {
+                    Box::pin(async move {
+                        let value = match timeout {
+                            Some(limit) => tokio::time::timeout(limit, work(tx))
+                                .await
+                                .map_err(|_| TxStepError::Step(timeout_error(limit)))?,
+                            None => work(tx).await,
+                        }
+                        .map_err(TxStepError::Step)?;
+                        let output = serde_json::to_string(&value)
+                            .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
+                        let update = plan.update("completed", Some(output), None, this.now());
+                        // Last, so a lost lease rolls the work back with the checkpoint.
+                        if !tx.save_step_if_leased(&run_id, &owner, &update).await? {
+                            return Err(TxStepError::Lost);
+                        }
+                        Ok(value)
+                    })
+                }),
+                after,
+            )
             .await;
         self.observe(began);
         match outcome {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(TxStepError::Step(err))) => Err(self.failed(planned, err)),
-            Ok(Err(TxStepError::Lost)) => Err(self.halt(Halt::Lost)),
-            Ok(Err(TxStepError::Store(err))) | Err(err) => {
+            Ok((Ok(value), durability)) => {
+                self.unsettled(durability);
+                Ok(value)
+            }
+            Ok((Err(TxStepError::Step(err)), _)) => Err(self.failed(planned, err)),
+            Ok((Err(TxStepError::Lost), _)) => Err(self.halt(Halt::Lost)),
+            Ok((Err(TxStepError::Store(err)), _)) | Err(err) => {
                 Err(self.halt(Halt::Store(err.to_string())))
             }
         }
@@ -437,20 +451,55 @@ impl Step {
         self.halt(halt)
     }
 
-    /// Records a step as done, provided the run's lease is still ours.
+    /// Records a step as done, provided the run's lease is still ours. The answer may
+    /// come before the commit is durable (see [`Step::settle`]).
     pub(super) async fn checkpoint(&self, update: StepUpdate) -> Result<(), Interrupt> {
         let (run_id, owner, _) = self.lease_args();
+        let after = self.progress().last_early;
         let saved = self
             .inner
             .settings
             .store
-            .save_step_if_leased(&run_id, &owner, &update)
+            .save_step_early(&run_id, &owner, &update, after)
             .await;
         match saved {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.halt(Halt::Lost)),
+            Ok((true, durability)) => {
+                self.unsettled(durability);
+                Ok(())
+            }
+            Ok((false, _)) => Err(self.halt(Halt::Lost)),
             Err(err) => Err(self.halt(Halt::Store(err.to_string()))),
         }
+    }
+
+    fn unsettled(&self, durability: Option<Durability>) {
+        if let Some(durability) = durability {
+            let mut progress = self.progress();
+            progress.last_early = Some(durability.generation());
+            progress.unsettled.push(durability);
+        }
+    }
+
+    /// Waits until every checkpoint of this execution is durable.
+    ///
+    /// Checkpoints and `run_tx` writes are answered once they ran, before their commit
+    /// reaches the disk, so that a run's next write can join the same commit. What
+    /// leaves the database waits here first: a `run` step's work, and the worker's
+    /// ending of the run. A crash loses at most a tail of a run's checkpoints, never one
+    /// that anything outside the database has seen the effects of; and a write that
+    /// builds on a commit that failed does not run.
+    pub(crate) async fn settle(&self) -> crate::store::Result<()> {
+        let unsettled = std::mem::take(&mut self.progress().unsettled);
+        for durability in unsettled {
+            durability.wait().await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn settle_or_halt(&self) -> Result<(), Interrupt> {
+        self.settle()
+            .await
+            .map_err(|err| self.halt(Halt::Store(err.to_string())))
     }
 
     pub(super) fn halt(&self, halt: Halt) -> Interrupt {

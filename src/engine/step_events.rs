@@ -299,6 +299,7 @@ impl Step {
                 intake: None,
             }));
         }
+        self.settle_or_halt().await?;
         let settings = self.settings();
         let (run_id, owner, key) = (
             settings.run_id.clone(),

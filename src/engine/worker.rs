@@ -372,10 +372,15 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
     let result = AssertUnwindSafe((function.handler)(ctx))
         .catch_unwind()
         .await;
+    // The run's ending is seen outside: it waits until its checkpoints are durable.
+    let halt = match step.settle().await {
+        Ok(()) => step.take_halt(),
+        Err(err) => Some(Halt::Store(err.to_string())),
+    };
     let now = inner.config.clock.now_ms();
     let owner = inner.owner.clone();
     let run_id = run.id.clone();
-    match (step.take_halt(), result) {
+    match (halt, result) {
         (Some(Halt::Retry { step, at }), _) => {
             let error = step.error.clone();
             park(inner, run, "queued", at, Some(step), error).await?;

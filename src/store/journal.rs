@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Arg, Dialect, Result, Store, StoreTx};
+use super::{Arg, Dialect, Durability, Error, Result, Store, StoreTx, TxFn};
 use crate::args;
 use crate::store::rows::{EventRow, RunRow, StepRow};
 
@@ -420,6 +420,25 @@ impl Store {
     ) -> Result<bool> {
         let (sql, args) = leased_step(run_id, owner, step);
         Ok(self.execute_statement(sql, args).await? == 1)
+    }
+
+    /// [`Store::save_step_if_leased`] answered before its commit is durable, as
+    /// [`Store::transaction_early`] describes.
+    pub async fn save_step_early(
+        &self,
+        run_id: &str,
+        owner: &str,
+        step: &StepUpdate,
+        after: Option<u64>,
+    ) -> Result<(bool, Option<Durability>)> {
+        let (sql, args) = leased_step(run_id, owner, step);
+        if self.dialect() == Dialect::Postgres {
+            return Ok((self.execute_statement(sql, args).await? == 1, None));
+        }
+        let work: TxFn<u64, Error> =
+            Box::new(move |tx| Box::pin(async move { tx.execute(&sql, args).await }));
+        let (changed, durability) = self.transaction_early(work, after).await?;
+        Ok((changed? == 1, durability))
     }
 
     /// [`StoreTx::finish_run`], committed alone.

@@ -34,6 +34,7 @@ pub use error::{Error, Result};
 pub use flow::{ListenerRow, NewListener};
 pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewRun, RunFilter, StepUpdate};
 pub use rows::{EventRow, RunRow, StepRow};
+pub use sqlite::Durability;
 
 /// A row type readable from every backend.
 pub trait Record:
@@ -188,6 +189,26 @@ impl Store {
         match &self.0 {
             Backend::Sqlite(s) => s.transaction(work, true).await,
             Backend::Postgres(p) => p.transaction(work).await,
+        }
+    }
+
+    /// [`Store::transaction`] answered as soon as `work` ran, before its commit is durable:
+    /// the returned [`Durability`] resolves when it is. On SQLite the caller's next early
+    /// transaction may then join the same commit; it runs only if the one of generation
+    /// `after` committed. On PostgreSQL the answer comes after the commit, with nothing
+    /// left to wait for.
+    pub async fn transaction_early<T, E>(
+        &self,
+        work: TxFn<T, E>,
+        after: Option<u64>,
+    ) -> Result<(std::result::Result<T, E>, Option<Durability>)>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        match &self.0 {
+            Backend::Sqlite(s) => s.transaction_early(work, true, after).await,
+            Backend::Postgres(p) => Ok((p.transaction(work).await?, None)),
         }
     }
 

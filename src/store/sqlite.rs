@@ -1,6 +1,12 @@
 //! SQLite backend: WAL mode, a pool of readers and one writer task that commits
 //! concurrent transactions together (group commit), so throughput is bounded by the
 //! work per fsync rather than one fsync per write.
+//!
+//! The fsync is not the writer's: SQLite commits with `synchronous=NORMAL` (the WAL is
+//! written, not synced) and a thread of its own syncs the WAL, then answers every
+//! transaction the sync made durable. Nobody is told a transaction committed before its
+//! WAL frames are on disk, so every answer is as durable as with `synchronous=FULL`,
+//! while the writer runs the next batch during the sync instead of waiting for it.
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -23,6 +29,8 @@ use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
 /// At most this many transactions share one commit.
 const MAX_BATCH: usize = 512;
+/// A batch takes in more transactions for at most this long before it commits.
+const MAX_BATCH_TIME: Duration = Duration::from_millis(2);
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
@@ -40,7 +48,8 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            // The WAL is synced by `Syncer` before any commit is answered.
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // Deferred statements make variants of the engine's statements; keep them all.
@@ -64,7 +73,13 @@ impl SqliteStore {
     }
 
     pub(super) async fn migrate(&self) -> Result<()> {
-        let mut conn = SqliteConnection::connect_with(&self.options).await?;
+        // Rare and followed by nothing that would sync it: let SQLite sync it.
+        let options = self
+            .options
+            .as_ref()
+            .clone()
+            .synchronous(SqliteSynchronous::Full);
+        let mut conn = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
         conn.close().await?;
         Ok(())
@@ -87,11 +102,42 @@ impl SqliteStore {
         T: Send + 'static,
         E: Send + 'static,
     {
+        let (outcome, _) = self.submit(work, isolated, None).await?;
+        Ok(outcome)
+    }
+
+    /// A transaction answered as soon as it ran, before its batch commits; what it wrote
+    /// is durable once the returned [`Durability`] resolves. It runs only if the
+    /// transaction of generation `after` (the caller's last early one) committed.
+    pub(super) async fn transaction_early<T, E>(
+        &self,
+        work: TxFn<T, E>,
+        isolated: bool,
+        after: Option<u64>,
+    ) -> Result<(std::result::Result<T, E>, Option<Durability>)>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.submit(work, isolated, Some(Early { after })).await
+    }
+
+    async fn submit<T, E>(
+        &self,
+        work: TxFn<T, E>,
+        isolated: bool,
+        early: Option<Early>,
+    ) -> Result<(std::result::Result<T, E>, Option<Durability>)>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Box::new(TxJob {
                 work,
                 isolated,
+                early,
                 reply,
             }))
             .await
@@ -199,6 +245,8 @@ impl StoreTx {
 trait Job: Send {
     /// Whether the job needs a savepoint of its own (see [`commit_batch`]).
     fn isolated(&self) -> bool;
+    /// The generation of an earlier early-answered transaction this one builds on.
+    fn after(&self) -> Option<u64>;
     fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>>;
     fn abort(self: Box<Self>, err: Error);
 }
@@ -206,18 +254,56 @@ trait Job: Send {
 trait Finish: Send {
     /// Whether the job's own work succeeded (its savepoint is kept).
     fn succeeded(&self) -> bool;
+    /// The job's work is done and kept in the batch of `generation`: an early job is
+    /// answered now.
+    fn ran(&mut self, generation: u64);
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>);
 }
+
+/// A job to answer once it ran rather than once its batch committed: it runs only if
+/// the batch of generation `after` committed (or is the one running).
+struct Early {
+    after: Option<u64>,
+}
+
+/// Resolves once the commit of an early-answered transaction is durable, or failed.
+pub struct Durability {
+    generation: u64,
+    commit: oneshot::Receiver<std::result::Result<(), String>>,
+}
+
+impl Durability {
+    /// The batch the transaction ran in: what a later transaction builds on.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Waits until the transaction's commit is on disk.
+    pub async fn wait(self) -> Result<()> {
+        match self.commit.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(Error::Transaction(msg)),
+            Err(_) => Err(Error::Closed),
+        }
+    }
+}
+
+type Answer<T, E> = Result<(std::result::Result<T, E>, Option<Durability>)>;
 
 struct TxJob<T, E> {
     work: TxFn<T, E>,
     isolated: bool,
-    reply: oneshot::Sender<Result<std::result::Result<T, E>>>,
+    early: Option<Early>,
+    reply: oneshot::Sender<Answer<T, E>>,
 }
 
 struct TxDone<T, E> {
-    outcome: std::result::Result<std::result::Result<T, E>, Error>,
-    reply: oneshot::Sender<Result<std::result::Result<T, E>>>,
+    outcome: Option<std::result::Result<std::result::Result<T, E>, Error>>,
+    early: bool,
+    /// Until the job is answered.
+    reply: Option<oneshot::Sender<Answer<T, E>>>,
+    /// For a job answered early: where its commit's outcome goes.
+    commit: Option<oneshot::Sender<std::result::Result<(), String>>>,
 }
 
 impl<T: Send + 'static, E: Send + 'static> Job for TxJob<T, E> {
@@ -225,14 +311,25 @@ impl<T: Send + 'static, E: Send + 'static> Job for TxJob<T, E> {
         self.isolated
     }
 
+    fn after(&self) -> Option<u64> {
+        self.early.as_ref().and_then(|early| early.after)
+    }
+
     fn run<'c>(self: Box<Self>, tx: &'c mut StoreTx) -> BoxFuture<'c, Box<dyn Finish>> {
         Box::pin(async move {
-            let TxJob { work, reply, .. } = *self;
+            let TxJob {
+                work, reply, early, ..
+            } = *self;
             let outcome = match AssertUnwindSafe((work)(tx)).catch_unwind().await {
                 Ok(result) => Ok(result),
                 Err(_) => Err(Error::Transaction("transaction work panicked".into())),
             };
-            Box::new(TxDone { outcome, reply }) as Box<dyn Finish>
+            Box::new(TxDone {
+                outcome: Some(outcome),
+                early: early.is_some(),
+                reply: Some(reply),
+                commit: None,
+            }) as Box<dyn Finish>
         })
     }
 
@@ -243,18 +340,41 @@ impl<T: Send + 'static, E: Send + 'static> Job for TxJob<T, E> {
 
 impl<T: Send, E: Send> Finish for TxDone<T, E> {
     fn succeeded(&self) -> bool {
-        matches!(self.outcome, Ok(Ok(_)))
+        matches!(self.outcome, Some(Ok(Ok(_))))
+    }
+
+    fn ran(&mut self, generation: u64) {
+        if !self.early {
+            return;
+        }
+        let (Some(Ok(outcome)), Some(reply)) = (self.outcome.take(), self.reply.take()) else {
+            return;
+        };
+        let (commit, durable) = oneshot::channel();
+        self.commit = Some(commit);
+        let durability = Durability {
+            generation,
+            commit: durable,
+        };
+        let _ = reply.send(Ok((outcome, Some(durability))));
     }
 
     fn complete(self: Box<Self>, commit: std::result::Result<(), String>) {
-        let answer = match (self.outcome, commit) {
-            (Ok(Ok(value)), Ok(())) => Ok(Ok(value)),
+        if let Some(sender) = self.commit {
+            let _ = sender.send(commit);
+            return;
+        }
+        let (Some(outcome), Some(reply)) = (self.outcome, self.reply) else {
+            return;
+        };
+        let answer = match (outcome, commit) {
+            (Ok(Ok(value)), Ok(())) => Ok((Ok(value), None)),
             (Ok(Ok(_)), Err(msg)) => Err(Error::Transaction(msg)),
             // The work failed: its writes were rolled back whatever the commit did.
-            (Ok(Err(err)), _) => Ok(Err(err)),
+            (Ok(Err(err)), _) => Ok((Err(err), None)),
             (Err(err), _) => Err(err),
         };
-        let _ = self.reply.send(answer);
+        let _ = reply.send(answer);
     }
 }
 
@@ -285,6 +405,7 @@ impl Writer {
             .build()
             .map_err(|e| Error::Transaction(format!("starting the SQLite writer: {e}")))?;
         let until = stop.clone();
+        let syncer = Syncer::start(wal_path(options.get_filename()))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
@@ -302,7 +423,7 @@ impl Writer {
                         }
                     };
                     tokio::select! {
-                        _ = run_writer(StoreTx(TxConn::Sqlite(WriterConn::new(conn))), jobs, batch_sizes) => {}
+                        _ = run_writer(StoreTx(TxConn::Sqlite(WriterConn::new(conn))), jobs, batch_sizes, syncer) => {}
                         _ = until.cancelled() => {}
                     }
                 });
@@ -360,87 +481,198 @@ fn run_as_batch() {
     }
 }
 
+/// The writer's memory of its batches: which one runs now, and which failed to commit
+/// (so that transactions building on an early answer from them do not run).
+#[derive(Default)]
+struct Generations {
+    current: u64,
+    failed: std::collections::HashSet<u64>,
+}
+
+impl Generations {
+    /// Whether a transaction building on `after` may run: that batch committed, or it is
+    /// the one running now.
+    fn holds(&self, after: Option<u64>) -> bool {
+        after.is_none_or(|g| !self.failed.contains(&g))
+    }
+}
+
 async fn run_writer(
     mut tx: StoreTx,
     mut jobs: mpsc::Receiver<Box<dyn Job>>,
     batch_sizes: std::sync::Arc<std::sync::OnceLock<Histogram>>,
+    syncer: Syncer,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut generations = Generations::default();
     while let Some(first) = jobs.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        generations.current += 1;
+        let size = commit_batch(&mut tx, first, &mut jobs, &mut generations, &syncer).await;
         if let Some(histogram) = batch_sizes.get() {
-            histogram.observe(batch.len() as f64);
+            histogram.observe(size as f64);
         }
-        commit_batch(&mut tx, &mut batch).await;
     }
 }
 
-/// Runs a batch of jobs in one transaction and commits it once. An isolated job runs in
-/// a savepoint of its own, so its failure undoes its writes only; an unisolated one
-/// (statements that fail only when the database does) skips the savepoint's two
-/// statements, and its failure rolls back the whole batch. A job alone in its batch
-/// needs no savepoint: the transaction is its own.
-async fn commit_batch(tx: &mut StoreTx, batch: &mut Vec<Box<dyn Job>>) {
+/// Runs jobs in one transaction and commits it once: `first`, then whatever is queued,
+/// for as long as jobs keep coming (up to [`MAX_BATCH`] jobs and [`MAX_BATCH_TIME`]),
+/// since early-answered jobs can send their next transaction while the batch is open.
+/// Answers how many jobs ran.
+///
+/// An isolated job runs in a savepoint of its own, so its failure undoes its writes
+/// only; an unisolated one (statements that fail only when the database does) skips the
+/// savepoint's two statements, and its failure rolls back the whole batch. A job alone
+/// in its batch needs no savepoint: the transaction is its own.
+async fn commit_batch(
+    tx: &mut StoreTx,
+    first: Box<dyn Job>,
+    jobs: &mut mpsc::Receiver<Box<dyn Job>>,
+    generations: &mut Generations,
+    syncer: &Syncer,
+) -> usize {
+    let began = std::time::Instant::now();
     tx.defer("BEGIN IMMEDIATE");
-    let alone = batch.len() == 1;
-    let mut finished: Vec<Box<dyn Finish>> = Vec::with_capacity(batch.len());
-    let mut jobs = batch.drain(..);
-    while let Some(job) = jobs.next() {
-        let savepoint = job.isolated() && !alone;
-        if savepoint {
-            tx.defer("SAVEPOINT job");
+    let mut finished: Vec<Box<dyn Finish>> = Vec::new();
+    let mut next = Some(first);
+    let mut ran = 0;
+    while let Some(job) = next.take() {
+        ran += 1;
+        // Only the batch's first job can be alone in it: nothing is queued behind it.
+        let alone = ran == 1 && jobs.is_empty();
+        if !generations.holds(job.after()) {
+            job.abort(Error::Transaction(
+                "an earlier write of this run was not committed".into(),
+            ));
+        } else {
+            match run_job(tx, job, alone, generations.current).await {
+                Ran::Kept(done) => finished.push(done),
+                // The transaction ended with the job: there is nothing to commit.
+                Ran::RolledBackAlone => return ran,
+                Ran::BatchFailed(msg) => {
+                    generations.failed.insert(generations.current);
+                    for other in finished.drain(..) {
+                        other.complete(Err(msg.clone()));
+                    }
+                    return ran;
+                }
+            }
         }
-        let isolated = job.isolated();
-        let done = job.run(tx).await;
-        let kept = match (done.succeeded(), savepoint) {
-            (true, false) => Ok(()),
-            (true, true) => {
-                tx.defer("RELEASE job");
-                Ok(())
+        if ran < MAX_BATCH && began.elapsed() < MAX_BATCH_TIME {
+            next = jobs.try_recv().ok();
+        }
+    }
+    match tx.execute("COMMIT", vec![]).await {
+        Ok(_) => syncer.answer_when_synced(finished),
+        Err(err) => {
+            let _ = tx.execute("ROLLBACK", vec![]).await;
+            generations.failed.insert(generations.current);
+            for done in finished {
+                done.complete(Err(err.to_string()));
             }
-            (false, true) => tx
-                .execute("ROLLBACK TO job; RELEASE job", vec![])
-                .await
-                .map(drop),
-            (false, false) if isolated => {
-                // Alone in the batch: rolling the transaction back undoes just this job.
-                let _ = tx.execute("ROLLBACK", vec![]).await;
-                done.complete(Ok(()));
-                return;
-            }
-            (false, false) => Err(Error::Transaction(
-                "a write sharing this commit failed; nothing of it was kept".into(),
-            )),
-        };
-        if let Err(err) = kept {
-            // The batch is in an unknown state: give up on all of it.
+        }
+    }
+    ran
+}
+
+/// The WAL file SQLite keeps beside the database at `db`.
+fn wal_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    name.into()
+}
+
+/// Syncs the WAL on a thread of its own and answers the transactions each sync made
+/// durable. Committed batches queue up while a sync runs, and the next sync answers them
+/// all: a sync covers every frame written before it started, and SQLite reads a WAL back
+/// only up to its first frame that is missing or torn, so what a crash keeps is always
+/// the transactions of a prefix of the commits.
+struct Syncer {
+    committed: std::sync::mpsc::Sender<Vec<Box<dyn Finish>>>,
+}
+
+impl Syncer {
+    fn start(wal: std::path::PathBuf) -> Result<Syncer> {
+        let (committed, waiting) = std::sync::mpsc::channel::<Vec<Box<dyn Finish>>>();
+        std::thread::Builder::new()
+            .name("sqlite-sync".into())
+            .spawn(move || {
+                let mut file: Option<std::fs::File> = None;
+                // Ends when the writer is gone and every commit it sent is answered.
+                while let Ok(first) = waiting.recv() {
+                    let mut batches = vec![first];
+                    batches.extend(waiting.try_iter());
+                    let synced = sync(&wal, &mut file)
+                        .map_err(|e| format!("committed, but syncing the SQLite WAL failed: {e}"));
+                    for done in batches.into_iter().flatten() {
+                        done.complete(synced.clone());
+                    }
+                }
+            })
+            .map_err(|e| Error::Transaction(format!("starting the SQLite WAL sync: {e}")))?;
+        Ok(Syncer { committed })
+    }
+
+    fn answer_when_synced(&self, committed: Vec<Box<dyn Finish>>) {
+        // The thread ends only once this sender is dropped.
+        let _ = self.committed.send(committed);
+    }
+}
+
+/// `fdatasync` of the WAL, opening it the first time (SQLite keeps the same file while
+/// any connection is open, truncating it at most).
+fn sync(wal: &Path, file: &mut Option<std::fs::File>) -> std::io::Result<()> {
+    let file = match file {
+        Some(file) => file,
+        None => file.insert(std::fs::OpenOptions::new().write(true).open(wal)?),
+    };
+    file.sync_data()
+}
+
+enum Ran {
+    /// The job's writes (or, when it failed, their rollback) are part of the batch.
+    Kept(Box<dyn Finish>),
+    /// The job was alone, failed, and the transaction was rolled back with it.
+    RolledBackAlone,
+    /// The batch is in an unknown state and was rolled back: nothing of it is kept.
+    BatchFailed(String),
+}
+
+async fn run_job(tx: &mut StoreTx, job: Box<dyn Job>, alone: bool, generation: u64) -> Ran {
+    let isolated = job.isolated();
+    let savepoint = isolated && !alone;
+    if savepoint {
+        tx.defer("SAVEPOINT job");
+    }
+    let mut done = job.run(tx).await;
+    let kept = match (done.succeeded(), savepoint) {
+        (true, false) => Ok(()),
+        (true, true) => {
+            tx.defer("RELEASE job");
+            Ok(())
+        }
+        (false, true) => tx
+            .execute("ROLLBACK TO job; RELEASE job", vec![])
+            .await
+            .map(drop),
+        (false, false) if isolated => {
+            // Alone in the batch: rolling the transaction back undoes just this job.
+            let _ = tx.execute("ROLLBACK", vec![]).await;
+            done.complete(Ok(()));
+            return Ran::RolledBackAlone;
+        }
+        (false, false) => Err(Error::Transaction(
+            "a write sharing this commit failed; nothing of it was kept".into(),
+        )),
+    };
+    match kept {
+        Ok(()) => {
+            done.ran(generation);
+            Ran::Kept(done)
+        }
+        Err(err) => {
             let msg = err.to_string();
             let _ = tx.execute("ROLLBACK", vec![]).await;
             done.complete(Err(msg.clone()));
-            for other in finished.drain(..) {
-                other.complete(Err(msg.clone()));
-            }
-            for job in jobs.by_ref() {
-                job.abort(Error::Transaction(msg.clone()));
-            }
-            return;
+            Ran::BatchFailed(msg)
         }
-        finished.push(done);
-    }
-    let commit = match tx.execute("COMMIT", vec![]).await {
-        Ok(_) => Ok(()),
-        Err(err) => {
-            let _ = tx.execute("ROLLBACK", vec![]).await;
-            Err(err.to_string())
-        }
-    };
-    for done in finished {
-        done.complete(commit.clone());
     }
 }

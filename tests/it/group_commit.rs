@@ -3,6 +3,7 @@
 //! fails after writing leaves nothing; the ones committed beside it keep everything.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use paysteps::args;
 use paysteps::store::Store;
@@ -186,4 +187,130 @@ async fn deliveries_race(backend: Backend, window: Option<i64>) {
         .expect("count");
     assert_eq!(orphans, 0);
     store.close().await;
+}
+
+type Early = (Result<(), String>, Option<paysteps::store::Durability>);
+
+/// An early answer (`Store::transaction_early`) comes before the commit; when that
+/// commit then fails, the answered transaction is not kept, its durability says so, and
+/// a transaction building on it does not run. The writer is held by a slow transaction
+/// so that the early one and a failing one queue up behind it and share the next commit.
+#[tokio::test]
+async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let store = Arc::new(db.store().await);
+    let slow = tokio::spawn(set_after(store.clone(), "slow", Duration::from_millis(200)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let early = tokio::spawn(set_early(store.clone(), "early", None));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let failing = store.write_unisolated::<(), _>(|tx| {
+        Box::pin(async move {
+            tx.set_setting("failing", "1").await?;
+            Err(paysteps::store::Error::Transaction(
+                "bookkeeping failed".into(),
+            ))
+        })
+    });
+    let failed = failing.await;
+    assert!(failed.is_err(), "the failing write must fail");
+    slow.await.expect("task").expect("the slow write commits");
+
+    let (ran, durability) = early.await.expect("task").expect("the early write ran");
+    assert_eq!(ran, Ok(()), "the early write's own work succeeded");
+    let durability = durability.expect("SQLite answers early");
+    let generation = durability.generation();
+    assert!(
+        durability.wait().await.is_err(),
+        "its commit failed with the batch"
+    );
+    let after = set_early(store.clone(), "after", Some(generation)).await;
+    assert!(after.is_err(), "a write building on it must not run");
+    let fresh = set_early(store.clone(), "fresh", None).await;
+    let (_, durability) = fresh.expect("an unrelated write runs");
+    durability
+        .expect("early")
+        .wait()
+        .await
+        .expect("and commits");
+
+    let kept: Vec<(String,)> = store
+        .fetch_all(
+            "SELECT key FROM settings WHERE key IN ('slow', 'early', 'failing', 'after', 'fresh') ORDER BY key",
+            vec![],
+        )
+        .await
+        .expect("read");
+    assert_eq!(kept, vec![("fresh".to_owned(),), ("slow".to_owned(),)]);
+    store.close().await;
+}
+
+/// Early answers let one caller's writes share a commit, and every one of them is durable
+/// once its durability resolves.
+#[tokio::test]
+async fn early_answered_writes_are_all_kept_once_durable() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let store = Arc::new(db.store().await);
+    let mut after = None;
+    let mut pending = Vec::new();
+    for n in 0..50 {
+        let (ran, durability) = set_early(store.clone(), &format!("chain-{n:02}"), after)
+            .await
+            .expect("ran");
+        ran.expect("work");
+        let durability = durability.expect("SQLite answers early");
+        after = Some(durability.generation());
+        pending.push(durability);
+    }
+    let generations: std::collections::BTreeSet<u64> =
+        pending.iter().map(|d| d.generation()).collect();
+    for durability in pending {
+        durability.wait().await.expect("durable");
+    }
+    store.close().await;
+    let store = db.store().await;
+    let kept: Vec<(String,)> = store
+        .fetch_all(
+            "SELECT key FROM settings WHERE key LIKE 'chain-%' ORDER BY key",
+            vec![],
+        )
+        .await
+        .expect("read");
+    assert_eq!(kept.len(), 50, "every write kept");
+    assert!(
+        generations.len() < 50,
+        "a chain of early writes shares commits ({} commits for 50 writes)",
+        generations.len()
+    );
+    store.close().await;
+}
+
+async fn set_after(
+    store: Arc<Store>,
+    key: &'static str,
+    delay: Duration,
+) -> paysteps::store::Result<()> {
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                tx.set_setting(key, "1").await
+            })
+        })
+        .await
+}
+
+async fn set_early(
+    store: Arc<Store>,
+    key: &str,
+    after: Option<u64>,
+) -> paysteps::store::Result<Early> {
+    let key = key.to_owned();
+    store
+        .transaction_early::<(), String>(
+            Box::new(move |tx| {
+                Box::pin(async move { tx.set_setting(&key, "1").await.map_err(|e| e.to_string()) })
+            }),
+            after,
+        )
+        .await
 }
