@@ -320,9 +320,15 @@ impl Stop {
 }
 
 async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
-    // Both reads at once: each is a round trip to a reader connection's thread.
-    let (event_row, steps) =
-        tokio::try_join!(inner.store.event(&run.event_id), inner.store.steps(&run.id))?;
+    // Steps are written only under a lease (every claim counts an attempt) or copied into
+    // a replay when it is made: a run on its first attempt that is no replay has none.
+    let fresh = run.attempt == 1 && run.replay_of.is_none();
+    let (event_row, steps) = if fresh {
+        (inner.store.event(&run.event_id).await?, Vec::new())
+    } else {
+        // Both reads at once: each is a round trip to a reader connection's thread.
+        tokio::try_join!(inner.store.event(&run.event_id), inner.store.steps(&run.id))?
+    };
     let Some(event_row) = event_row else {
         return fail(inner, run, None, "the run's event is missing".into(), None)
             .await
