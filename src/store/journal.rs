@@ -411,19 +411,9 @@ impl Store {
         Ok(Some(accepted(event, runs)))
     }
 
-    /// [`StoreTx::save_step_if_leased`], committed alone.
-    pub async fn save_step_if_leased(
-        &self,
-        run_id: &str,
-        owner: &str,
-        step: &StepUpdate,
-    ) -> Result<bool> {
-        let (sql, args) = leased_step(run_id, owner, step);
-        Ok(self.execute_statement(sql, args).await? == 1)
-    }
-
-    /// [`Store::save_step_if_leased`] answered before its commit is durable, as
-    /// [`Store::transaction_early`] describes.
+    /// [`StoreTx::save_step_if_leased`], committed alone and answered before its commit is
+    /// durable, as [`Store::transaction_early`] describes. On PostgreSQL it is a single
+    /// statement with no `BEGIN` or `COMMIT`, answered once committed.
     pub async fn save_step_early(
         &self,
         run_id: &str,
