@@ -7,13 +7,23 @@ use super::event::Event;
 use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{clock::duration_ms, new_id, path};
-use crate::store::{self, IngestOutcome, NewEvent, NewListener, NewRun, Store, StoreTx};
+use crate::store::{self, IngestOutcome, NewEvent, NewLease, NewListener, NewRun, Store, StoreTx};
 
 /// An event about to be stored and the runs it may start.
 #[derive(Debug, Clone)]
 pub(crate) struct Intake {
     pub event: NewEvent,
     pub runs: Vec<PlannedRun>,
+    /// Stores the runs running under this lease, for this engine to execute at once;
+    /// only for runs without flow control ([`Intake::can_lease`]).
+    pub lease: Option<NewLease>,
+}
+
+/// What storing an intake did, and whether runs became due for the workers to claim
+/// (queued runs, or waiting runs the event resumed).
+pub(crate) struct Admitted {
+    pub outcome: IngestOutcome,
+    pub claimable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +33,11 @@ pub(crate) struct PlannedRun {
 }
 
 impl Intake {
+    /// Whether the runs can be stored leased: there are some and none has flow control.
+    pub fn can_lease(&self) -> bool {
+        !self.runs.is_empty() && self.runs.iter().all(|r| r.flow.is_plain())
+    }
+
     /// The runs to insert as they are, when none has flow control to apply.
     fn plain_runs(&self) -> Option<Vec<NewRun>> {
         self.runs
@@ -64,33 +79,42 @@ impl Registry {
                 planned
             })
             .collect();
-        Intake { event, runs }
+        Intake {
+            event,
+            runs,
+            lease: None,
+        }
     }
 }
 
 /// Stores the intake's event and its runs in one statement committed alone, where
 /// [`Store::store_event_alone`] can; `None` leaves the intake to [`admit`].
-pub(crate) async fn admit_alone(
-    store: &Store,
-    intake: &Intake,
-) -> store::Result<Option<IngestOutcome>> {
-    match intake.plain_runs() {
-        Some(runs) => store.store_event_alone(&intake.event, &runs).await,
-        None => Ok(None),
-    }
+pub(crate) async fn admit_alone(store: &Store, intake: &Intake) -> store::Result<Option<Admitted>> {
+    let Some(runs) = intake.plain_runs() else {
+        return Ok(None);
+    };
+    let lease = intake.lease.as_ref();
+    let stored = store.store_event_alone(&intake.event, &runs, lease).await?;
+    Ok(stored.map(|outcome| Admitted {
+        outcome,
+        claimable: lease.is_none() && !runs.is_empty(),
+    }))
 }
 
 /// Stores the intake's event and runs, unless the event is a duplicate, then hands the
 /// event to the runs listening for it.
-pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<IngestOutcome> {
+pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<Admitted> {
     let event = &intake.event;
     let now = event.received_at;
+    let mut claimable = false;
     let (outcome, listened) = if let Some(runs) = intake.plain_runs() {
-        tx.store_event(event, &runs).await?
+        let lease = intake.lease.as_ref();
+        claimable = lease.is_none() && !runs.is_empty();
+        tx.store_event(event, &runs, lease).await?
     } else {
-        let (outcome, listened) = tx.store_event(event, &[]).await?;
+        let (outcome, listened) = tx.store_event(event, &[], None).await?;
         if let IngestOutcome::Duplicate { .. } = outcome {
-            return Ok(outcome);
+            return Ok(Admitted { outcome, claimable });
         }
         let mut started = Vec::new();
         for planned in &intake.runs {
@@ -100,6 +124,7 @@ pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<In
         }
         if !started.is_empty() {
             tx.signal_new_runs().await?;
+            claimable = true;
         }
         let outcome = IngestOutcome::Accepted {
             event_id: event.id.clone(),
@@ -108,9 +133,9 @@ pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<In
         (outcome, listened)
     };
     if listened && let IngestOutcome::Accepted { .. } = outcome {
-        notify_listeners(tx, event).await?;
+        claimable |= notify_listeners(tx, event).await?;
     }
-    Ok(outcome)
+    Ok(Admitted { outcome, claimable })
 }
 
 /// Inserts one run under its flow control; false when its idempotency key was taken.
@@ -163,11 +188,13 @@ async fn start_run(
     Ok(true)
 }
 
-/// Completes the steps waiting for this event and cancels the runs it cancels.
-async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<()> {
+/// Completes the steps waiting for this event and cancels the runs it cancels; true
+/// when that may have made runs due.
+async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<bool> {
     let listeners = tx.listeners_for(&event.name).await?;
+    let mut due = false;
     if listeners.is_empty() {
-        return Ok(());
+        return Ok(due);
     }
     let payload: Value = serde_json::from_str(&event.data)?;
     let now = event.received_at;
@@ -199,14 +226,17 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<(
                     .await?
                 {
                     tx.signal_new_runs().await?;
+                    due = true;
                 }
             }
             ("cancel", _) => {
                 let reason = format!("cancelled by event {} ({})", event.name, event.id);
                 tx.cancel_run(&listener.run_id, &reason, now).await?;
+                // A cancelled run may free a concurrency slot for a pending one.
+                due = true;
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(due)
 }

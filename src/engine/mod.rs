@@ -17,11 +17,12 @@ mod step;
 mod step_events;
 mod worker;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use clock::{Clock, system_now_ms};
@@ -39,7 +40,7 @@ pub use step::{Ctx, Interrupt, Step};
 pub use step_events::WaitFor;
 
 use crate::metrics::Metrics;
-use crate::store::{IngestOutcome, Store};
+use crate::store::{IngestOutcome, NewLease, Store};
 use registry::Registry;
 
 /// How the engine runs its workers.
@@ -87,6 +88,13 @@ pub(crate) struct Inner {
     pub metrics: Metrics,
     /// Runs this engine is executing now; only their leases are renewed.
     pub active: Mutex<Vec<String>>,
+    /// One permit per worker; an execution holds one from its claim (or from before its
+    /// event is stored, for runs handed over at intake) to its end.
+    pub slots: Arc<Semaphore>,
+    /// The executions in progress.
+    pub running: Mutex<JoinSet<()>>,
+    /// Whether the dispatch loop runs, so runs may be handed over at intake.
+    pub dispatching: AtomicBool,
 }
 
 /// Collects the functions and settings of an [`Engine`]; made by [`Engine::builder`].
@@ -130,6 +138,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 metrics,
                 store: self.store,
+                slots: Arc::new(Semaphore::new(self.config.workers.max(1))),
                 config: self.config,
                 registry,
                 owner: new_id("wrk"),
@@ -137,6 +146,8 @@ impl EngineBuilder {
                 shutdown: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 active: Mutex::new(Vec::new()),
+                running: Mutex::new(JoinSet::new()),
+                dispatching: AtomicBool::new(false),
             }),
         })
     }
@@ -241,21 +252,35 @@ impl Engine {
         let now = self.inner.config.clock.now_ms();
         let source = input.source;
         let event = input.into_new_event(now);
-        let intake = self.inner.registry.plan(event);
-        let outcome = match intake::admit_alone(&self.inner.store, &intake).await? {
-            Some(outcome) => outcome,
-            None => {
-                self.inner
-                    .store
-                    .write_unisolated(move |tx| {
-                        Box::pin(async move { intake::admit(tx, &intake).await })
-                    })
-                    .await?
+        let mut intake = self.inner.registry.plan(event);
+        let admitted = match worker::reserve(&self.inner, &intake) {
+            Some(permits) => {
+                intake.lease = Some(NewLease {
+                    owner: self.inner.owner.clone(),
+                    expires_at: now + clock::duration_ms(self.inner.config.lease),
+                });
+                // Once stored, the runs are this engine's until their lease lapses: the
+                // hand-over must not be dropped with a caller that stops waiting.
+                let inner = self.inner.clone();
+                let stored = tokio::spawn(async move {
+                    let (admitted, intake) = admit(&inner, intake).await?;
+                    if matches!(admitted.outcome, IngestOutcome::Accepted { .. }) {
+                        worker::hand_over(&inner, intake, permits);
+                    }
+                    Ok::<_, crate::store::Error>(admitted)
+                });
+                match stored.await {
+                    Ok(admitted) => admitted?,
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(_) => return Err(crate::store::Error::Closed),
+                }
             }
+            None => admit(&self.inner, intake).await?.0,
         };
         let labels = crate::metrics::SourceLabels {
             source: source.to_owned(),
         };
+        let outcome = admitted.outcome;
         match &outcome {
             IngestOutcome::Accepted { .. } => {
                 self.inner
@@ -263,8 +288,9 @@ impl Engine {
                     .events_received
                     .get_or_create(&labels)
                     .inc();
-                // New runs, or runs this event resumed.
-                self.inner.wake.notify_waiters();
+                if admitted.claimable {
+                    self.inner.wake.notify_waiters();
+                }
             }
             IngestOutcome::Duplicate { .. } => {
                 self.inner
@@ -318,6 +344,7 @@ impl Engine {
         {
             task.abort();
         }
+        worker::executions(&self.inner).abort_all();
     }
 
     /// Fires every cron tick that is due now (at most one per function, however many
@@ -332,11 +359,31 @@ impl Engine {
     pub async fn run_until_idle(&self) -> crate::store::Result<usize> {
         let mut executed = 0;
         while let Some(run) = worker::claim_one(&self.inner).await? {
-            worker::execute(&self.inner, run).await;
+            worker::execute(&self.inner, run, None).await;
             executed += 1;
         }
         Ok(executed)
     }
+}
+
+/// Stores the intake's event and runs; gives the intake back for its runs to be handed
+/// over.
+async fn admit(
+    inner: &Inner,
+    intake: intake::Intake,
+) -> crate::store::Result<(intake::Admitted, intake::Intake)> {
+    if let Some(admitted) = intake::admit_alone(&inner.store, &intake).await? {
+        return Ok((admitted, intake));
+    }
+    inner
+        .store
+        .write_unisolated(move |tx| {
+            Box::pin(async move {
+                let admitted = intake::admit(tx, &intake).await?;
+                Ok((admitted, intake))
+            })
+        })
+        .await
 }
 
 /// A new sortable id with a readable prefix: `run_0192…`.

@@ -155,10 +155,10 @@ impl Step {
                     let mut ids = Vec::with_capacity(events.len());
                     for input in events {
                         let intake = registry.plan(input.into_new_event(now));
-                        let outcome = intake::admit(tx, &intake)
+                        let admitted = intake::admit(tx, &intake)
                             .await
                             .map_err(StepError::retriable)?;
-                        ids.push(match outcome {
+                        ids.push(match admitted.outcome {
                             IngestOutcome::Accepted { event_id, .. }
                             | IngestOutcome::Duplicate { event_id } => event_id,
                         });
@@ -244,6 +244,7 @@ impl Step {
                 let intake = Intake {
                     event: input.into_new_event(now),
                     runs: vec![child],
+                    lease: None,
                 };
                 Err(self.halt(Halt::Wait {
                     step: self.waiting_step(key, name, "invoke", now, until),

@@ -2,11 +2,12 @@
 //! and keep the leases of runs in flight alive.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::sync::Semaphore;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use super::Trigger;
@@ -43,28 +44,30 @@ pub(super) async fn claim_one(inner: &Inner) -> store::Result<Option<ClaimedRun>
 
 /// Claims due runs for every free worker slot in one statement and executes each on a
 /// task of its own; waits for new runs, a due time or a freed slot when there is
-/// nothing to claim. Aborting this task aborts the executions with it.
+/// nothing to claim. On shutdown, waits for every execution, those of runs handed over
+/// at intake ([`hand_over`]) included.
 pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
-    let workers = inner.config.workers.max(1);
-    let slots = Arc::new(Semaphore::new(workers));
-    let mut running = JoinSet::new();
+    inner.dispatching.store(true, Ordering::Release);
     loop {
         let wake = inner.wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
         let first = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit,
+            permit = inner.slots.clone().acquire_owned() => permit,
             _ = inner.shutdown.cancelled() => break,
         };
         let Ok(first) = first else { break };
         let mut permits = vec![first];
         while permits.len() < CLAIM_BATCH {
-            match slots.clone().try_acquire_owned() {
+            match inner.slots.clone().try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
                 Err(_) => break,
             }
         }
-        while running.try_join_next().is_some() {}
+        {
+            let mut running = executions(&inner);
+            while running.try_join_next().is_some() {}
+        }
         if inner.shutdown.is_cancelled() {
             break;
         }
@@ -79,11 +82,7 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
         let full = claimed.len() == wanted;
         for run in claimed {
             let Some(permit) = permits.pop() else { break };
-            let inner = inner.clone();
-            running.spawn(async move {
-                execute(&inner, run).await;
-                drop(permit);
-            });
+            spawn_execution(&inner, run, None, permit);
         }
         drop(permits);
         if full {
@@ -97,7 +96,90 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
         }
     }
     // Every execution stops at its next step boundary once shutdown is signalled.
-    while running.join_next().await.is_some() {}
+    loop {
+        let mut running = std::mem::take(&mut *executions(&inner));
+        if running.is_empty() {
+            break;
+        }
+        while running.join_next().await.is_some() {}
+    }
+    // An event stored just before shutdown may still be handing its runs over: each holds
+    // its slot until its execution ends.
+    let workers = u32::try_from(inner.config.workers.max(1)).unwrap_or(u32::MAX);
+    let _all = inner.slots.acquire_many(workers).await;
+}
+
+/// The executions in progress; aborted with the engine.
+pub(super) fn executions(inner: &Inner) -> MutexGuard<'_, JoinSet<()>> {
+    inner
+        .running
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn spawn_execution(
+    inner: &Arc<Inner>,
+    run: ClaimedRun,
+    event: Option<Event>,
+    permit: OwnedSemaphorePermit,
+) {
+    let task_inner = inner.clone();
+    executions(inner).spawn(async move {
+        execute(&task_inner, run, event).await;
+        drop(permit);
+    });
+}
+
+/// A free worker slot for each run of an event about to be stored, when its runs can be
+/// stored leased to this engine and executed at once: none has flow control and the
+/// workers are running. `None` leaves them to be queued and claimed.
+pub(super) fn reserve(inner: &Inner, intake: &Intake) -> Option<Vec<OwnedSemaphorePermit>> {
+    if !inner.dispatching.load(Ordering::Acquire)
+        || inner.shutdown.is_cancelled()
+        || !intake.can_lease()
+    {
+        return None;
+    }
+    intake
+        .runs
+        .iter()
+        .map(|_| inner.slots.clone().try_acquire_owned().ok())
+        .collect()
+}
+
+/// Executes the runs an event stored under this engine's lease, each in the slot
+/// [`reserve`] took for it, with the event as it was received: no claim, no read.
+pub(super) fn hand_over(inner: &Arc<Inner>, intake: Intake, permits: Vec<OwnedSemaphorePermit>) {
+    let Some(lease) = intake.lease else { return };
+    let stored = intake.event;
+    let now = stored.received_at;
+    let event = serde_json::from_str(&stored.data).ok().map(|data| Event {
+        id: stored.id.clone(),
+        external_id: stored.external_id,
+        name: stored.name,
+        data,
+        ts: stored.ts,
+    });
+    for (planned, permit) in intake.runs.into_iter().zip(permits) {
+        let run = ClaimedRun {
+            id: planned.run.id,
+            function_id: planned.run.function_id,
+            event_id: stored.id.clone(),
+            status: "running".to_owned(),
+            run_at: now,
+            attempt: 1,
+            lease_owner: Some(lease.owner.clone()),
+            lease_expires_at: Some(lease.expires_at),
+            output: None,
+            error: None,
+            replay_of: planned.run.replay_of,
+            created_at: now,
+            started_at: Some(now),
+            ended_at: None,
+            updated_at: now,
+        };
+        spawn_execution(inner, run, event.clone(), permit);
+    }
 }
 
 /// Until the next known due time, but never longer than the poll interval.
@@ -272,10 +354,11 @@ pub(super) async fn signal_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Executes one claimed run up to its next stop and records where it stopped.
-pub(super) async fn execute(inner: &Inner, run: ClaimedRun) {
+/// Executes one claimed run up to its next stop and records where it stopped. `event`
+/// is the run's event when the caller has it, so it is not read again.
+pub(super) async fn execute(inner: &Inner, run: ClaimedRun, event: Option<Event>) {
     set_active(inner, &run.id, true);
-    let outcome = execute_inner(inner, &run).await;
+    let outcome = execute_inner(inner, &run, event).await;
     set_active(inner, &run.id, false);
     if let Ok(stop) = &outcome {
         inner.metrics.run_ended(&run.function_id, stop.status);
@@ -319,27 +402,24 @@ impl Stop {
     }
 }
 
-async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
+async fn execute_inner(
+    inner: &Inner,
+    run: &ClaimedRun,
+    known: Option<Event>,
+) -> store::Result<Stop> {
     // Steps are written only under a lease (every claim counts an attempt) or copied into
     // a replay when it is made: a run on its first attempt that is no replay has none.
     let fresh = run.attempt == 1 && run.replay_of.is_none();
-    let (event_row, steps) = if fresh {
-        (inner.store.event(&run.event_id).await?, Vec::new())
-    } else {
+    let (event, steps) = match (known, fresh) {
+        (Some(event), true) => (Some(event), Vec::new()),
+        (_, true) => (stored_event(inner, run).await?, Vec::new()),
         // Both reads at once: each is a round trip to a reader connection's thread.
-        tokio::try_join!(inner.store.event(&run.event_id), inner.store.steps(&run.id))?
+        (_, false) => tokio::try_join!(stored_event(inner, run), inner.store.steps(&run.id))?,
     };
-    let Some(event_row) = event_row else {
+    let Some(event) = event else {
         return fail(inner, run, None, "the run's event is missing".into(), None)
             .await
             .map(Stop::failed);
-    };
-    let event = Event {
-        id: event_row.id.clone(),
-        external_id: event_row.external_id.clone(),
-        name: event_row.name.clone(),
-        data: serde_json::from_str(&event_row.data)?,
-        ts: event_row.ts,
     };
     let Some(function) = inner.registry.get(&run.function_id) else {
         let msg = format!(
@@ -496,6 +576,20 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun) -> store::Result<Stop> {
             .map(Stop::failed)
         }
     }
+}
+
+/// The run's event as stored, if it is.
+async fn stored_event(inner: &Inner, run: &ClaimedRun) -> store::Result<Option<Event>> {
+    let Some(row) = inner.store.event(&run.event_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Event {
+        id: row.id,
+        external_id: row.external_id,
+        name: row.name,
+        data: serde_json::from_str(&row.data)?,
+        ts: row.ts,
+    }))
 }
 
 async fn park(

@@ -45,6 +45,16 @@ pub struct NewRun {
     pub replay_of: Option<String>,
 }
 
+/// A lease on an event's runs taken as they are stored, so that the engine storing
+/// them can execute them at once without claiming them.
+#[derive(Debug, Clone)]
+pub struct NewLease {
+    /// The engine that holds the lease (`wrk_…`).
+    pub owner: String,
+    /// When the lease lapses unless renewed, in milliseconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
 /// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum IngestOutcome {
@@ -130,17 +140,19 @@ impl StoreTx {
         event: &NewEvent,
         runs: &[NewRun],
     ) -> Result<IngestOutcome> {
-        Ok(self.store_event(event, runs).await?.0)
+        Ok(self.store_event(event, runs, None).await?.0)
     }
 
     /// [`StoreTx::insert_event`], and whether any listener waits for events of this
     /// name (false only when that is known for sure), learned in the same round trip.
+    /// With a `lease`, the runs are stored running under it, on their first attempt.
     pub(crate) async fn store_event(
         &mut self,
         event: &NewEvent,
         runs: &[NewRun],
+        lease: Option<&NewLease>,
     ) -> Result<(IngestOutcome, bool)> {
-        let (sql, args) = event_statement(self.dialect(), event, runs, false);
+        let (sql, args) = event_statement(self.dialect(), event, runs, lease, false);
         let claim = match self.dialect() {
             Dialect::Sqlite => {
                 let (holder, listened): (String, bool) = self.fetch_one(&sql, args).await?;
@@ -163,7 +175,7 @@ impl StoreTx {
         match claim {
             Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
             Claim::Won { listened } => {
-                if !runs.is_empty() {
+                if !runs.is_empty() && lease.is_none() {
                     self.signal_new_runs().await?;
                 }
                 Ok((accepted(event, runs), listened))
@@ -396,16 +408,17 @@ impl Store {
         &self,
         event: &NewEvent,
         runs: &[NewRun],
+        lease: Option<&NewLease>,
     ) -> Result<Option<IngestOutcome>> {
         if self.dialect() != Dialect::Postgres {
             return Ok(None);
         }
-        let (sql, args) = event_statement(Dialect::Postgres, event, runs, true);
+        let (sql, args) = event_statement(Dialect::Postgres, event, runs, lease, true);
         let row: Option<(Option<String>, bool)> = self.write_statement(sql, args).await?;
         if !matches!(row, Some((Some(_), _))) {
             return Ok(None);
         }
-        if !runs.is_empty() {
+        if !runs.is_empty() && lease.is_none() {
             self.signal_new_runs();
         }
         Ok(Some(accepted(event, runs)))
@@ -550,6 +563,8 @@ impl Store {
 
 const QUEUED_RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, due_at, replay_of, \
      concurrency_key, created_at, updated_at";
+const LEASED_RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, due_at, replay_of, \
+     concurrency_key, created_at, updated_at, attempt, lease_owner, lease_expires_at, started_at";
 
 const FINISH_RUN: &str = "UPDATE runs SET status = $3, output = $4, error = $5, ended_at = $6, \
      updated_at = $6, lease_owner = NULL, lease_expires_at = NULL, due_at = NULL \
@@ -582,22 +597,33 @@ fn event_statement(
     dialect: Dialect,
     event: &NewEvent,
     runs: &[NewRun],
+    lease: Option<&NewLease>,
     alone: bool,
 ) -> (String, Vec<Arg>) {
     let window = key_window(event);
-    let sql = match (dialect, window.is_some()) {
-        (Dialect::Sqlite, true) => keyed_event_sqlite(runs.len()),
-        (Dialect::Sqlite, false) => event_sqlite(runs.len()),
-        (Dialect::Postgres, true) => keyed_event_postgres(runs.len(), alone),
-        (Dialect::Postgres, false) => event_postgres(runs.len(), alone),
+    let new_runs = NewRuns {
+        count: runs.len(),
+        leased: lease.is_some(),
     };
-    (sql, event_args(event, window, runs))
+    let sql = match (dialect, window.is_some()) {
+        (Dialect::Sqlite, true) => keyed_event_sqlite(new_runs),
+        (Dialect::Sqlite, false) => event_sqlite(new_runs),
+        (Dialect::Postgres, true) => keyed_event_postgres(new_runs, alone),
+        (Dialect::Postgres, false) => event_postgres(new_runs, alone),
+    };
+    (sql, event_args(event, window, runs, lease))
 }
 
 /// The arguments of an event's statement: `$1` the dedupe key, `$2` the event id, then
 /// for a key that holds for a window the key's expiry, then now and the event's other
-/// columns, then three per run ([`run_params`]). [`KEYED`] and [`PLAIN`] number them.
-fn event_args(event: &NewEvent, window: Option<(&str, i64)>, runs: &[NewRun]) -> Vec<Arg> {
+/// columns, then three per run ([`Params::run`]), then the lease's owner and expiry if
+/// there is one ([`Params::lease`]). [`KEYED`] and [`PLAIN`] number them.
+fn event_args(
+    event: &NewEvent,
+    window: Option<(&str, i64)>,
+    runs: &[NewRun],
+    lease: Option<&NewLease>,
+) -> Vec<Arg> {
     let now = event.received_at;
     let mut args = match window {
         Some((key, window)) => args![key, &event.id, now.saturating_add(window)],
@@ -616,7 +642,17 @@ fn event_args(event: &NewEvent, window: Option<(&str, i64)>, runs: &[NewRun]) ->
     for run in runs {
         args.extend(args![&run.id, &run.function_id, run.replay_of.clone()]);
     }
+    if let Some(lease) = lease {
+        args.extend(args![&lease.owner, lease.expires_at]);
+    }
     args
+}
+
+/// The runs an event's statement inserts: how many, and whether under a lease.
+#[derive(Clone, Copy)]
+struct NewRuns {
+    count: usize,
+    leased: bool,
 }
 
 /// Where [`event_args`] puts what the statements read besides the key and the event id.
@@ -654,39 +690,78 @@ impl Params {
         (first, first + 1, first + 2)
     }
 
-    /// SQLite statements inserting the runs, queued, provided the event `$2` was stored.
-    fn insert_runs_sqlite(&self, runs: usize) -> String {
+    /// The parameters of the lease's owner and expiry, after the last of `runs` runs.
+    fn lease(&self, runs: usize) -> (usize, usize) {
+        let owner = self.first_run + 3 * runs;
+        (owner, owner + 1)
+    }
+
+    /// The columns a new run is inserted with, and their values given the SQL of its
+    /// id, function, event and replayed run: queued and due now, or running under the
+    /// lease on its first attempt.
+    fn new_run(
+        &self,
+        runs: NewRuns,
+        id: &str,
+        function: &str,
+        event: &str,
+        replay_of: &str,
+    ) -> (&'static str, String) {
         let now = self.now;
-        (0..runs)
+        if runs.leased {
+            let (owner, expires) = self.lease(runs.count);
+            let values = format!(
+                "{id}, {function}, {event}, 'running', ${now}, ${expires}, {replay_of}, NULL, \
+                 ${now}, ${now}, 1, ${owner}, ${expires}, ${now}"
+            );
+            (LEASED_RUN_COLUMNS, values)
+        } else {
+            let values = format!(
+                "{id}, {function}, {event}, 'queued', ${now}, ${now}, {replay_of}, NULL, \
+                 ${now}, ${now}"
+            );
+            (QUEUED_RUN_COLUMNS, values)
+        }
+    }
+
+    /// SQLite statements inserting the runs, provided the event `$2` was stored.
+    fn insert_runs_sqlite(&self, runs: NewRuns) -> String {
+        (0..runs.count)
             .map(|i| {
                 let (id, function, replay_of) = self.run(i);
+                let (columns, values) = self.new_run(
+                    runs,
+                    &format!("${id}"),
+                    &format!("${function}"),
+                    "$2",
+                    &format!("${replay_of}"),
+                );
                 format!(
-                    "INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
-                     SELECT ${id}, ${function}, $2, 'queued', ${now}, ${now}, ${replay_of}, \
-                     NULL, ${now}, ${now} WHERE EXISTS (SELECT 1 FROM events WHERE id = $2); "
+                    "INSERT INTO runs ({columns}) SELECT {values} \
+                     WHERE EXISTS (SELECT 1 FROM events WHERE id = $2); "
                 )
             })
             .collect()
     }
 
-    /// A PostgreSQL CTE inserting the runs, queued, for the event in CTE `stored`.
-    fn insert_runs_postgres(&self, runs: usize) -> String {
-        if runs == 0 {
+    /// A PostgreSQL CTE inserting the runs for the event in CTE `stored`.
+    fn insert_runs_postgres(&self, runs: NewRuns) -> String {
+        if runs.count == 0 {
             return String::new();
         }
-        let now = self.now;
-        let values: Vec<String> = (0..runs)
+        let rows: Vec<String> = (0..runs.count)
             .map(|i| {
                 let (id, function, replay_of) = self.run(i);
                 format!("(${id}::text, ${function}::text, ${replay_of}::text)")
             })
             .collect();
+        let (columns, values) =
+            self.new_run(runs, "v.id", "v.function_id", "stored.id", "v.replay_of");
         // It runs although nothing reads it: data-modifying CTEs always do.
         format!(
-            ", started AS (INSERT INTO runs ({QUEUED_RUN_COLUMNS}) \
-             SELECT v.id, v.function_id, stored.id, 'queued', ${now}, ${now}, v.replay_of, \
-             NULL, ${now}, ${now} FROM stored, (VALUES {}) AS v(id, function_id, replay_of))",
-            values.join(", ")
+            ", started AS (INSERT INTO runs ({columns}) SELECT {values} \
+             FROM stored, (VALUES {}) AS v(id, function_id, replay_of))",
+            rows.join(", ")
         )
     }
 
@@ -729,7 +804,7 @@ enum Claim {
 /// [`StoreTx::store_event`] on SQLite for an event without a window; answers the key's
 /// holder (the event itself when it has no key) and whether any listener waits for the
 /// name.
-fn event_sqlite(runs: usize) -> String {
+fn event_sqlite(runs: NewRuns) -> String {
     let p = PLAIN;
     format!(
         "INSERT INTO events ({NEW_EVENT_COLUMNS}) VALUES ({}) ON CONFLICT (dedupe_key) DO NOTHING; \
@@ -744,7 +819,7 @@ fn event_sqlite(runs: usize) -> String {
 /// [`StoreTx::store_event`] on PostgreSQL for an event without a window; answers the
 /// event id when it was stored and whether any listener waits for the name. `alone` is
 /// as for [`keyed_event_postgres`].
-fn event_postgres(runs: usize, alone: bool) -> String {
+fn event_postgres(runs: NewRuns, alone: bool) -> String {
     let p = PLAIN;
     let values = p.row(p.values, alone);
     format!(
@@ -758,7 +833,7 @@ fn event_postgres(runs: usize, alone: bool) -> String {
 
 /// [`StoreTx::store_event`] on SQLite for an event whose key holds for a window; answers
 /// the key's holder and whether any listener waits for the name.
-fn keyed_event_sqlite(runs: usize) -> String {
+fn keyed_event_sqlite(runs: NewRuns) -> String {
     let p = KEYED;
     format!(
         "INSERT INTO event_keys (key, event_id, expires_at) VALUES ($1, $2, $3) \
@@ -779,7 +854,7 @@ fn keyed_event_sqlite(runs: usize) -> String {
 /// answers the event id when the claim succeeded and whether any listener waits for the
 /// name. `alone` (for [`Store::store_event_alone`]) claims nothing while a listener waits
 /// for the name, as matching it needs a transaction around the whole.
-fn keyed_event_postgres(runs: usize, alone: bool) -> String {
+fn keyed_event_postgres(runs: NewRuns, alone: bool) -> String {
     let p = KEYED;
     let claim = p.row("$1, $2, $3", alone);
     format!(

@@ -32,7 +32,7 @@ use sqlx::sqlite::SqliteRow;
 
 pub use error::{Error, Result};
 pub use flow::{ListenerRow, NewListener};
-pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewRun, RunFilter, StepUpdate};
+pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate};
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sqlite::Durability;
 

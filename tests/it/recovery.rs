@@ -13,6 +13,7 @@ use crate::common::{Backend, TestDb, eventually, start_run, test_config};
 crate::on_both_backends!(
     a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_once,
     a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run,
+    a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_otherwise,
 );
 
 /// Side effects counted across both engines of a test.
@@ -35,6 +36,7 @@ fn function(effects: Effects) -> Function {
                 })
                 .await?;
             let (started, block) = (effects.second_started.clone(), effects.block.clone());
+            let payment = format!("pi_{}", ctx.run_id);
             ctx.step
                 .run_tx("second", move |tx| {
                     Box::pin(async move {
@@ -45,7 +47,7 @@ fn function(effects: Effects) -> Function {
                         tx.execute(
                             "INSERT INTO payments (id, user_id, amount, currency, status, event_created, updated_at) \
                              VALUES ($1, 'user_1', 100, 'usd', 'succeeded', 0, 0)",
-                            args!["pi_effect"],
+                            args![payment],
                         )
                         .await?;
                         Ok(())
@@ -112,8 +114,8 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
     let payments = recovered
         .store()
         .count(
-            "SELECT COUNT(*) FROM payments WHERE id = 'pi_effect'",
-            vec![],
+            "SELECT COUNT(*) FROM payments WHERE id = $1",
+            args![format!("pi_{run_id}")],
         )
         .await
         .expect("count");
@@ -169,6 +171,86 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
     assert_eq!(run.status, "completed");
     assert_eq!(effects.second_started.load(Ordering::SeqCst), 1);
     assert_eq!(effects.first.load(Ordering::SeqCst), 1);
+}
+
+/// A running engine with a free worker stores a new event's run already leased to
+/// itself and executes it without claiming it; with every worker busy the run is queued
+/// and claimed once one is free.
+async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_otherwise(
+    backend: Backend,
+) {
+    let db = TestDb::create(backend).await;
+    let (held, hold) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicBool::new(true)));
+    let holding = Function::new("holding", Trigger::event("test/hold"), {
+        let (held, hold) = (held.clone(), hold.clone());
+        move |ctx| {
+            let (held, hold) = (held.clone(), hold.clone());
+            async move {
+                ctx.step
+                    .run("hold", || async move {
+                        held.fetch_add(1, Ordering::SeqCst);
+                        while hold.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                Ok(json!("done"))
+            }
+        }
+    });
+    let engine = Engine::builder(db.store().await)
+        .config(paysteps::engine::EngineConfig {
+            workers: 1,
+            ..test_config(Clock::System)
+        })
+        .register(holding)
+        .build()
+        .expect("engine");
+    engine.start();
+    // The dispatch loop's first look, so that the engine takes runs over.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let first = start_run(&engine, "test/hold").await;
+    let stored = engine
+        .store()
+        .run(&first)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(stored.status, "running", "{stored:?}");
+    assert_eq!(stored.attempt, 1);
+    assert!(stored.lease_owner.is_some() && stored.started_at.is_some());
+
+    let holding = eventually(Duration::from_secs(10), || async {
+        held.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert!(holding, "the first run never started its step");
+    let second = start_run(&engine, "test/hold").await;
+    let queued = engine
+        .store()
+        .run(&second)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(queued.status, "queued", "no worker was free: {queued:?}");
+    assert!(queued.lease_owner.is_none() && queued.attempt == 0);
+
+    hold.store(false, Ordering::SeqCst);
+    let store = engine.store().clone();
+    let both_done = eventually(Duration::from_secs(10), || async {
+        let mut done = 0;
+        for id in [&first, &second] {
+            let run = store.run(id).await.expect("read").expect("run");
+            done += usize::from(run.status == "completed" && run.attempt == 1);
+        }
+        done == 2
+    })
+    .await;
+    assert!(both_done, "both runs complete on their first attempt");
+    assert_eq!(held.load(Ordering::SeqCst), 2);
+    engine.shutdown().await;
 }
 
 /// On PostgreSQL, a run queued by one process wakes the idle workers of another at once
