@@ -35,14 +35,16 @@ pub(crate) struct PlannedRun {
 impl Intake {
     /// Whether the runs can be stored leased: there are some and none has flow control.
     pub fn can_lease(&self) -> bool {
-        !self.runs.is_empty() && self.runs.iter().all(|r| r.flow.is_plain())
+        !self.runs.is_empty() && self.all_plain()
+    }
+
+    fn all_plain(&self) -> bool {
+        self.runs.iter().all(|r| r.flow.is_plain())
     }
 
     /// The runs to insert as they are, when none has flow control to apply.
     fn plain_runs(&self) -> Option<Vec<NewRun>> {
-        self.runs
-            .iter()
-            .all(|r| r.flow.is_plain())
+        self.all_plain()
             .then(|| self.runs.iter().map(|r| r.run.clone()).collect())
     }
 }
