@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use paysteps::args;
 use paysteps::store::Store;
 
@@ -193,25 +195,41 @@ type Early = (Result<(), String>, Option<paysteps::store::Durability>);
 
 /// An early answer (`Store::transaction_early`) comes before the commit; when that
 /// commit then fails, the answered transaction is not kept, its durability says so, and
-/// a transaction building on it does not run. The writer is held by a slow transaction
-/// so that the early one and a failing one queue up behind it and share the next commit.
+/// a transaction building on it does not run. The writer is held by a transaction until
+/// the early one and a failing one have queued up behind it, so they share the next commit.
 #[tokio::test]
 async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() {
     let db = TestDb::create(Backend::Sqlite).await;
     let store = Arc::new(db.store().await);
-    let slow = tokio::spawn(set_after(store.clone(), "slow", Duration::from_millis(200)));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = tokio::spawn(set_held(
+        store.clone(),
+        "slow",
+        started.clone(),
+        release.clone(),
+    ));
+    started.notified().await;
     let early = tokio::spawn(set_early(store.clone(), "early", None));
+    // Each spawned task queues its transaction when first polled, during these sleeps.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let failing = store.write_unisolated::<(), _>(|tx| {
-        Box::pin(async move {
-            tx.set_setting("failing", "1").await?;
-            Err(paysteps::store::Error::Transaction(
-                "bookkeeping failed".into(),
-            ))
-        })
+    let failing = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write_unisolated::<(), _>(|tx| {
+                    Box::pin(async move {
+                        tx.set_setting("failing", "1").await?;
+                        Err(paysteps::store::Error::Transaction(
+                            "bookkeeping failed".into(),
+                        ))
+                    })
+                })
+                .await
+        }
     });
-    let failed = failing.await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    release.notify_one();
+    let failed = failing.await.expect("task");
     assert!(failed.is_err(), "the failing write must fail");
     slow.await.expect("task").expect("the slow write commits");
 
@@ -282,15 +300,18 @@ async fn early_answered_writes_are_all_kept_once_durable() {
     store.close().await;
 }
 
-async fn set_after(
+/// Sets `key` in a transaction that holds the writer from `started` until `release`.
+async fn set_held(
     store: Arc<Store>,
     key: &'static str,
-    delay: Duration,
+    started: Arc<Notify>,
+    release: Arc<Notify>,
 ) -> paysteps::store::Result<()> {
     store
         .write(move |tx| {
             Box::pin(async move {
-                tokio::time::sleep(delay).await;
+                started.notify_one();
+                release.notified().await;
                 tx.set_setting(key, "1").await
             })
         })
