@@ -16,6 +16,19 @@ pub struct Event {
     pub ts: i64,
 }
 
+impl Event {
+    /// The event as handlers see it, from its stored form and its parsed payload.
+    pub(crate) fn from_new(event: &crate::store::NewEvent, data: Value) -> Event {
+        Event {
+            id: event.id.clone(),
+            external_id: event.external_id.clone(),
+            name: event.name.clone(),
+            data,
+            ts: event.ts,
+        }
+    }
+}
+
 /// An event handed to [`crate::engine::Engine::ingest`].
 ///
 /// ```no_run

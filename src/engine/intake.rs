@@ -215,13 +215,10 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
             ("wait", Some(step_key)) => {
                 let output = match &as_step_output {
                     Some(output) => output,
-                    None => as_step_output.insert(serde_json::to_string(&Some(Event {
-                        id: event.id.clone(),
-                        external_id: event.external_id.clone(),
-                        name: event.name.clone(),
-                        data: payload.clone(),
-                        ts: event.ts,
-                    }))?),
+                    None => as_step_output.insert(serde_json::to_string(&Some(Event::from_new(
+                        event,
+                        payload.clone(),
+                    )))?),
                 };
                 if tx
                     .resume_waiting_step(&listener.run_id, step_key, output, now)

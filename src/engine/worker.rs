@@ -153,13 +153,9 @@ pub(super) fn hand_over(inner: &Arc<Inner>, intake: Intake, permits: Vec<OwnedSe
     let Some(lease) = intake.lease else { return };
     let stored = intake.event;
     let now = stored.received_at;
-    let event = serde_json::from_str(&stored.data).ok().map(|data| Event {
-        id: stored.id.clone(),
-        external_id: stored.external_id,
-        name: stored.name,
-        data,
-        ts: stored.ts,
-    });
+    let event = serde_json::from_str(&stored.data)
+        .ok()
+        .map(|data| Event::from_new(&stored, data));
     for (planned, permit) in intake.runs.into_iter().zip(permits) {
         let run = ClaimedRun {
             id: planned.run.id,
