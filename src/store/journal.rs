@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Arg, Dialect, Durability, Error, Result, Store, StoreTx, TxFn};
+use super::{Arg, Backend, Dialect, Durability, Error, Result, Store, StoreTx, TxFn};
 use crate::args;
 use crate::store::rows::{EventRow, RunRow, StepRow};
 
@@ -401,17 +401,22 @@ impl StoreTx {
 /// alone (see [`Store::write_statement`]).
 impl Store {
     /// [`StoreTx::insert_event`] as one statement committed alone, where that can be
-    /// done: on PostgreSQL, when no listener waits for the event's name. `None` means
-    /// nothing was written and the event is for [`StoreTx::insert_event`] to store (a
-    /// duplicate is also answered `None`).
+    /// done: on PostgreSQL, when no listener waits for the event's name. An event without
+    /// a window shares its statement, and its commit, with the others waiting to be
+    /// stored. `None` means nothing was written and the event is for
+    /// [`StoreTx::insert_event`] to store (a duplicate is also answered `None`).
     pub async fn store_event_alone(
         &self,
         event: &NewEvent,
         runs: &[NewRun],
         lease: Option<&NewLease>,
     ) -> Result<Option<IngestOutcome>> {
-        if self.dialect() != Dialect::Postgres {
+        let Backend::Postgres(pg) = &self.0 else {
             return Ok(None);
+        };
+        if key_window(event).is_none() {
+            let stored = pg.store_event_batched(event, runs, lease).await?;
+            return Ok(stored.then(|| accepted(event, runs)));
         }
         let (sql, args) = event_statement(Dialect::Postgres, event, runs, lease, true);
         let row: Option<(Option<String>, bool)> = self.write_statement(sql, args).await?;
@@ -609,7 +614,7 @@ fn event_statement(
         (Dialect::Sqlite, true) => keyed_event_sqlite(new_runs),
         (Dialect::Sqlite, false) => event_sqlite(new_runs),
         (Dialect::Postgres, true) => keyed_event_postgres(new_runs, alone),
-        (Dialect::Postgres, false) => event_postgres(new_runs, alone),
+        (Dialect::Postgres, false) => event_postgres(new_runs),
     };
     (sql, event_args(event, window, runs, lease))
 }
@@ -817,15 +822,14 @@ fn event_sqlite(runs: NewRuns) -> String {
 }
 
 /// [`StoreTx::store_event`] on PostgreSQL for an event without a window; answers the
-/// event id when it was stored and whether any listener waits for the name. `alone` is
-/// as for [`keyed_event_postgres`].
-fn event_postgres(runs: NewRuns, alone: bool) -> String {
+/// event id when it was stored and whether any listener waits for the name.
+fn event_postgres(runs: NewRuns) -> String {
     let p = PLAIN;
-    let values = p.row(p.values, alone);
     format!(
-        "WITH stored AS (INSERT INTO events ({NEW_EVENT_COLUMNS}) {values} \
+        "WITH stored AS (INSERT INTO events ({NEW_EVENT_COLUMNS}) VALUES ({}) \
          ON CONFLICT (dedupe_key) DO NOTHING RETURNING id){} \
          SELECT (SELECT id FROM stored), {}",
+        p.values,
         p.insert_runs_postgres(runs),
         p.listened()
     )

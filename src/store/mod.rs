@@ -16,6 +16,7 @@ macro_rules! bind_args {
 }
 
 mod error;
+mod event_batch;
 mod flow;
 mod journal;
 pub mod operations;
@@ -324,12 +325,13 @@ impl Store {
         }
     }
 
-    /// Where the backend reports how many transactions each commit carried (SQLite's
-    /// group commit; PostgreSQL commits each on its own connection).
+    /// Where the backend reports how many transactions each commit carried: SQLite's
+    /// group commits, and PostgreSQL's batches of events (its other transactions each
+    /// commit on their own).
     pub fn report_batch_sizes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
         match &self.0 {
             Backend::Sqlite(s) => s.report_batch_sizes(histogram),
-            Backend::Postgres(_) => {}
+            Backend::Postgres(p) => p.report_batch_sizes(histogram),
         }
     }
 

@@ -17,6 +17,8 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::{Query, QueryAs};
 use sqlx::{ConnectOptions, Postgres};
 
+use super::event_batch::EventBatches;
+use super::journal::{NewEvent, NewLease, NewRun};
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
 /// Notified (on commit) by every transaction that queues runs.
@@ -26,6 +28,7 @@ pub(super) const RUNS_CHANNEL: &str = "paysteps_runs";
 pub(super) struct PgStore {
     pool: PgPool,
     queued: Arc<Notify>,
+    batches: EventBatches,
 }
 
 /// An open PostgreSQL transaction, and whether it queued runs other processes should
@@ -50,7 +53,12 @@ impl PgStore {
             .await?;
         let queued = Arc::new(Notify::new());
         tokio::spawn(notify_loop(pool.clone(), queued.clone()));
-        Ok(PgStore { pool, queued })
+        let batches = EventBatches::start(pool.clone(), queued.clone());
+        Ok(PgStore {
+            pool,
+            queued,
+            batches,
+        })
     }
 
     pub(super) async fn migrate(&self) -> Result<()> {
@@ -67,6 +75,25 @@ impl PgStore {
     /// Tells other processes that runs were queued by a statement that committed alone.
     pub(super) fn signal_new_runs(&self) {
         self.queued.notify_one();
+    }
+
+    /// Stores an event without a window and its runs in a batch with other events, as
+    /// [`EventBatches::store`] describes.
+    pub(super) async fn store_event_batched(
+        &self,
+        event: &NewEvent,
+        runs: &[NewRun],
+        lease: Option<&NewLease>,
+    ) -> Result<bool> {
+        self.batches.store(event, runs, lease).await
+    }
+
+    /// Where to count the events each committed batch carried.
+    pub(super) fn report_batch_sizes(
+        &self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) {
+        self.batches.report_sizes(histogram);
     }
 
     pub(super) async fn transaction<T, E>(

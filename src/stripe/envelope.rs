@@ -62,13 +62,13 @@ fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static st
     let id = event
         .get("id")
         .and_then(Value::as_str)
-        .filter(|id| id.len() > "evt_".len() && id.starts_with("evt_"))
+        .filter(|id| id.len() > "evt_".len() && id.starts_with("evt_") && plain(id))
         .ok_or("\"id\" is missing or is not an evt_ id")?;
     let event_type = event
         .get("type")
         .and_then(Value::as_str)
-        .filter(|t| !t.is_empty())
-        .ok_or("\"type\" is missing or empty")?;
+        .filter(|t| !t.is_empty() && plain(t))
+        .ok_or("\"type\" is missing, empty or has control characters")?;
     let created = event
         .get("created")
         .and_then(Value::as_i64)
@@ -83,6 +83,11 @@ fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static st
         Some(Value::Object(expanded)) => expanded.get("id"),
         other => other,
     };
+    let object_id = object.get("id").and_then(Value::as_str);
+    let customer = customer.and_then(Value::as_str);
+    if !object_id.is_none_or(plain) || !customer.is_none_or(plain) {
+        return Err("\"data.object\" has an id with control characters");
+    }
     Ok(Envelope {
         id: id.to_owned(),
         event_type: event_type.to_owned(),
@@ -91,9 +96,14 @@ fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static st
             .get("livemode")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        object_id: object.get("id").and_then(Value::as_str).map(str::to_owned),
-        customer: customer.and_then(Value::as_str).map(str::to_owned),
+        object_id: object_id.map(str::to_owned),
+        customer: customer.map(str::to_owned),
     })
+}
+
+/// Ids and types are stored, indexed and shown as they are: no control characters.
+fn plain(text: &str) -> bool {
+    !text.chars().any(char::is_control)
 }
 
 /// "an array", "a string", …: what a JSON value is, for error messages.
@@ -197,7 +207,7 @@ mod tests {
 
     #[test]
     fn each_missing_or_wrong_field_is_an_invalid_event() {
-        let cases: [(&str, Value, &str); 13] = [
+        let cases: [(&str, Value, &str); 17] = [
             ("object", Value::Null, "\"object\""),
             ("object", json!("customer"), "\"object\""),
             ("id", Value::Null, "\"id\""),
@@ -206,6 +216,18 @@ mod tests {
             ("id", json!("evt_"), "\"id\""),
             ("type", Value::Null, "\"type\""),
             ("type", json!(""), "\"type\""),
+            ("id", json!("evt_1\u{0}"), "\"id\""),
+            ("type", json!("invoice\npaid"), "\"type\""),
+            (
+                "data",
+                json!({ "object": { "id": "pi_\u{0}" } }),
+                "\"data.object\"",
+            ),
+            (
+                "data",
+                json!({ "object": { "customer": { "id": "cus_\u{7}" } } }),
+                "\"data.object\"",
+            ),
             ("created", Value::Null, "\"created\""),
             ("created", json!("1790848807"), "\"created\""),
             ("created", json!(1.5), "\"created\""),

@@ -10,6 +10,7 @@ mod cron;
 mod db_faults;
 mod engine;
 mod event_api;
+mod event_batches;
 mod flow;
 mod group_commit;
 mod operations;
