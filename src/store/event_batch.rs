@@ -23,7 +23,7 @@ use super::{Error, Result};
 const MAX_BATCH: usize = 256;
 
 /// Batches written at once. While they are, new events queue up for the next.
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Inserts the batch's events that no listener waits for and whose dedupe key is free,
 /// then their runs: queued, or running under the event's lease on their first attempt.
