@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::batch::{EventWrite, Finish, Made, StepCheckpoint};
 use super::{Arg, Backend, Dialect, Durability, Error, Result, Store, StoreTx, TxFn};
 use crate::args;
 use crate::store::rows::{EventRow, RunRow, StepRow};
@@ -123,10 +124,10 @@ pub struct RunFilter {
 
 const RUN_COLUMNS: &str = "id, function_id, event_id, status, run_at, attempt, lease_owner, \
      lease_expires_at, output, error, replay_of, created_at, started_at, ended_at, updated_at";
-const STEP_COLUMNS: &str = "run_id, step_key, name, position, kind, status, attempts, output, \
+pub(super) const STEP_COLUMNS: &str = "run_id, step_key, name, position, kind, status, attempts, output, \
      error, wake_at, started_at, ended_at";
 const STEP_VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12";
-const STEP_UPSERT: &str = "ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status, \
+pub(super) const STEP_UPSERT: &str = "ON CONFLICT (run_id, step_key) DO UPDATE SET status = excluded.status, \
      attempts = excluded.attempts, output = excluded.output, error = excluded.error, \
      wake_at = excluded.wake_at, ended_at = excluded.ended_at";
 const EVENT_COLUMNS: &str =
@@ -415,8 +416,13 @@ impl Store {
             return Ok(None);
         };
         if key_window(event).is_none() {
-            let stored = pg.store_event_batched(event, runs, lease).await?;
-            return Ok(stored.then(|| accepted(event, runs)));
+            let write = EventWrite {
+                event: event.clone(),
+                runs: runs.to_vec(),
+                lease: lease.cloned(),
+            };
+            let made = pg.store_event(write).await?;
+            return Ok((made == Made::Yes).then(|| accepted(event, runs)));
         }
         let (sql, args) = event_statement(Dialect::Postgres, event, runs, lease, true);
         let row: Option<(Option<String>, bool)> = self.write_statement(sql, args).await?;
@@ -430,8 +436,9 @@ impl Store {
     }
 
     /// [`StoreTx::save_step_if_leased`], committed alone and answered before its commit is
-    /// durable, as [`Store::transaction_early`] describes. On PostgreSQL it is a single
-    /// statement with no `BEGIN` or `COMMIT`, answered once committed.
+    /// durable, as [`Store::transaction_early`] describes. On PostgreSQL it is made, with
+    /// no `BEGIN` or `COMMIT`, by one statement with the other runs' checkpoints waiting,
+    /// and answered once committed.
     pub async fn save_step_early(
         &self,
         run_id: &str,
@@ -439,17 +446,31 @@ impl Store {
         step: &StepUpdate,
         after: Option<u64>,
     ) -> Result<(bool, Option<Durability>)> {
-        let (sql, args) = leased_step(run_id, owner, step);
-        if self.dialect() == Dialect::Postgres {
-            return Ok((self.execute_statement(sql, args).await? == 1, None));
+        if let Backend::Postgres(pg) = &self.0 {
+            let write = StepCheckpoint {
+                run_id: run_id.to_owned(),
+                owner: owner.to_owned(),
+                step: step.clone(),
+            };
+            let saved = match pg.save_step(write).await? {
+                Made::Yes => true,
+                Made::No => false,
+                Made::Alone => {
+                    let (sql, args) = leased_step(run_id, owner, step);
+                    self.execute_statement(sql, args).await? == 1
+                }
+            };
+            return Ok((saved, None));
         }
+        let (sql, args) = leased_step(run_id, owner, step);
         let work: TxFn<u64, Error> =
             Box::new(move |tx| Box::pin(async move { tx.execute(&sql, args).await }));
         let (changed, durability) = self.transaction_early(work, after).await?;
         Ok((changed? == 1, durability))
     }
 
-    /// [`StoreTx::finish_run`], committed alone.
+    /// [`StoreTx::finish_run`], committed alone: on PostgreSQL by one statement with the
+    /// other runs ending meanwhile.
     pub async fn finish_run(
         &self,
         run_id: &str,
@@ -459,6 +480,21 @@ impl Store {
         error: Option<String>,
         now: i64,
     ) -> Result<bool> {
+        if let Backend::Postgres(pg) = &self.0 {
+            let write = Finish {
+                run_id: run_id.to_owned(),
+                owner: owner.to_owned(),
+                status: status.to_owned(),
+                output: output.clone(),
+                error: error.clone(),
+                at: now,
+            };
+            match pg.finish_run(write).await? {
+                Made::Yes => return Ok(true),
+                Made::No => return Ok(false),
+                Made::Alone => {}
+            }
+        }
         let args = args![run_id, owner, status, output, error, now];
         Ok(self.execute_statement(FINISH_RUN.to_owned(), args).await? == 1)
     }

@@ -15,8 +15,8 @@ macro_rules! bind_args {
     };
 }
 
+mod batch;
 mod error;
-mod event_batch;
 mod flow;
 mod journal;
 pub mod operations;

@@ -11,14 +11,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::{Query, QueryAs};
 use sqlx::{ConnectOptions, Postgres};
 
-use super::event_batch::EventBatches;
-use super::journal::{NewEvent, NewLease, NewRun};
+use super::batch::{BatchContext, Batches, EventWrite, Finish, Made, StepCheckpoint};
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
 /// Notified (on commit) by every transaction that queues runs.
@@ -28,7 +28,15 @@ pub(super) const RUNS_CHANNEL: &str = "paysteps_runs";
 pub(super) struct PgStore {
     pool: PgPool,
     queued: Arc<Notify>,
-    batches: EventBatches,
+    batches: Arc<PgBatches>,
+}
+
+/// The queues into each kind of batched write.
+struct PgBatches {
+    events: Batches<EventWrite>,
+    steps: Batches<StepCheckpoint>,
+    finishes: Batches<Finish>,
+    sizes: Arc<std::sync::OnceLock<Histogram>>,
 }
 
 /// An open PostgreSQL transaction, and whether it queued runs other processes should
@@ -53,7 +61,17 @@ impl PgStore {
             .await?;
         let queued = Arc::new(Notify::new());
         tokio::spawn(notify_loop(pool.clone(), queued.clone()));
-        let batches = EventBatches::start(pool.clone(), queued.clone());
+        let context = BatchContext {
+            pool: pool.clone(),
+            queued: queued.clone(),
+            sizes: Arc::default(),
+        };
+        let batches = Arc::new(PgBatches {
+            events: Batches::start(context.clone()),
+            steps: Batches::start(context.clone()),
+            finishes: Batches::start(context.clone()),
+            sizes: context.sizes,
+        });
         Ok(PgStore {
             pool,
             queued,
@@ -77,23 +95,24 @@ impl PgStore {
         self.queued.notify_one();
     }
 
-    /// Stores an event without a window and its runs in a batch with other events, as
-    /// [`EventBatches::store`] describes.
-    pub(super) async fn store_event_batched(
-        &self,
-        event: &NewEvent,
-        runs: &[NewRun],
-        lease: Option<&NewLease>,
-    ) -> Result<bool> {
-        self.batches.store(event, runs, lease).await
+    /// Stores an event without a window and its runs in a batch with other events.
+    pub(super) async fn store_event(&self, write: EventWrite) -> Result<Made> {
+        self.batches.events.make(write).await
     }
 
-    /// Where to count the events each committed batch carried.
-    pub(super) fn report_batch_sizes(
-        &self,
-        histogram: prometheus_client::metrics::histogram::Histogram,
-    ) {
-        self.batches.report_sizes(histogram);
+    /// Saves a step checkpoint in a batch with other runs'.
+    pub(super) async fn save_step(&self, write: StepCheckpoint) -> Result<Made> {
+        self.batches.steps.make(write).await
+    }
+
+    /// Ends a run in a batch with other runs ending.
+    pub(super) async fn finish_run(&self, write: Finish) -> Result<Made> {
+        self.batches.finishes.make(write).await
+    }
+
+    /// Where to count the writes each committed batch carried.
+    pub(super) fn report_batch_sizes(&self, histogram: Histogram) {
+        let _ = self.batches.sizes.set(histogram);
     }
 
     pub(super) async fn transaction<T, E>(

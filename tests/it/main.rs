@@ -1,6 +1,7 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
 mod access;
+mod batched_writes;
 mod browser;
 mod cli;
 mod cli_operations;
@@ -10,7 +11,6 @@ mod cron;
 mod db_faults;
 mod engine;
 mod event_api;
-mod event_batches;
 mod flow;
 mod group_commit;
 mod operations;
