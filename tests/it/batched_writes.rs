@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use futures::future::join_all;
-use paysteps::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate, Store};
+use paysteps::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate};
 use paysteps::stripe::fixtures::Overrides;
 
 use crate::common::db::{postgres_url, report_postgres_skipped};
+use crate::common::stored::{store_event, stripe_event};
 use crate::common::{Backend, TestApp, TestDb, fixture_event};
 
 const EVENTS: usize = 60;
@@ -89,7 +90,19 @@ async fn an_event_the_database_refuses_fails_alone() {
     let store = Arc::new(db.store().await);
     let stored = join_all((0..30).map(|n| {
         let store = store.clone();
-        async move { (n, ingest(&store, n).await) }
+        async move {
+            let evt_id = match n {
+                7 => "evt_\u{0}".to_owned(),
+                n => format!("evt_batch_{n}"),
+            };
+            let (event, run) = stripe_event(
+                &format!("ev_batch_{n}"),
+                &evt_id,
+                &format!("run_batch_{n}"),
+                "batch",
+            );
+            (n, store_event(&store, event, run).await)
+        }
     }))
     .await;
     for (n, outcome) in stored {
@@ -114,24 +127,6 @@ async fn an_event_the_database_refuses_fails_alone() {
         29
     );
     store.close().await;
-}
-
-/// Stores event `n` as the engine does: in the shared statement, else on its own.
-async fn ingest(store: &Store, n: usize) -> paysteps::store::Result<IngestOutcome> {
-    let (mut event, run) = new_event(n);
-    if n == 7 {
-        event.external_id = Some("evt_\u{0}".into());
-        event.dedupe_key = Some("stripe:evt_\u{0}".into());
-    }
-    if let Some(outcome) = store
-        .store_event_alone(&event, std::slice::from_ref(&run), None)
-        .await?
-    {
-        return Ok(outcome);
-    }
-    store
-        .write_unisolated(move |tx| Box::pin(async move { tx.insert_event(&event, &[run]).await }))
-        .await
 }
 
 const RUNS: usize = 40;
@@ -246,26 +241,12 @@ async fn checkpoints_and_endings_of_many_runs_share_commits_and_need_the_lease()
 
 /// Stripe event `n`, with one run.
 fn new_event(n: usize) -> (NewEvent, NewRun) {
-    let external_id = format!("evt_batch_{n}");
-    let event = NewEvent {
-        id: format!("ev_batch_{n}"),
-        dedupe_key: Some(format!("stripe:{external_id}")),
-        dedupe_for_ms: None,
-        external_id: Some(external_id),
-        name: "stripe/test.batch".into(),
-        source: "stripe".into(),
-        data: "{}".into(),
-        ts: 1,
-        received_at: 1_000,
-        object_id: None,
-        customer: None,
-    };
-    let run = NewRun {
-        id: format!("run_batch_{n}"),
-        function_id: "batch".into(),
-        replay_of: None,
-    };
-    (event, run)
+    stripe_event(
+        &format!("ev_batch_{n}"),
+        &format!("evt_batch_{n}"),
+        &format!("run_batch_{n}"),
+        "batch",
+    )
 }
 
 fn metric(text: &str, name: &str) -> f64 {

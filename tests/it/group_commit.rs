@@ -107,7 +107,8 @@ async fn an_event_keyed_for_ever_is_stored_once_however_many_deliveries_race(bac
 /// Stripe retries a delivery while the first is still being stored: 20 copies of each of
 /// 30 events at once store each event once, with one run, and count the rest duplicates.
 async fn deliveries_race(backend: Backend, window: Option<i64>) {
-    use paysteps::store::{IngestOutcome, NewEvent, NewRun};
+    use crate::common::stored::{store_event, stripe_event};
+    use paysteps::store::IngestOutcome;
 
     let db = TestDb::create(backend).await;
     let store = Arc::new(db.store().await);
@@ -116,37 +117,14 @@ async fn deliveries_race(backend: Backend, window: Option<i64>) {
         for copy in 0..20 {
             let store = store.clone();
             tasks.spawn(async move {
-                let new = NewEvent {
-                    id: format!("ev_race_{event}_{copy}"),
-                    dedupe_key: Some(format!("stripe:evt_race_{event}")),
-                    dedupe_for_ms: window,
-                    external_id: Some(format!("evt_race_{event}")),
-                    name: "stripe/test.race".into(),
-                    source: "stripe".into(),
-                    data: "{}".into(),
-                    ts: 1,
-                    received_at: 1_000,
-                    object_id: None,
-                    customer: None,
-                };
-                let run = NewRun {
-                    id: format!("run_race_{event}_{copy}"),
-                    function_id: "race".into(),
-                    replay_of: None,
-                };
-                let alone = store
-                    .store_event_alone(&new, std::slice::from_ref(&run), None)
-                    .await
-                    .expect("store alone");
-                match alone {
-                    Some(outcome) => outcome,
-                    None => store
-                        .write_unisolated(move |tx| {
-                            Box::pin(async move { tx.insert_event(&new, &[run]).await })
-                        })
-                        .await
-                        .expect("store"),
-                }
+                let (mut new, run) = stripe_event(
+                    &format!("ev_race_{event}_{copy}"),
+                    &format!("evt_race_{event}"),
+                    &format!("run_race_{event}_{copy}"),
+                    "race",
+                );
+                new.dedupe_for_ms = window;
+                store_event(&store, new, run).await.expect("store")
             });
         }
     }
@@ -167,7 +145,7 @@ async fn deliveries_race(backend: Backend, window: Option<i64>) {
         async move { store.count(sql, vec![]).await.expect("count") }
     };
     assert_eq!(
-        count("SELECT COUNT(*) FROM events WHERE name = 'stripe/test.race'").await,
+        count("SELECT COUNT(*) FROM events WHERE name = 'stripe/test.stored'").await,
         30
     );
     assert_eq!(
@@ -175,8 +153,10 @@ async fn deliveries_race(backend: Backend, window: Option<i64>) {
         30
     );
     assert_eq!(
-        count("SELECT CAST(SUM(duplicates) AS BIGINT) FROM events WHERE name = 'stripe/test.race'")
-            .await,
+        count(
+            "SELECT CAST(SUM(duplicates) AS BIGINT) FROM events WHERE name = 'stripe/test.stored'"
+        )
+        .await,
         570
     );
     let orphans = store

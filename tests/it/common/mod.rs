@@ -4,6 +4,7 @@
 pub mod db;
 pub mod proxy;
 pub mod serve;
+pub mod stored;
 
 use std::sync::Arc;
 use std::time::Duration;
