@@ -26,15 +26,12 @@ use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate
 const CLAIM_BATCH: usize = 64;
 
 pub(super) async fn claim(inner: &Inner, limit: usize) -> store::Result<Vec<ClaimedRun>> {
-    let owner = inner.owner.clone();
     let now = inner.config.clock.now_ms();
     let lease = duration_ms(inner.config.lease);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     inner
         .store
-        .write_unisolated(move |tx| {
-            Box::pin(async move { tx.claim_runs(&owner, now, lease, limit).await })
-        })
+        .claim_runs(&inner.owner, now, lease, limit)
         .await
 }
 

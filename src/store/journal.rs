@@ -248,35 +248,6 @@ impl StoreTx {
             .await
     }
 
-    /// Claims up to `limit` runs that are due, or whose lease expired, for `owner`.
-    pub async fn claim_runs(
-        &mut self,
-        owner: &str,
-        now: i64,
-        lease_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<ClaimedRun>> {
-        // SQLite has one writer, so a plain subquery cannot race; PostgreSQL skips rows
-        // another process is claiming rather than waiting for them.
-        // `+status` keeps SQLite's planner on the small due_at index: reading the status
-        // index instead means sorting every live run for each claim.
-        let (status, lock) = match self.dialect() {
-            Dialect::Sqlite => ("+status", ""),
-            Dialect::Postgres => ("status", " FOR UPDATE SKIP LOCKED"),
-        };
-        let sql = format!(
-            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
-             due_at = $2, attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
-             updated_at = $3 \
-             WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 \
-             AND {status} IN ('queued', 'sleeping', 'running', 'waiting') \
-             ORDER BY due_at LIMIT $4{lock}) \
-             RETURNING {RUN_COLUMNS}"
-        );
-        self.fetch_all(&sql, args![owner, now + lease_ms, now, limit])
-            .await
-    }
-
     /// Confirms `owner` still holds the run's lease; false once the run was taken over,
     /// cancelled or finished elsewhere.
     pub async fn holds_lease(&mut self, run_id: &str, owner: &str, now: i64) -> Result<bool> {
@@ -433,6 +404,36 @@ impl Store {
             self.signal_new_runs();
         }
         Ok(Some(accepted(event, runs)))
+    }
+
+    /// Claims up to `limit` runs that are due, or whose lease expired, for `owner`, in
+    /// one statement committed alone.
+    pub async fn claim_runs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedRun>> {
+        // SQLite has one writer, so a plain subquery cannot race; PostgreSQL skips rows
+        // another process is claiming rather than waiting for them.
+        // `+status` keeps SQLite's planner on the small due_at index: reading the status
+        // index instead means sorting every live run for each claim.
+        let (status, lock) = match self.dialect() {
+            Dialect::Sqlite => ("+status", ""),
+            Dialect::Postgres => ("status", " FOR UPDATE SKIP LOCKED"),
+        };
+        let sql = format!(
+            "UPDATE runs SET status = 'running', lease_owner = $1, lease_expires_at = $2, \
+             due_at = $2, attempt = attempt + 1, started_at = COALESCE(started_at, $3), \
+             updated_at = $3 \
+             WHERE id IN (SELECT id FROM runs WHERE due_at <= $3 \
+             AND {status} IN ('queued', 'sleeping', 'running', 'waiting') \
+             ORDER BY due_at LIMIT $4{lock}) \
+             RETURNING {RUN_COLUMNS}"
+        );
+        self.write_statement_all(sql, args![owner, now + lease_ms, now, limit])
+            .await
     }
 
     /// [`StoreTx::save_step_if_leased`], committed alone and answered before its commit is

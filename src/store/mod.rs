@@ -259,6 +259,26 @@ impl Store {
         }
     }
 
+    /// [`Store::write_statement`] for a statement that returns any number of rows.
+    pub async fn write_statement_all<T: Record + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<Vec<T>> {
+        match &self.0 {
+            Backend::Sqlite(_) => {
+                self.write_unisolated(move |tx| {
+                    Box::pin(async move { tx.fetch_all(&sql, args).await })
+                })
+                .await
+            }
+            Backend::Postgres(p) => postgres::bind_as(&sql, args)
+                .fetch_all(p.pool())
+                .await
+                .map_err(Error::from),
+        }
+    }
+
     /// [`Store::write_statement`] for a statement that returns no rows; answers how many
     /// rows it changed.
     pub async fn execute_statement(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
