@@ -35,12 +35,10 @@ const BATCHES_IN_FLIGHT: usize = 2;
 type BatchQuery<'q> = QueryAs<'q, Postgres, (i64,), PgArguments>;
 
 /// A kind of write that can be made in batches.
-pub(super) trait Write: Send + 'static {
+pub(super) trait Write: Sized + Send + 'static {
     /// The statement making `writes` together, answering the position of each write
     /// it made.
-    fn statement(writes: &[Self]) -> BatchQuery<'_>
-    where
-        Self: Sized;
+    fn statement(writes: &[Self]) -> BatchQuery<'_>;
 
     /// Whether making this write queued runs other processes should hear of.
     fn queues_runs(&self) -> bool {
@@ -64,17 +62,9 @@ struct Job<W> {
     made: oneshot::Sender<Result<Made>>,
 }
 
-/// The queue into the batches of one kind of write; cheap to clone.
+/// The queue into the batches of one kind of write.
 pub(super) struct Batches<W> {
     jobs: mpsc::UnboundedSender<Job<W>>,
-}
-
-impl<W> Clone for Batches<W> {
-    fn clone(&self) -> Self {
-        Batches {
-            jobs: self.jobs.clone(),
-        }
-    }
 }
 
 /// What every kind of batch shares: the pool, where to say runs were queued, and where
