@@ -245,18 +245,11 @@ impl Store {
         sql: String,
         args: Vec<Arg>,
     ) -> Result<Option<T>> {
-        match &self.0 {
-            Backend::Sqlite(_) => {
-                self.write_unisolated(move |tx| {
-                    Box::pin(async move { tx.fetch_optional(&sql, args).await })
-                })
-                .await
-            }
-            Backend::Postgres(p) => postgres::bind_as(&sql, args)
-                .fetch_optional(p.pool())
-                .await
-                .map_err(Error::from),
-        }
+        Ok(self
+            .write_statement_all(sql, args)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// [`Store::write_statement`] for a statement that returns any number of rows.
