@@ -66,7 +66,8 @@ pub struct Metrics {
     pub runs_open: Family<StatusLabels, Gauge>,
     /// Age of the oldest queued run that is due, in milliseconds; set when scraped.
     pub oldest_queued_ms: Gauge,
-    /// Transactions committed together by the SQLite writer.
+    /// Transactions committed together: by the SQLite writer, or by one of PostgreSQL's
+    /// batched statements.
     pub commit_batch_size: Histogram,
 }
 
