@@ -99,7 +99,7 @@ pub(crate) async fn admit_alone(store: &Store, intake: &Intake) -> store::Result
     let stored = store.store_event_alone(&intake.event, &runs, lease).await?;
     Ok(stored.map(|outcome| Admitted {
         outcome,
-        claimable: lease.is_none() && !runs.is_empty(),
+        claimable: store::queues_runs(&runs, lease),
     }))
 }
 
@@ -111,7 +111,7 @@ pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<Ad
     let mut claimable = false;
     let (outcome, listened) = if let Some(runs) = intake.plain_runs() {
         let lease = intake.lease.as_ref();
-        claimable = lease.is_none() && !runs.is_empty();
+        claimable = store::queues_runs(&runs, lease);
         tx.store_event(event, &runs, lease).await?
     } else {
         let (outcome, listened) = tx.store_event(event, &[], None).await?;

@@ -56,6 +56,12 @@ pub struct NewLease {
     pub expires_at: i64,
 }
 
+/// Whether storing `runs` with their event queues them for the workers to claim: there
+/// are some, and no lease hands them to the engine storing them.
+pub fn queues_runs(runs: &[NewRun], lease: Option<&NewLease>) -> bool {
+    lease.is_none() && !runs.is_empty()
+}
+
 /// What storing an event did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum IngestOutcome {
@@ -176,7 +182,7 @@ impl StoreTx {
         match claim {
             Claim::Lost { holder } => Ok((IngestOutcome::Duplicate { event_id: holder }, false)),
             Claim::Won { listened } => {
-                if !runs.is_empty() && lease.is_none() {
+                if queues_runs(runs, lease) {
                     self.signal_new_runs().await?;
                 }
                 Ok((accepted(event, runs), listened))
@@ -400,7 +406,7 @@ impl Store {
         if !matches!(row, Some((Some(_), _))) {
             return Ok(None);
         }
-        if !runs.is_empty() && lease.is_none() {
+        if queues_runs(runs, lease) {
             self.signal_new_runs();
         }
         Ok(Some(accepted(event, runs)))

@@ -33,7 +33,9 @@ use sqlx::sqlite::SqliteRow;
 
 pub use error::{Error, Result};
 pub use flow::{ListenerRow, NewListener};
-pub use journal::{ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate};
+pub use journal::{
+    ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate, queues_runs,
+};
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sqlite::Durability;
 

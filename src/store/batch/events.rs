@@ -4,7 +4,7 @@
 //! take.
 
 use super::{BatchQuery, Write, column};
-use crate::store::journal::{NewEvent, NewLease, NewRun};
+use crate::store::journal::{NewEvent, NewLease, NewRun, queues_runs};
 
 /// Inserts the batch's events that no listener waits for and whose dedupe key is free,
 /// then their runs: queued, or running under the event's lease on their first attempt.
@@ -86,6 +86,6 @@ impl Write for EventWrite {
     }
 
     fn queues_runs(&self) -> bool {
-        self.lease.is_none() && !self.runs.is_empty()
+        queues_runs(&self.runs, self.lease.as_ref())
     }
 }
