@@ -341,8 +341,8 @@ impl Store {
     }
 
     /// Where the backend reports how many transactions each commit carried: SQLite's
-    /// group commits, and PostgreSQL's batches of events (its other transactions each
-    /// commit on their own).
+    /// group commits, and PostgreSQL's batched writes (events, checkpoints and run
+    /// endings; its other transactions each commit on their own).
     pub fn report_batch_sizes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
         match &self.0 {
             Backend::Sqlite(s) => s.report_batch_sizes(histogram),
