@@ -55,8 +55,8 @@ async fn accept(
     state
         .verifier
         .verify(signature, &body, system_now_ms() / 1000)?;
-    let (event, _) = envelope::parse(&body)?;
-    let data = String::from_utf8(body.to_vec())
+    let event = envelope::parse(&body)?;
+    let data = String::from_utf8(Vec::from(body))
         .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
     let input = EventInput {
         name: format!("stripe/{}", event.event_type),

@@ -1,7 +1,14 @@
 //! The few envelope fields ingest needs, read without typing `data.object`, so event types
 //! paysteps has no function for (or that async-stripe does not know yet) are still accepted.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 
 /// The result of reading an envelope.
 pub type Result<T, E = EnvelopeError> = std::result::Result<T, E>;
@@ -44,47 +51,211 @@ pub struct Envelope {
     pub customer: Option<String>,
 }
 
-/// Reads the envelope and returns it with the whole parsed body, so the body is parsed once.
-pub fn parse(body: &[u8]) -> Result<(Envelope, Value)> {
-    let value: Value =
+/// Reads the envelope. The rest of the body is checked to be JSON but not kept: a
+/// Stripe object is kilobytes of fields that only the functions' own parse reads.
+pub fn parse(body: &[u8]) -> Result<Envelope> {
+    let body: Shape<'_, Body<'_>> =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::InvalidJson(e.to_string()))?;
-    let event = value.as_object().ok_or_else(|| {
-        EnvelopeError::InvalidJson(format!("expected an object, got {}", kind(&value)))
-    })?;
-    let envelope = read(event).map_err(|what| EnvelopeError::InvalidEvent(what.to_owned()))?;
-    Ok((envelope, value))
+    let event = match body {
+        Shape::Object(event) => event,
+        Shape::Value(other) => {
+            return Err(EnvelopeError::InvalidJson(format!(
+                "expected an object, got {}",
+                other.kind()
+            )));
+        }
+    };
+    read(event).map_err(|what| EnvelopeError::InvalidEvent(what.to_owned()))
 }
 
-fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static str> {
-    if event.get("object").and_then(Value::as_str) != Some("event") {
+/// The top level of an event, as far as ingest reads it.
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    object: Leaf<'a>,
+    #[serde(borrow, default)]
+    id: Leaf<'a>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Leaf<'a>,
+    #[serde(borrow, default)]
+    created: Leaf<'a>,
+    #[serde(borrow, default)]
+    livemode: Leaf<'a>,
+    #[serde(borrow, default)]
+    data: Shape<'a, Data<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow, default)]
+    object: Shape<'a, Object<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Object<'a> {
+    #[serde(borrow, default)]
+    id: Leaf<'a>,
+    #[serde(borrow, default)]
+    customer: Shape<'a, Expanded<'a>>,
+}
+
+/// An expanded object in place of its id.
+#[derive(Deserialize)]
+struct Expanded<'a> {
+    #[serde(borrow, default)]
+    id: Leaf<'a>,
+}
+
+/// A JSON value whose own fields are not read.
+type Leaf<'a> = Shape<'a, IgnoredAny>;
+
+/// A JSON value as the envelope sees it: an object read as `T`, or another value.
+/// Any JSON is accepted, so a field of the wrong kind is the envelope's error to name
+/// rather than the parser's.
+enum Shape<'a, T> {
+    Object(T),
+    Value(Scalar<'a>),
+}
+
+/// A JSON value other than an object; arrays and fractions are only named.
+enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Bool(bool),
+    Other(&'static str),
+}
+
+impl<T> Default for Shape<'_, T> {
+    fn default() -> Self {
+        Shape::Value(Scalar::Null)
+    }
+}
+
+impl<T> Shape<'_, T> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Shape::Value(Scalar::Str(text)) => Some(text),
+            _ => None,
+        }
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Shape::Value(Scalar::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self {
+            Shape::Value(Scalar::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl Scalar<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Str(_) => "a string",
+            Scalar::Int(_) => "a number",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Other(kind) => kind,
+        }
+    }
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Shape<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor(PhantomData))
+    }
+}
+
+struct ShapeVisitor<'a, T>(PhantomData<(&'a (), T)>);
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ShapeVisitor<'a, T> {
+    type Value = Shape<'a, T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> std::result::Result<Self::Value, M::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Shape::Object)
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(
+        self,
+        mut seq: S,
+    ) -> std::result::Result<Self::Value, S::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Shape::Value(Scalar::Other("an array")))
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Str(Cow::Borrowed(v))))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Str(Cow::Owned(v.to_owned()))))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Int(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(
+            i64::try_from(v).map_or(Scalar::Other("a number"), Scalar::Int),
+        ))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Other("a number")))
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Bool(v)))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(Shape::Value(Scalar::Null))
+    }
+}
+
+const NO_DATA_OBJECT: &str = "\"data.object\" is missing or not an object";
+
+fn read(event: Body<'_>) -> std::result::Result<Envelope, &'static str> {
+    if event.object.as_str() != Some("event") {
         return Err("\"object\" is not \"event\"");
     }
     let id = event
-        .get("id")
-        .and_then(Value::as_str)
+        .id
+        .as_str()
         .filter(|id| id.len() > "evt_".len() && id.starts_with("evt_") && plain(id))
         .ok_or("\"id\" is missing or is not an evt_ id")?;
     let event_type = event
-        .get("type")
-        .and_then(Value::as_str)
+        .event_type
+        .as_str()
         .filter(|t| !t.is_empty() && plain(t))
         .ok_or("\"type\" is missing, empty or has control characters")?;
     let created = event
-        .get("created")
-        .and_then(Value::as_i64)
+        .created
+        .as_i64()
         .ok_or("\"created\" is missing or not an integer")?;
-    let object = event
-        .get("data")
-        .and_then(|data| data.get("object"))
-        .and_then(Value::as_object)
-        .ok_or("\"data.object\" is missing or not an object")?;
-
-    let customer = match object.get("customer") {
-        Some(Value::Object(expanded)) => expanded.get("id"),
-        other => other,
+    let Shape::Object(data) = &event.data else {
+        return Err(NO_DATA_OBJECT);
     };
-    let object_id = object.get("id").and_then(Value::as_str);
-    let customer = customer.and_then(Value::as_str);
+    let Shape::Object(object) = &data.object else {
+        return Err(NO_DATA_OBJECT);
+    };
+    let customer = match &object.customer {
+        Shape::Object(expanded) => expanded.id.as_str(),
+        other => other.as_str(),
+    };
+    let object_id = object.id.as_str();
     if !object_id.is_none_or(plain) || !customer.is_none_or(plain) {
         return Err("\"data.object\" has an id with control characters");
     }
@@ -92,10 +263,7 @@ fn read(event: &Map<String, Value>) -> std::result::Result<Envelope, &'static st
         id: id.to_owned(),
         event_type: event_type.to_owned(),
         created,
-        livemode: event
-            .get("livemode")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        livemode: event.livemode.as_bool().unwrap_or(false),
         object_id: object_id.map(str::to_owned),
         customer: customer.map(str::to_owned),
     })
@@ -137,7 +305,7 @@ mod tests {
         })
     }
 
-    fn parse_value(value: &Value) -> Result<(Envelope, Value)> {
+    fn parse_value(value: &Value) -> Result<Envelope> {
         parse(value.to_string().as_bytes())
     }
 
@@ -148,7 +316,7 @@ mod tests {
 
     #[test]
     fn unknown_event_type_is_accepted() {
-        let (envelope, value) = parse_value(&event()).unwrap();
+        let envelope = parse_value(&event()).unwrap();
         assert_eq!(
             envelope,
             Envelope {
@@ -160,7 +328,6 @@ mod tests {
                 customer: Some("cus_1".into()),
             }
         );
-        assert_eq!(value, event());
     }
 
     #[test]
@@ -168,21 +335,45 @@ mod tests {
         let mut value = event();
         value["data"]["object"]["customer"] = json!({ "id": "cus_2", "object": "customer" });
         assert_eq!(
-            parse_value(&value).unwrap().0.customer.as_deref(),
+            parse_value(&value).unwrap().customer.as_deref(),
             Some("cus_2")
         );
 
         value["data"]["object"] = json!({});
         value.as_object_mut().unwrap().remove("livemode");
-        let (envelope, _) = parse_value(&value).unwrap();
+        let envelope = parse_value(&value).unwrap();
         assert_eq!(
             (envelope.object_id, envelope.customer, envelope.livemode),
             (None, None, false)
         );
 
         value["data"]["object"] = json!({ "id": 7, "customer": null });
-        let (envelope, _) = parse_value(&value).unwrap();
+        let envelope = parse_value(&value).unwrap();
         assert_eq!((envelope.object_id, envelope.customer), (None, None));
+    }
+
+    #[test]
+    fn escaped_strings_and_unread_fields_are_json_like_any_other() {
+        let body = br#"{"object":"event","id":"evt_\u0031","type":"a.b","created":1,
+            "extra":[1,{"x":[]}],"data":{"object":{"id":"o\/1","lines":[1.5,true],
+            "customer":{"id":"cus_1","nested":{"a":[null]}}}}}"#;
+        let envelope = parse(body).unwrap();
+        assert_eq!(
+            (
+                envelope.id.as_str(),
+                envelope.object_id.as_deref(),
+                envelope.customer.as_deref()
+            ),
+            ("evt_1", Some("o/1"), Some("cus_1"))
+        );
+
+        let trailing =
+            br#"{"object":"event","id":"evt_1","type":"a","created":1,"data":{"object":{}}} x"#;
+        assert_eq!(parse(trailing).unwrap_err().code(), "invalid_json");
+        let unclosed = br#"{"object":"event","id":"evt_1","type":"a","created":1,"data":{"object":{"lines":[}}}"#;
+        assert_eq!(parse(unclosed).unwrap_err().code(), "invalid_json");
+        let huge = br#"{"object":"event","id":"evt_1","type":"a","created":18446744073709551615,"data":{"object":{}}}"#;
+        assert_eq!(parse(huge).unwrap_err().code(), "invalid_event");
     }
 
     #[test]
@@ -256,7 +447,9 @@ mod tests {
             if path.extension().is_none_or(|ext| ext != "json") {
                 continue;
             }
-            let (envelope, value) = parse(&std::fs::read(&path).unwrap()).unwrap();
+            let body = std::fs::read(&path).unwrap();
+            let envelope = parse(&body).unwrap();
+            let value: Value = serde_json::from_slice(&body).unwrap();
             let stem = path.file_stem().unwrap().to_str().unwrap();
             assert!(stem.starts_with(&envelope.event_type), "{stem}");
             assert_eq!(value["id"], envelope.id.as_str());
