@@ -263,9 +263,12 @@ impl Engine {
                 // hand-over must not be dropped with a caller that stops waiting.
                 let inner = self.inner.clone();
                 let stored = tokio::spawn(async move {
-                    let (admitted, intake) = admit(&inner, intake).await?;
+                    let (admitted, intake, durability) = admit(&inner, intake).await?;
                     if matches!(admitted.outcome, IngestOutcome::Accepted { .. }) {
-                        worker::hand_over(&inner, intake, permits);
+                        worker::hand_over(&inner, intake, permits, durability.clone());
+                    }
+                    if let Some(durability) = durability {
+                        durability.wait().await?;
                     }
                     Ok::<_, crate::store::Error>(admitted)
                 });
@@ -275,7 +278,13 @@ impl Engine {
                     Err(_) => return Err(crate::store::Error::Closed),
                 }
             }
-            None => admit(&self.inner, intake).await?.0,
+            None => {
+                let (admitted, _, durability) = admit(&self.inner, intake).await?;
+                if let Some(durability) = durability {
+                    durability.wait().await?;
+                }
+                admitted
+            }
         };
         let labels = crate::metrics::SourceLabels {
             source: source.to_owned(),
@@ -359,7 +368,7 @@ impl Engine {
     pub async fn run_until_idle(&self) -> crate::store::Result<usize> {
         let mut executed = 0;
         while let Some(run) = worker::claim_one(&self.inner).await? {
-            worker::execute(&self.inner, run, None).await;
+            worker::execute(&self.inner, run, None, None).await;
             executed += 1;
         }
         Ok(executed)
@@ -367,23 +376,29 @@ impl Engine {
 }
 
 /// Stores the intake's event and runs; gives the intake back for its runs to be handed
-/// over.
+/// over. The answer may come before the commit is durable: then with the
+/// [`Durability`](crate::store::Durability) to wait for before telling anyone outside.
 async fn admit(
     inner: &Inner,
     intake: intake::Intake,
-) -> crate::store::Result<(intake::Admitted, intake::Intake)> {
+) -> crate::store::Result<(
+    intake::Admitted,
+    intake::Intake,
+    Option<crate::store::Durability>,
+)> {
     if let Some(admitted) = intake::admit_alone(&inner.store, &intake).await? {
-        return Ok((admitted, intake));
+        return Ok((admitted, intake, None));
     }
-    inner
+    let ((admitted, intake), durability) = inner
         .store
-        .write_unisolated(move |tx| {
+        .write_unisolated_early(move |tx| {
             Box::pin(async move {
                 let admitted = intake::admit(tx, &intake).await?;
                 Ok((admitted, intake))
             })
         })
-        .await
+        .await?;
+    Ok((admitted, intake, durability))
 }
 
 /// A new sortable id with a readable prefix: `run_0192…`.

@@ -241,6 +241,31 @@ impl Step {
         // Whatever `work` does outside the database, it does after every earlier
         // checkpoint of the run is durable.
         self.settle_or_halt().await?;
+        self.execute(planned, work).await
+    }
+
+    /// Like [`Step::run`], for work that has no effect outside the run: a computation
+    /// over the event and earlier steps' outputs, such as parsing or validating. It
+    /// starts without waiting for earlier checkpoints to be durable, so it overlaps
+    /// their commit; a step that calls, sends or writes anything belongs in `run`.
+    pub async fn compute<T, F, Fut>(&self, name: &str, work: F) -> Result<T, Interrupt>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        match self.lookup(name)? {
+            Lookup::Done(value) => Ok(value),
+            Lookup::Execute(planned) => self.execute(planned, work).await,
+        }
+    }
+
+    async fn execute<T, F, Fut>(&self, planned: Planned, work: F) -> Result<T, Interrupt>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
         let began = std::time::Instant::now();
         let result = self.with_timeout(work()).await;
         self.observe(began);
@@ -470,6 +495,13 @@ impl Step {
             Ok((false, _)) => Err(self.halt(Halt::Lost)),
             Err(err) => Err(self.halt(Halt::Store(err.to_string()))),
         }
+    }
+
+    /// Makes the execution build on a commit that may not be durable yet (the one that
+    /// stored its run): its writes run only if that commit succeeds, and what leaves the
+    /// database waits for it like for the execution's own checkpoints.
+    pub(super) fn builds_on(&self, commit: Durability) {
+        self.unsettled(Some(commit));
     }
 
     fn unsettled(&self, durability: Option<Durability>) {

@@ -20,7 +20,9 @@ use super::event::{
 use super::intake::{self, Intake};
 use super::step::{Ctx, Halt, Reason, Step, StepSettings};
 use super::{Inner, new_id};
-use crate::store::{self, ClaimedRun, IngestOutcome, NewEvent, NewRun, StepUpdate, StoreTx};
+use crate::store::{
+    self, ClaimedRun, Durability, IngestOutcome, NewEvent, NewRun, StepUpdate, StoreTx,
+};
 
 /// Most runs claimed in one statement.
 const CLAIM_BATCH: usize = 64;
@@ -79,7 +81,7 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
         let full = claimed.len() == wanted;
         for run in claimed {
             let Some(permit) = permits.pop() else { break };
-            spawn_execution(&inner, run, None, permit);
+            spawn_execution(&inner, run, None, None, permit);
         }
         drop(permits);
         if full {
@@ -118,11 +120,12 @@ fn spawn_execution(
     inner: &Arc<Inner>,
     run: ClaimedRun,
     event: Option<Event>,
+    stored: Option<Durability>,
     permit: OwnedSemaphorePermit,
 ) {
     let task_inner = inner.clone();
     executions(inner).spawn(async move {
-        execute(&task_inner, run, event).await;
+        execute(&task_inner, run, event, stored).await;
         drop(permit);
     });
 }
@@ -145,8 +148,16 @@ pub(super) fn reserve(inner: &Inner, intake: &Intake) -> Option<Vec<OwnedSemapho
 }
 
 /// Executes the runs an event stored under this engine's lease, each in the slot
-/// [`reserve`] took for it, with the event as it was received: no claim, no read.
-pub(super) fn hand_over(inner: &Arc<Inner>, intake: Intake, permits: Vec<OwnedSemaphorePermit>) {
+/// [`reserve`] took for it, with the event as it was received: no claim, no read. When
+/// the event's commit is not durable yet (`commit`), the runs start anyway and build on
+/// it: their writes run only if it commits, and their effects outside the database wait
+/// until it is durable, as they wait for the runs' own checkpoints.
+pub(super) fn hand_over(
+    inner: &Arc<Inner>,
+    intake: Intake,
+    permits: Vec<OwnedSemaphorePermit>,
+    commit: Option<Durability>,
+) {
     let Some(lease) = intake.lease else { return };
     let stored = intake.event;
     let now = stored.received_at;
@@ -171,7 +182,7 @@ pub(super) fn hand_over(inner: &Arc<Inner>, intake: Intake, permits: Vec<OwnedSe
             ended_at: None,
             updated_at: now,
         };
-        spawn_execution(inner, run, event.clone(), permit);
+        spawn_execution(inner, run, event.clone(), commit.clone(), permit);
     }
 }
 
@@ -348,10 +359,16 @@ pub(super) async fn signal_loop(inner: Arc<Inner>) {
 }
 
 /// Executes one claimed run up to its next stop and records where it stopped. `event`
-/// is the run's event when the caller has it, so it is not read again.
-pub(super) async fn execute(inner: &Inner, run: ClaimedRun, event: Option<Event>) {
+/// is the run's event when the caller has it, so it is not read again; `stored` the
+/// commit that stored the run, when it may not be durable yet.
+pub(super) async fn execute(
+    inner: &Inner,
+    run: ClaimedRun,
+    event: Option<Event>,
+    stored: Option<Durability>,
+) {
     set_active(inner, &run.id, true);
-    let outcome = execute_inner(inner, &run, event).await;
+    let outcome = execute_inner(inner, &run, event, stored).await;
     set_active(inner, &run.id, false);
     if let Ok(stop) = &outcome {
         inner.metrics.run_ended(&run.function_id, stop.status);
@@ -399,6 +416,7 @@ async fn execute_inner(
     inner: &Inner,
     run: &ClaimedRun,
     known: Option<Event>,
+    stored: Option<Durability>,
 ) -> store::Result<Stop> {
     // Steps are written only under a lease (every claim counts an attempt) or copied into
     // a replay when it is made: a run on its first attempt that is no replay has none.
@@ -441,6 +459,9 @@ async fn execute_inner(
         },
         steps,
     );
+    if let Some(stored) = stored {
+        step.builds_on(stored);
+    }
     let ctx = Ctx {
         event: event.clone(),
         run_id: run.id.clone(),

@@ -148,7 +148,7 @@ async fn validate(
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
-        .run(VALIDATE, || async move {
+        .compute(VALIDATE, || async move {
             faults.check(VALIDATE)?;
             let summary = parse_event(data, summarize).await?;
             if summary.mode == "subscription" && summary.subscription_id.is_none() {

@@ -160,7 +160,7 @@ async fn validate(ctx: &Ctx, faults: &Faults) -> Result<InvoiceSummary, Interrup
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
-        .run(VALIDATE, || async {
+        .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
             parse_event(data, summarize).await
         })

@@ -101,7 +101,7 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
     let data = ctx.event.data.clone();
     let intent = ctx
         .step
-        .run(VALIDATE, || async {
+        .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
             parse_event(data, summarize).await
         })

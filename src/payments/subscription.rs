@@ -73,7 +73,7 @@ async fn sync(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
-        .run(VALIDATE, || async {
+        .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
             parse_event(data, summarize).await
         })

@@ -230,6 +230,24 @@ impl Store {
         }
     }
 
+    /// [`Store::write_unisolated`] answered as soon as `work` ran, like
+    /// [`Store::transaction_early`]: what it wrote is durable once the returned
+    /// [`Durability`] resolves (PostgreSQL answers after the commit and returns none).
+    pub async fn write_unisolated_early<T, F>(&self, work: F) -> Result<(T, Option<Durability>)>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match &self.0 {
+            Backend::Sqlite(s) => {
+                let (outcome, durability) =
+                    s.transaction_early(Box::new(work), false, None).await?;
+                Ok((outcome?, durability))
+            }
+            Backend::Postgres(p) => Ok((p.transaction(Box::new(work)).await??, None)),
+        }
+    }
+
     /// [`Store::transaction`] for work whose only failures are storage errors.
     pub async fn write<T, F>(&self, work: F) -> Result<T>
     where

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, TryStreamExt};
 use prometheus_client::metrics::histogram::Histogram;
 use sqlx::query::{Query, QueryAs};
@@ -267,9 +267,11 @@ struct Early {
 }
 
 /// Resolves once the commit of an early-answered transaction is durable, or failed.
+/// Clones wait for the same commit.
+#[derive(Clone)]
 pub struct Durability {
     generation: u64,
-    commit: oneshot::Receiver<std::result::Result<(), String>>,
+    commit: Shared<oneshot::Receiver<std::result::Result<(), String>>>,
 }
 
 impl Durability {
@@ -354,7 +356,7 @@ impl<T: Send, E: Send> Finish for TxDone<T, E> {
         self.commit = Some(commit);
         let durability = Durability {
             generation,
-            commit: durable,
+            commit: durable.shared(),
         };
         let _ = reply.send(Ok((outcome, Some(durability))));
     }

@@ -3,14 +3,17 @@
 //! fails after writing leaves nothing; the ones committed beside it keep everything.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use serde_json::json;
 use tokio::sync::Notify;
 
 use paysteps::args;
+use paysteps::engine::{EventInput, Function, Trigger};
 use paysteps::store::Store;
 
-use crate::common::{Backend, TestDb};
+use crate::common::{Backend, Setup, TestApp, TestDb, eventually};
 
 crate::on_both_backends!(
     failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything,
@@ -240,6 +243,130 @@ async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() 
         .expect("read");
     assert_eq!(kept, vec![("fresh".to_owned(),), ("slow".to_owned(),)]);
     store.close().await;
+}
+
+/// Runs handed over at intake start as soon as their event's statement ran, before that
+/// commit is durable. When the commit then fails, the caller is told so, and the runs
+/// leave nothing: a `compute` step ran, but its checkpoint is refused, and a `run` step,
+/// whose work is seen outside, never starts, even as a run's first step. Sent again,
+/// the event runs once.
+#[tokio::test]
+async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_commit_fails() {
+    let (computed, effects) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let c = computed.clone();
+    let parse = Function::new("parse", Trigger::event("test/probe"), move |ctx| {
+        let c = c.clone();
+        async move {
+            let n: u32 = ctx
+                .step
+                .compute(
+                    "parse",
+                    || async move { Ok(c.fetch_add(1, Ordering::SeqCst)) },
+                )
+                .await?;
+            Ok(json!({ "parsed": n }))
+        }
+    });
+    let e = effects.clone();
+    let effect = Function::new("effect", Trigger::event("test/probe"), move |ctx| {
+        let e = e.clone();
+        async move {
+            ctx.step
+                .run("effect", || async move {
+                    e.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await?;
+            Ok(json!({}))
+        }
+    });
+    let app = TestApp::start_with(Setup {
+        // The idle workers' claim would wait behind the held writer with every free slot.
+        poll_interval: Duration::from_secs(30),
+        ..Setup::functions(Backend::Sqlite, 4, vec![parse, effect])
+    })
+    .await;
+    app.engine.start();
+    // Runs are handed over once the workers have looked for due runs and wait.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let store = Arc::new(app.store().clone());
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = tokio::spawn(set_held(
+        store.clone(),
+        "slow",
+        started.clone(),
+        release.clone(),
+    ));
+    started.notified().await;
+    // Queued first, so the event shares its commit: a step of a run that does not exist,
+    // with the foreign key checked only at the commit, which then fails.
+    let dooming = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .write_unisolated(|tx| {
+                    Box::pin(async move {
+                        tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
+                        tx.execute(
+                            "INSERT INTO steps (run_id, step_key, name, position, kind, status, \
+                             started_at) VALUES ('run_missing', 'x:0', 'x', 0, 'run', 'completed', 0)",
+                            vec![],
+                        )
+                        .await
+                    })
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let engine = app.engine.clone();
+    let ingest = tokio::spawn(async move {
+        engine
+            .ingest(EventInput::new("test/probe", &json!({})))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    release.notify_one();
+    slow.await.expect("task").expect("the slow write commits");
+    assert!(dooming.await.expect("task").is_err());
+    let ingested = ingest.await.expect("task");
+    assert!(ingested.is_err(), "the event's commit failed: {ingested:?}");
+
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            computed.load(Ordering::SeqCst) == 1
+        })
+        .await,
+        "the runs were handed over before the commit was known to fail"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(effects.load(Ordering::SeqCst), 0, "no effect outside");
+    for table in ["events", "runs", "steps", "run_history"] {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        assert_eq!(app.count(&sql).await, 0, "{table} keeps nothing");
+    }
+
+    let runs = crate::common::send(&app.engine, "test/probe", json!({})).await;
+    assert_eq!(runs.len(), 2);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let mut done = true;
+            for run in &runs {
+                done &= app.run(run).await["status"] == "completed";
+            }
+            done
+        })
+        .await,
+        "sent again, both runs complete"
+    );
+    assert_eq!(
+        (
+            computed.load(Ordering::SeqCst),
+            effects.load(Ordering::SeqCst)
+        ),
+        (2, 1)
+    );
+    app.engine.shutdown().await;
 }
 
 /// A chain of early-answered writes, each building on the one before, is kept whole once

@@ -50,6 +50,8 @@ pub struct Setup {
     pub event_keys: EventKeys,
     /// Runs executed at once once the engine is started.
     pub workers: usize,
+    /// How long idle workers wait before looking for due runs again.
+    pub poll_interval: Duration,
     /// Registers the outgoing webhook functions, delivering where this allows.
     pub webhooks: Option<Destinations>,
     /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
@@ -84,6 +86,7 @@ impl Default for Setup {
             register: Box::new(|b| b),
             event_keys: EventKeys::Any,
             workers: 4,
+            poll_interval: Duration::from_millis(50),
             webhooks: None,
             access: Access::Open,
         }
@@ -120,6 +123,7 @@ impl TestApp {
         let engine_store = store.clone();
         let config = EngineConfig {
             workers: setup.workers,
+            poll_interval: setup.poll_interval,
             ..test_config(clock.clone())
         };
         let mut builder = Engine::builder(store).config(config);
