@@ -413,6 +413,17 @@ impl Step {
         self.progress().halt.take()
     }
 
+    /// Whether a halt is pending.
+    pub(super) fn halted(&self) -> bool {
+        self.progress().halt.is_some()
+    }
+
+    /// The commit generation of the execution's latest early write, which a write made
+    /// after it builds on.
+    pub(super) fn last_early(&self) -> Option<u64> {
+        self.progress().last_early
+    }
+
     pub(super) fn lookup<T: DeserializeOwned>(&self, name: &str) -> Result<Lookup<T>, Interrupt> {
         let key = self.next_key(name);
         let existing = self.inner.memo.get(&key);

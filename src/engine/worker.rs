@@ -472,6 +472,13 @@ async fn execute_inner(
     let result = AssertUnwindSafe((function.handler)(ctx))
         .catch_unwind()
         .await;
+    let output = match &result {
+        Ok(Ok(output)) => Some(output),
+        _ => None,
+    };
+    if let Some(stop) = complete_quietly(inner, run, &step, &event, output).await? {
+        return Ok(stop);
+    }
     // The run's ending is seen outside: it waits until its checkpoints are durable.
     let halt = match step.settle().await {
         Ok(()) => step.take_halt(),
@@ -590,6 +597,37 @@ async fn execute_inner(
             .map(Stop::failed)
         }
     }
+}
+
+/// Ends a run that completed with nothing more to set off: its ending is written at
+/// once, building on its last checkpoint's commit, and is waited for until durable,
+/// which makes every checkpoint before it durable too. `None` when the run did not end
+/// so, or when an earlier commit failed: then the usual ending finds out why.
+async fn complete_quietly(
+    inner: &Inner,
+    run: &ClaimedRun,
+    step: &Step,
+    event: &Event,
+    output: Option<&serde_json::Value>,
+) -> store::Result<Option<Stop>> {
+    let Some(output) = output.filter(|_| !step.halted()) else {
+        return Ok(None);
+    };
+    let now = inner.config.clock.now_ms();
+    if !Ending::new(inner, run, Some(event), Ok(output), now)?.is_quiet() {
+        return Ok(None);
+    }
+    let output = serde_json::to_string(output)?;
+    let finished = inner
+        .store
+        .complete_run_early(&run.id, &inner.owner, output, now, step.last_early())
+        .await;
+    let durable = match finished {
+        Ok((_, Some(durability))) => durability.wait().await,
+        Ok((_, None)) => Ok(()),
+        Err(err) => Err(err),
+    };
+    Ok(durable.ok().map(|()| Stop::new("completed", false)))
 }
 
 /// The run's event as stored, if it is.

@@ -476,6 +476,33 @@ impl Store {
         Ok((changed? == 1, durability))
     }
 
+    /// [`Store::finish_run`] for a run that completed with `output`, answered before its
+    /// commit is durable, as [`Store::transaction_early`] describes: on SQLite it runs
+    /// only if the commit of generation `after` (the run's last early write) committed,
+    /// and the returned [`Durability`] says when it is on disk. PostgreSQL answers once
+    /// committed.
+    pub async fn complete_run_early(
+        &self,
+        run_id: &str,
+        owner: &str,
+        output: String,
+        now: i64,
+        after: Option<u64>,
+    ) -> Result<(bool, Option<Durability>)> {
+        let output = Some(output);
+        if let Backend::Postgres(_) = &self.0 {
+            let finished = self
+                .finish_run(run_id, owner, "completed", output, None, now)
+                .await?;
+            return Ok((finished, None));
+        }
+        let args = args![run_id, owner, "completed", output, None::<String>, now];
+        let work: TxFn<u64, Error> =
+            Box::new(move |tx| Box::pin(async move { tx.execute(FINISH_RUN, args).await }));
+        let (changed, durability) = self.transaction_early(work, after).await?;
+        Ok((changed? == 1, durability))
+    }
+
     /// [`StoreTx::finish_run`], committed alone: on PostgreSQL by one statement with the
     /// other runs ending meanwhile.
     pub async fn finish_run(

@@ -298,26 +298,8 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
         release.clone(),
     ));
     started.notified().await;
-    // Queued first, so the event shares its commit: a step of a run that does not exist,
-    // with the foreign key checked only at the commit, which then fails.
-    let dooming = tokio::spawn({
-        let store = store.clone();
-        async move {
-            store
-                .write_unisolated(|tx| {
-                    Box::pin(async move {
-                        tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
-                        tx.execute(
-                            "INSERT INTO steps (run_id, step_key, name, position, kind, status, \
-                             started_at) VALUES ('run_missing', 'x:0', 'x', 0, 'run', 'completed', 0)",
-                            vec![],
-                        )
-                        .await
-                    })
-                })
-                .await
-        }
-    });
+    // Queued first, so the event shares its commit, which then fails.
+    let dooming = tokio::spawn(doom_next_commit(store.clone()));
     tokio::time::sleep(Duration::from_millis(20)).await;
     let engine = app.engine.clone();
     let ingest = tokio::spawn(async move {
@@ -367,6 +349,98 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
         (2, 1)
     );
     app.engine.shutdown().await;
+}
+
+/// A run's ending is written as soon as its handler returns, building on its last
+/// checkpoint's commit. When that commit fails, the run is not recorded completed: it is
+/// queued to be retried, and then completes once.
+#[tokio::test]
+async fn a_run_whose_last_checkpoint_was_lost_is_retried_not_completed() {
+    let (reached, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let executions = Arc::new(AtomicU32::new(0));
+    let (r, g, n) = (reached.clone(), go.clone(), executions.clone());
+    let function = Function::new("last", Trigger::event("test/last"), move |ctx| {
+        let (r, g, n) = (r.clone(), g.clone(), n.clone());
+        async move {
+            let attempt: u32 = ctx
+                .step
+                .compute("last", || async move {
+                    let attempt = n.fetch_add(1, Ordering::SeqCst);
+                    if attempt == 0 {
+                        r.notify_one();
+                        g.notified().await;
+                    }
+                    Ok(attempt)
+                })
+                .await?;
+            Ok(json!({ "attempt": attempt }))
+        }
+    });
+    let app = TestApp::start_with(Setup {
+        poll_interval: Duration::from_secs(30),
+        ..Setup::functions(Backend::Sqlite, 4, vec![function])
+    })
+    .await;
+    app.engine.start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let runs = crate::common::send(&app.engine, "test/last", json!({})).await;
+    reached.notified().await;
+
+    let store = Arc::new(app.store().clone());
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = tokio::spawn(set_held(
+        store.clone(),
+        "slow",
+        started.clone(),
+        release.clone(),
+    ));
+    started.notified().await;
+    let dooming = tokio::spawn(doom_next_commit(store.clone()));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    go.notify_one();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    release.notify_one();
+    slow.await.expect("task").expect("the slow write commits");
+    assert!(dooming.await.expect("task").is_err());
+
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            app.run(&runs[0]).await["status"] == "queued"
+        })
+        .await,
+        "the run is queued for a retry: {}",
+        app.run(&runs[0]).await
+    );
+    let steps = app
+        .count("SELECT COUNT(*) FROM steps WHERE step_key = 'last:0'")
+        .await;
+    assert_eq!(steps, 0, "the lost checkpoint is not kept");
+
+    app.clock.advance(Duration::from_secs(2));
+    app.engine.run_until_idle().await.expect("retry");
+    let run = app.run(&runs[0]).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["attempt"], 1, "{run}");
+    assert_eq!(executions.load(Ordering::SeqCst), 2);
+    app.engine.shutdown().await;
+}
+
+/// A write that succeeds but makes its commit fail: a step of a run that does not exist,
+/// with the foreign key checked only at the commit. Whatever shares that commit is lost.
+async fn doom_next_commit(store: Arc<Store>) -> paysteps::store::Result<u64> {
+    store
+        .write_unisolated(|tx| {
+            Box::pin(async move {
+                tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
+                tx.execute(
+                    "INSERT INTO steps (run_id, step_key, name, position, kind, status, \
+                     started_at) VALUES ('run_missing', 'x:0', 'x', 0, 'run', 'completed', 0)",
+                    vec![],
+                )
+                .await
+            })
+        })
+        .await
 }
 
 /// A chain of early-answered writes, each building on the one before, is kept whole once
