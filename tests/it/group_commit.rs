@@ -184,14 +184,7 @@ type Early = (Result<(), String>, Option<paysteps::store::Durability>);
 async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() {
     let db = TestDb::create(Backend::Sqlite).await;
     let store = Arc::new(db.store().await);
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let slow = tokio::spawn(set_held(
-        store.clone(),
-        "slow",
-        started.clone(),
-        release.clone(),
-    ));
-    started.notified().await;
+    let (slow, release) = hold_writer(&store).await;
     let early = tokio::spawn(set_early(store.clone(), "early", None));
     // Each spawned task queues its transaction when first polled, during these sleeps.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -280,27 +273,9 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
             Ok(json!({}))
         }
     });
-    let app = TestApp::start_with(Setup {
-        // The idle workers' claim would wait behind the held writer with every free slot.
-        poll_interval: Duration::from_secs(30),
-        ..Setup::functions(Backend::Sqlite, 4, vec![parse, effect])
-    })
-    .await;
-    app.engine.start();
-    // Runs are handed over once the workers have looked for due runs and wait.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let store = Arc::new(app.store().clone());
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let slow = tokio::spawn(set_held(
-        store.clone(),
-        "slow",
-        started.clone(),
-        release.clone(),
-    ));
-    started.notified().await;
-    // Queued first, so the event shares its commit, which then fails.
-    let dooming = tokio::spawn(doom_next_commit(store.clone()));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let app = idle_app(vec![parse, effect]).await;
+    // Queued behind the doom, so the event shares the commit that fails.
+    let doomed = DoomedCommit::prepare(Arc::new(app.store().clone())).await;
     let engine = app.engine.clone();
     let ingest = tokio::spawn(async move {
         engine
@@ -308,9 +283,7 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
             .await
     });
     tokio::time::sleep(Duration::from_millis(20)).await;
-    release.notify_one();
-    slow.await.expect("task").expect("the slow write commits");
-    assert!(dooming.await.expect("task").is_err());
+    doomed.release().await;
     let ingested = ingest.await.expect("task");
     assert!(ingested.is_err(), "the event's commit failed: {ingested:?}");
 
@@ -376,32 +349,13 @@ async fn a_run_whose_last_checkpoint_was_lost_is_retried_not_completed() {
             Ok(json!({ "attempt": attempt }))
         }
     });
-    let app = TestApp::start_with(Setup {
-        poll_interval: Duration::from_secs(30),
-        ..Setup::functions(Backend::Sqlite, 4, vec![function])
-    })
-    .await;
-    app.engine.start();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let app = idle_app(vec![function]).await;
     let runs = crate::common::send(&app.engine, "test/last", json!({})).await;
     reached.notified().await;
-
-    let store = Arc::new(app.store().clone());
-    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let slow = tokio::spawn(set_held(
-        store.clone(),
-        "slow",
-        started.clone(),
-        release.clone(),
-    ));
-    started.notified().await;
-    let dooming = tokio::spawn(doom_next_commit(store.clone()));
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let doomed = DoomedCommit::prepare(Arc::new(app.store().clone())).await;
     go.notify_one();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    release.notify_one();
-    slow.await.expect("task").expect("the slow write commits");
-    assert!(dooming.await.expect("task").is_err());
+    doomed.release().await;
 
     assert!(
         eventually(Duration::from_secs(5), || async {
@@ -425,22 +379,66 @@ async fn a_run_whose_last_checkpoint_was_lost_is_retried_not_completed() {
     app.engine.shutdown().await;
 }
 
-/// A write that succeeds but makes its commit fail: a step of a run that does not exist,
-/// with the foreign key checked only at the commit. Whatever shares that commit is lost.
-async fn doom_next_commit(store: Arc<Store>) -> paysteps::store::Result<u64> {
-    store
-        .write_unisolated(|tx| {
-            Box::pin(async move {
-                tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
-                tx.execute(
-                    "INSERT INTO steps (run_id, step_key, name, position, kind, status, \
-                     started_at) VALUES ('run_missing', 'x:0', 'x', 0, 'run', 'completed', 0)",
-                    vec![],
-                )
+/// A SQLite app with `functions`, started, whose idle workers wait rather than poll: a
+/// claim of theirs would otherwise wait behind a held writer with every free slot, and
+/// no run could be handed over at intake.
+async fn idle_app(functions: Vec<Function>) -> TestApp {
+    let app = TestApp::start_with(Setup {
+        poll_interval: Duration::from_secs(30),
+        ..Setup::functions(Backend::Sqlite, 4, functions)
+    })
+    .await;
+    app.engine.start();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app
+}
+
+/// The writer held by a transaction, with a write queued behind it that succeeds but
+/// makes its commit fail: a step of a run that does not exist, with the foreign key
+/// checked only at the commit. Whatever queues next shares that commit and is lost.
+struct DoomedCommit {
+    slow: tokio::task::JoinHandle<paysteps::store::Result<()>>,
+    dooming: tokio::task::JoinHandle<paysteps::store::Result<u64>>,
+    release: Arc<Notify>,
+}
+
+impl DoomedCommit {
+    async fn prepare(store: Arc<Store>) -> DoomedCommit {
+        let (slow, release) = hold_writer(&store).await;
+        let dooming = tokio::spawn(async move {
+            store
+                .write_unisolated(|tx| {
+                    Box::pin(async move {
+                        tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
+                        tx.execute(
+                            "INSERT INTO steps (run_id, step_key, name, position, kind, \
+                             status, started_at) \
+                             VALUES ('run_missing', 'x:0', 'x', 0, 'run', 'completed', 0)",
+                            vec![],
+                        )
+                        .await
+                    })
+                })
                 .await
-            })
-        })
-        .await
+        });
+        // A spawned task queues its write when first polled, during this sleep.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        DoomedCommit {
+            slow,
+            dooming,
+            release,
+        }
+    }
+
+    /// Lets the writer go on: the doomed commit fails.
+    async fn release(self) {
+        self.release.notify_one();
+        self.slow
+            .await
+            .expect("task")
+            .expect("the slow write commits");
+        assert!(self.dooming.await.expect("task").is_err());
+    }
 }
 
 /// A chain of early-answered writes, each building on the one before, is kept whole once
@@ -479,6 +477,25 @@ async fn early_answered_writes_are_all_kept_once_durable() {
         .expect("read");
     assert_eq!(kept.len(), 50, "every write kept");
     store.close().await;
+}
+
+/// Sets `slow` in a transaction that holds the writer until the returned `Notify` is
+/// told; answers once the writer is held.
+async fn hold_writer(
+    store: &Arc<Store>,
+) -> (
+    tokio::task::JoinHandle<paysteps::store::Result<()>>,
+    Arc<Notify>,
+) {
+    let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let slow = tokio::spawn(set_held(
+        store.clone(),
+        "slow",
+        started.clone(),
+        release.clone(),
+    ));
+    started.notified().await;
+    (slow, release)
 }
 
 /// Sets `key` in a transaction that holds the writer from `started` until `release`.
