@@ -368,7 +368,7 @@ impl Engine {
     pub async fn run_until_idle(&self) -> crate::store::Result<usize> {
         let mut executed = 0;
         while let Some(run) = worker::claim_one(&self.inner).await? {
-            worker::execute(&self.inner, run, None, None).await;
+            worker::execute(&self.inner, run, worker::Start::unslotted()).await;
             executed += 1;
         }
         Ok(executed)

@@ -81,7 +81,7 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
         let full = claimed.len() == wanted;
         for run in claimed {
             let Some(permit) = permits.pop() else { break };
-            spawn_execution(&inner, run, None, None, permit);
+            spawn_execution(&inner, run, Start::claimed(permit));
         }
         drop(permits);
         if full {
@@ -116,17 +116,39 @@ pub(super) fn executions(inner: &Inner) -> MutexGuard<'_, JoinSet<()>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn spawn_execution(
-    inner: &Arc<Inner>,
-    run: ClaimedRun,
+/// What an execution starts with besides its run.
+pub(super) struct Start {
+    /// The run's event, when the caller has it, so it is not read again.
     event: Option<Event>,
+    /// The commit that stored the run, when it may not be durable yet.
     stored: Option<Durability>,
-    permit: OwnedSemaphorePermit,
-) {
+    /// The worker slot the execution holds until its run is done.
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Start {
+    fn claimed(slot: OwnedSemaphorePermit) -> Start {
+        Start {
+            event: None,
+            stored: None,
+            slot: Some(slot),
+        }
+    }
+
+    /// A run executed by a caller that holds no slot.
+    pub(super) fn unslotted() -> Start {
+        Start {
+            event: None,
+            stored: None,
+            slot: None,
+        }
+    }
+}
+
+fn spawn_execution(inner: &Arc<Inner>, run: ClaimedRun, start: Start) {
     let task_inner = inner.clone();
     executions(inner).spawn(async move {
-        execute(&task_inner, run, event, stored).await;
-        drop(permit);
+        execute(&task_inner, run, start).await;
     });
 }
 
@@ -182,7 +204,12 @@ pub(super) fn hand_over(
             ended_at: None,
             updated_at: now,
         };
-        spawn_execution(inner, run, event.clone(), commit.clone(), permit);
+        let start = Start {
+            event: event.clone(),
+            stored: commit.clone(),
+            slot: Some(permit),
+        };
+        spawn_execution(inner, run, start);
     }
 }
 
@@ -358,17 +385,10 @@ pub(super) async fn signal_loop(inner: Arc<Inner>) {
     }
 }
 
-/// Executes one claimed run up to its next stop and records where it stopped. `event`
-/// is the run's event when the caller has it, so it is not read again; `stored` the
-/// commit that stored the run, when it may not be durable yet.
-pub(super) async fn execute(
-    inner: &Inner,
-    run: ClaimedRun,
-    event: Option<Event>,
-    stored: Option<Durability>,
-) {
+/// Executes one claimed run up to its next stop and records where it stopped.
+pub(super) async fn execute(inner: &Inner, run: ClaimedRun, start: Start) {
     set_active(inner, &run.id, true);
-    let outcome = execute_inner(inner, &run, event, stored).await;
+    let outcome = execute_inner(inner, &run, start).await;
     set_active(inner, &run.id, false);
     if let Ok(stop) = &outcome {
         inner.metrics.run_ended(&run.function_id, stop.status);
@@ -412,12 +432,12 @@ impl Stop {
     }
 }
 
-async fn execute_inner(
-    inner: &Inner,
-    run: &ClaimedRun,
-    known: Option<Event>,
-    stored: Option<Durability>,
-) -> store::Result<Stop> {
+async fn execute_inner(inner: &Inner, run: &ClaimedRun, start: Start) -> store::Result<Stop> {
+    let Start {
+        event: known,
+        stored,
+        mut slot,
+    } = start;
     // Steps are written only under a lease (every claim counts an attempt) or copied into
     // a replay when it is made: a run on its first attempt that is no replay has none.
     let fresh = run.attempt == 1 && run.replay_of.is_none();
@@ -476,7 +496,7 @@ async fn execute_inner(
         Ok(Ok(output)) => Some(output),
         _ => None,
     };
-    if let Some(stop) = complete_quietly(inner, run, &step, &event, output).await? {
+    if let Some(stop) = complete_quietly(inner, run, &step, &event, output, &mut slot).await? {
         return Ok(stop);
     }
     // The run's ending is seen outside: it waits until its checkpoints are durable.
@@ -601,14 +621,16 @@ async fn execute_inner(
 
 /// Ends a run that completed with nothing more to set off: its ending is written at
 /// once, building on its last checkpoint's commit, and is waited for until durable,
-/// which makes every checkpoint before it durable too. `None` when the run did not end
-/// so, or when an earlier commit failed: then the usual ending finds out why.
+/// which makes every checkpoint before it durable too. Once the ending ran the run's
+/// worker slot is given back: what is left is a wait for the disk. `None` when the run
+/// did not end so, or when an earlier commit failed: then the usual ending finds out why.
 async fn complete_quietly(
     inner: &Inner,
     run: &ClaimedRun,
     step: &Step,
     event: &Event,
     output: Option<&serde_json::Value>,
+    slot: &mut Option<OwnedSemaphorePermit>,
 ) -> store::Result<Option<Stop>> {
     let Some(output) = output.filter(|_| !step.halted()) else {
         return Ok(None);
@@ -623,7 +645,10 @@ async fn complete_quietly(
         .complete_run_early(&run.id, &inner.owner, output, now, step.last_early())
         .await;
     let durable = match finished {
-        Ok((_, Some(durability))) => durability.wait().await,
+        Ok((_, Some(durability))) => {
+            drop(slot.take());
+            durability.wait().await
+        }
         Ok((_, None)) => Ok(()),
         Err(err) => Err(err),
     };
