@@ -470,10 +470,8 @@ impl Store {
             return Ok((saved, None));
         }
         let (sql, args) = leased_step(run_id, owner, step);
-        let work: TxFn<u64, Error> =
-            Box::new(move |tx| Box::pin(async move { tx.execute(&sql, args).await }));
-        let (changed, durability) = self.transaction_early(work, after).await?;
-        Ok((changed? == 1, durability))
+        let (changed, durability) = self.execute_early(sql, args, after).await?;
+        Ok((changed == 1, durability))
     }
 
     /// [`Store::finish_run`] for a run that completed with `output`, answered before its
@@ -497,10 +495,23 @@ impl Store {
             return Ok((finished, None));
         }
         let args = args![run_id, owner, "completed", output, None::<String>, now];
+        let (changed, durability) = self
+            .execute_early(FINISH_RUN.to_owned(), args, after)
+            .await?;
+        Ok((changed == 1, durability))
+    }
+
+    /// One statement run by [`Store::transaction_early`]; answers how many rows it changed.
+    async fn execute_early(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+        after: Option<u64>,
+    ) -> Result<(u64, Option<Durability>)> {
         let work: TxFn<u64, Error> =
-            Box::new(move |tx| Box::pin(async move { tx.execute(FINISH_RUN, args).await }));
+            Box::new(move |tx| Box::pin(async move { tx.execute(&sql, args).await }));
         let (changed, durability) = self.transaction_early(work, after).await?;
-        Ok((changed? == 1, durability))
+        Ok((changed?, durability))
     }
 
     /// [`StoreTx::finish_run`], committed alone: on PostgreSQL by one statement with the
