@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,17 @@ pub(crate) struct Inner {
     pub running: Mutex<JoinSet<()>>,
     /// Whether the dispatch loop runs, so runs may be handed over at intake.
     pub dispatching: AtomicBool,
+    /// What [`Engine::idle`] watches; told whenever an execution ends.
+    pub activity: watch::Sender<Activity>,
+}
+
+/// Where the engine's background tasks are, as [`Engine::idle`] needs to know.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Activity {
+    /// The dispatch loop found nothing more to claim and waits.
+    pub waiting: bool,
+    /// Runs queued by other processes wake this engine (or no other process can queue any).
+    pub listening: bool,
 }
 
 /// Collects the functions and settings of an [`Engine`]; made by [`Engine::builder`].
@@ -148,6 +159,7 @@ impl EngineBuilder {
                 active: Mutex::new(Vec::new()),
                 running: Mutex::new(JoinSet::new()),
                 dispatching: AtomicBool::new(false),
+                activity: watch::Sender::new(Activity::default()),
             }),
         })
     }
@@ -323,6 +335,24 @@ impl Engine {
         tasks.push(tokio::spawn(worker::renew_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::signal_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::cron_loop(self.inner.clone())));
+    }
+
+    /// Waits until the started engine has nothing to do right now: its workers looked
+    /// for due runs and found none left to claim, no execution is in progress, and it
+    /// listens for runs that other processes queue. A test of a function can wait for
+    /// it before asserting that something did not happen.
+    pub async fn idle(&self) {
+        let workers = self.inner.config.workers.max(1);
+        let mut activity = self.inner.activity.subscribe();
+        loop {
+            let now = *activity.borrow_and_update();
+            if now.waiting && now.listening && self.inner.slots.available_permits() >= workers {
+                return;
+            }
+            if activity.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Stops claiming, lets every in-flight step finish and checkpoint, and hands the

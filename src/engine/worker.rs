@@ -88,11 +88,13 @@ pub(super) async fn dispatch_loop(inner: Arc<Inner>) {
             continue;
         }
         let wait = idle_wait(&inner).await;
+        inner.activity.send_modify(|a| a.waiting = true);
         tokio::select! {
             _ = &mut wake => {}
             _ = tokio::time::sleep(wait) => {}
             _ = inner.shutdown.cancelled() => break,
         }
+        inner.activity.send_modify(|a| a.waiting = false);
     }
     // Every execution stops at its next step boundary once shutdown is signalled.
     loop {
@@ -149,6 +151,7 @@ fn spawn_execution(inner: &Arc<Inner>, run: ClaimedRun, start: Start) {
     let task_inner = inner.clone();
     executions(inner).spawn(async move {
         execute(&task_inner, run, start).await;
+        task_inner.activity.send_modify(|_| {});
     });
 }
 
@@ -364,7 +367,10 @@ pub(super) async fn signal_loop(inner: Arc<Inner>) {
     let mut signals = loop {
         match inner.store.run_signals().await {
             Ok(Some(signals)) => break signals,
-            Ok(None) => return,
+            Ok(None) => {
+                inner.activity.send_modify(|a| a.listening = true);
+                return;
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "listening for new runs failed; polling meanwhile");
                 tokio::select! {
@@ -374,6 +380,7 @@ pub(super) async fn signal_loop(inner: Arc<Inner>) {
             }
         }
     };
+    inner.activity.send_modify(|a| a.listening = true);
     loop {
         tokio::select! {
             signal = signals.next() => match signal {

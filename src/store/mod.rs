@@ -166,6 +166,15 @@ impl Store {
         }
     }
 
+    /// How many write transactions wait for SQLite's writer: queued behind the commit
+    /// it is making now. Always 0 on PostgreSQL, where writers do not queue here.
+    pub fn queued_writes(&self) -> usize {
+        match &self.0 {
+            Backend::Sqlite(s) => s.queued_writes(),
+            Backend::Postgres(_) => 0,
+        }
+    }
+
     /// Applies the migrations of this backend that are not applied yet.
     pub async fn migrate(&self) -> Result<()> {
         match &self.0 {

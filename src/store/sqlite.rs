@@ -89,6 +89,10 @@ impl SqliteStore {
         let _ = self.batch_sizes.set(histogram);
     }
 
+    pub(super) fn queued_writes(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     pub(super) fn reader(&self) -> &SqlitePool {
         &self.readers
     }
@@ -515,9 +519,10 @@ async fn run_writer(
     }
 }
 
-/// Runs jobs in one transaction and commits it once: `first`, then whatever is queued,
-/// for as long as jobs keep coming (up to [`MAX_BATCH`] jobs and [`MAX_BATCH_TIME`]),
-/// since early-answered jobs can send their next transaction while the batch is open.
+/// Runs jobs in one transaction and commits it once: `first`, every job already queued
+/// behind it (they have waited for a commit already), then whatever else is queued, for
+/// as long as jobs keep coming (up to [`MAX_BATCH`] jobs and [`MAX_BATCH_TIME`]), since
+/// early-answered jobs can send their next transaction while the batch is open.
 /// Answers how many jobs ran.
 ///
 /// An isolated job runs in a savepoint of its own, so its failure undoes its writes
@@ -532,6 +537,7 @@ async fn commit_batch(
     syncer: &Syncer,
 ) -> usize {
     let began = std::time::Instant::now();
+    let waiting = jobs.len();
     tx.defer("BEGIN IMMEDIATE");
     let mut finished: Vec<Box<dyn Finish>> = Vec::new();
     let mut next = Some(first);
@@ -558,7 +564,7 @@ async fn commit_batch(
                 }
             }
         }
-        if ran < MAX_BATCH && began.elapsed() < MAX_BATCH_TIME {
+        if ran < MAX_BATCH && (ran <= waiting || began.elapsed() < MAX_BATCH_TIME) {
             next = jobs.try_recv().ok();
         }
     }

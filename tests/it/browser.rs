@@ -198,8 +198,10 @@ async fn failed_run(app: &TestApp, customer: &str) -> String {
 
 async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Backend) {
     let Some(binary) = chromedriver() else {
-        println!(
-            "browser test skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        crate::common::db::skipped(
+            &ONCE,
+            "browser suite skipped: chromedriver is not installed (apt-get install chromium chromium-driver)",
         );
         return;
     };

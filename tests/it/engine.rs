@@ -361,10 +361,19 @@ async fn workers_pick_up_new_runs_without_waiting_for_a_poll(backend: Backend) {
     let function = Function::new("quick", Trigger::event("test/quick"), |ctx| async move {
         ctx.step.run("only", || async { Ok(1) }).await
     });
-    let app = TestApp::start_with(app_with(backend, function)).await;
+    // Idle workers would look again only after a minute: the run is done long before
+    // only because it is handed over at intake or wakes them.
+    let app = TestApp::start_with(Setup {
+        poll_interval: Duration::from_secs(60),
+        ..app_with(backend, function)
+    })
+    .await;
     app.engine.start();
+    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
+        .await
+        .expect("the workers go idle");
     let run_id = start_run(&app.engine, "test/quick").await;
-    let done = eventually(Duration::from_secs(10), || async {
+    let done = eventually(Duration::from_secs(30), || async {
         app.run(&run_id).await["status"] == "completed"
     })
     .await;

@@ -186,8 +186,7 @@ async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() 
     let store = Arc::new(db.store().await);
     let (slow, release) = hold_writer(&store).await;
     let early = tokio::spawn(set_early(store.clone(), "early", None));
-    // Each spawned task queues its transaction when first polled, during these sleeps.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    queued_behind(&store, 1).await;
     let failing = tokio::spawn({
         let store = store.clone();
         async move {
@@ -203,7 +202,7 @@ async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() 
                 .await
         }
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    queued_behind(&store, 2).await;
     release.notify_one();
     let failed = failing.await.expect("task");
     assert!(failed.is_err(), "the failing write must fail");
@@ -282,7 +281,7 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
             .ingest(EventInput::new("test/probe", &json!({})))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    queued_behind(app.store(), 2).await;
     doomed.release().await;
     let ingested = ingest.await.expect("task");
     assert!(ingested.is_err(), "the event's commit failed: {ingested:?}");
@@ -294,7 +293,7 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
         .await,
         "the runs were handed over before the commit was known to fail"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    idle(&app).await;
     assert_eq!(effects.load(Ordering::SeqCst), 0, "no effect outside");
     for table in ["events", "runs", "steps", "run_history"] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -354,7 +353,8 @@ async fn a_run_whose_last_checkpoint_was_lost_is_retried_not_completed() {
     reached.notified().await;
     let doomed = DoomedCommit::prepare(Arc::new(app.store().clone())).await;
     go.notify_one();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The step's checkpoint, queued behind the doom.
+    queued_behind(app.store(), 2).await;
     doomed.release().await;
 
     assert!(
@@ -389,8 +389,27 @@ async fn idle_app(functions: Vec<Function>) -> TestApp {
     })
     .await;
     app.engine.start();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    idle(&app).await;
     app
+}
+
+/// Waits until the engine's workers have nothing left to do and wait for work.
+async fn idle(app: &TestApp) {
+    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
+        .await
+        .expect("the engine goes idle");
+}
+
+/// Waits until `n` writes are queued behind the commit SQLite's writer is making.
+async fn queued_behind(store: &Store, n: usize) {
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            store.queued_writes() >= n
+        })
+        .await,
+        "{n} writes queued behind the held commit; {} are",
+        store.queued_writes()
+    );
 }
 
 /// The writer held by a transaction, with a write queued behind it that succeeds but
@@ -405,6 +424,7 @@ struct DoomedCommit {
 impl DoomedCommit {
     async fn prepare(store: Arc<Store>) -> DoomedCommit {
         let (slow, release) = hold_writer(&store).await;
+        let queue = store.clone();
         let dooming = tokio::spawn(async move {
             store
                 .write_unisolated(|tx| {
@@ -421,8 +441,7 @@ impl DoomedCommit {
                 })
                 .await
         });
-        // A spawned task queues its write when first polled, during this sleep.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        queued_behind(&queue, 1).await;
         DoomedCommit {
             slow,
             dooming,

@@ -136,13 +136,11 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
         })
         .await
     );
-    let shutdown = tokio::spawn({
-        let first = first.clone();
-        async move { first.shutdown().await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Its first poll signals the shutdown; it then waits for the step in flight.
+    let mut shutdown = std::pin::pin!(first.shutdown());
+    assert!(futures::poll!(shutdown.as_mut()).is_pending());
     effects.block.store(false, Ordering::SeqCst);
-    shutdown.await.expect("shutdown");
+    shutdown.await;
 
     let run = first
         .store()
@@ -209,7 +207,9 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         .expect("engine");
     engine.start();
     // The dispatch loop's first look, so that the engine takes runs over.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(30), engine.idle())
+        .await
+        .expect("the engine goes idle");
 
     let first = start_run(&engine, "test/hold").await;
     let stored = engine
@@ -273,8 +273,9 @@ async fn another_process_picks_up_a_new_run_without_polling() {
         .build()
         .expect("engine");
     worker.start();
-    // Let the worker finish its first look and go idle, listening.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(30), worker.idle())
+        .await
+        .expect("the worker goes idle, listening");
     let run_id = start_run(&sender, "test/durable").await;
     let done = eventually(Duration::from_secs(10), || async {
         worker

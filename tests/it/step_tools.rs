@@ -327,7 +327,10 @@ async fn cancel_on_cancels_a_sleeping_run_and_stops_a_running_one_at_its_next_st
         })
         .await
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The execution reaches its next step boundary and ends, the engine still running.
+    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
+        .await
+        .expect("the execution ends");
     app.engine.shutdown().await;
     assert_eq!(
         second.load(Ordering::SeqCst),

@@ -24,11 +24,20 @@ pub fn postgres_url() -> Option<String> {
 /// Says once, past the test harness's capture, that the PostgreSQL variants did not run.
 pub fn report_postgres_skipped() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "PostgreSQL suite skipped: TEST_DATABASE_URL is not set"
-        );
+    skipped(
+        &ONCE,
+        "PostgreSQL suite skipped: TEST_DATABASE_URL is not set",
+    );
+}
+
+/// Says once, past the test harness's capture, that a suite did not run: or, when
+/// `PAYSTEPS_TEST_REQUIRE_ALL` is set (as CI sets it), fails the test that would skip.
+pub fn skipped(once: &Once, message: &str) {
+    if std::env::var_os("PAYSTEPS_TEST_REQUIRE_ALL").is_some_and(|v| !v.is_empty()) {
+        panic!("{message}, and PAYSTEPS_TEST_REQUIRE_ALL forbids skipping a suite");
+    }
+    once.call_once(|| {
+        let _ = writeln!(std::io::stderr(), "{message}");
     });
 }
 
