@@ -80,6 +80,15 @@ pub struct EngineArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub webhook_allow_private: bool,
+    /// Subscription statuses that entitle a user, comma-separated (`active,trialing`;
+    /// businesses that keep access through dunning add `past_due`).
+    #[arg(
+        long = "entitled-statuses",
+        env = "PAYSTEPS_ENTITLED_STATUSES",
+        default_value = "active,trialing",
+        value_parser = crate::payments::repo::Entitlement::parse
+    )]
+    pub entitled_statuses: crate::payments::repo::Entitlement,
 }
 
 /// Options of `paysteps dev`.

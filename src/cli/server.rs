@@ -190,6 +190,7 @@ pub fn build_app(
         event_keys,
         webhook_destinations: args.webhook_destinations(),
         access,
+        entitlement: args.entitled_statuses.clone(),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct TriggerArgs {
     /// Replace the fixture's customer id (cus_QXg1o8vcGmoR32).
     #[arg(long)]
     pub customer: Option<String>,
+    /// Replace the fixture's subscription id (sub_1Pgc6rB7WZ01zgkWNy0Cn5nw): a canceled
+    /// subscription is never revived, so a new story needs a new subscription.
+    #[arg(long)]
+    pub subscription: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +67,7 @@ pub async fn run(args: TriggerArgs) -> anyhow::Result<()> {
             created: Some(now),
             user: args.user.clone(),
             customer: args.customer.clone(),
+            subscription: args.subscription.clone(),
             ..Overrides::default()
         },
     );

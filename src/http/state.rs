@@ -22,4 +22,6 @@ pub struct AppState {
     pub webhook_destinations: crate::webhooks::Destinations,
     /// Who may use the dashboard and `/api/v1`.
     pub access: Access,
+    /// Which subscription statuses entitle a user.
+    pub entitlement: crate::payments::repo::Entitlement,
 }

@@ -1,15 +1,18 @@
-//! Checkout sessions: a completed session links the customer to the user and activates the
-//! subscription or records the one-time payment; delayed payments settle later.
+//! Checkout sessions: a completed session links the customer to the user and records the
+//! one-time payment, or a provisional view of the subscription it made until the
+//! Subscription object arrives; delayed payments settle later. A session that names no
+//! user is stored unlinked.
 
 use serde::{Deserialize, Serialize};
-use stripe_webhook::EventObject;
 
-use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionChange};
+use super::invoice::provisional_view;
+use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionView};
 use super::{
     Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, parse_event, stripe_function, unexpected, write_step,
+    notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
+use crate::stripe::objects::CheckoutSession;
 
 const VALIDATE: &str = "validate-session";
 const ACTIVATE: &str = "activate-subscription";
@@ -71,15 +74,22 @@ impl SessionSummary {
         }
     }
 
-    fn activation(&self, id: &str, user_id: Option<String>, status: &str) -> SubscriptionChange {
-        SubscriptionChange {
-            id: id.to_owned(),
+    /// The provisional view of the session's subscription: live when paid (trialing when
+    /// no payment was required), incomplete while a delayed payment is pending.
+    fn provisional(&self, id: &str, user_id: Option<String>, settled: bool) -> SubscriptionView {
+        let status = match (settled, self.payment_status.as_str()) {
+            (false, _) => "incomplete",
+            (true, "no_payment_required") => "trialing",
+            (true, _) => "active",
+        };
+        provisional_view(
+            id.to_owned(),
             user_id,
-            customer_id: self.party.customer_id.clone(),
-            status: status.to_owned(),
-            current_period_end: None,
-            event_created: self.event.created,
-        }
+            self.party.customer_id.clone(),
+            &self.event,
+            status,
+            None,
+        )
     }
 }
 
@@ -97,72 +107,41 @@ fn payment_status(payment_status: &str) -> &'static str {
     }
 }
 
-fn summarize(event: EventMeta, object: EventObject) -> Result<SessionSummary, StepError> {
-    let session = match object {
-        EventObject::CheckoutSessionCompleted(s)
-        | EventObject::CheckoutSessionAsyncPaymentSucceeded(s)
-        | EventObject::CheckoutSessionAsyncPaymentFailed(s) => s,
-        _ => return Err(unexpected("checkout.session.*", &event)),
-    };
-    let email = session
-        .customer_details
-        .as_ref()
-        .and_then(|d| d.email.clone())
-        .or_else(|| session.customer_email.clone());
+fn summarize(data: serde_json::Value) -> Result<SessionSummary, StepError> {
+    let (event, session, _) = read_event::<CheckoutSession>(data, "checkout.session.")?;
     Ok(SessionSummary {
-        session_id: session.id.as_str().to_owned(),
-        mode: session.mode.as_str().to_owned(),
-        payment_status: session.payment_status.as_str().to_owned(),
+        session_id: session.id,
+        mode: session.mode,
+        payment_status: session.payment_status,
         party: Party {
-            customer_id: session
-                .customer
-                .as_ref()
-                .map(|c| c.id().as_str().to_owned()),
+            customer_id: session.customer,
             user_id: direct_user(
                 session.client_reference_id.as_deref(),
-                session.metadata.as_ref(),
+                Some(&session.metadata),
             ),
-            email,
+            email: session.email,
         },
-        subscription_id: session
-            .subscription
-            .as_ref()
-            .map(|s| s.id().as_str().to_owned()),
-        payment_intent_id: session
-            .payment_intent
-            .as_ref()
-            .map(|p| p.id().as_str().to_owned()),
+        subscription_id: session.subscription,
+        payment_intent_id: session.payment_intent,
         amount_total: session.amount_total,
-        currency: session.currency.as_ref().map(ToString::to_string),
+        currency: session.currency,
         event,
     })
 }
 
-/// Step `validate-session`. With `needs_user`, a session naming neither a user nor a
-/// customer (whose link could name one) fails at once.
-async fn validate(
-    ctx: &Ctx,
-    faults: &Faults,
-    needs_user: bool,
-) -> Result<SessionSummary, Interrupt> {
+/// Step `validate-session`: a subscription-mode session must name its subscription.
+async fn validate(ctx: &Ctx, faults: &Faults) -> Result<SessionSummary, Interrupt> {
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
         .compute(VALIDATE, || async move {
             faults.check(VALIDATE)?;
-            let summary = parse_event(data, summarize).await?;
+            let summary = summarize(data)?;
             if summary.mode == "subscription" && summary.subscription_id.is_none() {
                 return Err(StepError::non_retriable(Error::MissingField {
                     object: format!("subscription-mode checkout session {}", summary.session_id),
                     field: "subscription",
                 }));
-            }
-            if needs_user && summary.party.user_id.is_none() && summary.party.customer_id.is_none()
-            {
-                return Err(StepError::non_retriable(Error::UnknownUser(format!(
-                    "checkout session {}",
-                    summary.session_id
-                ))));
             }
             Ok(summary)
         })
@@ -171,19 +150,14 @@ async fn validate(
 }
 
 async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
-    let session = validate(&ctx, &faults, true).await?;
-    let required = Some(format!("checkout session {}", session.session_id));
-    let user_id = link_customer(&ctx, &faults, &session.party, &session.event, required).await?;
+    let session = validate(&ctx, &faults).await?;
+    let user_id = link_customer(&ctx, &faults, &session.party, &session.event).await?;
     let settled = payment_settled(&session.payment_status);
     let action = match (session.mode.as_str(), &session.subscription_id) {
         ("subscription", Some(id)) => {
-            // A subscription paid by a delayed method starts incomplete; the async
-            // payment event activates it.
-            let status = if settled { "active" } else { "incomplete" };
-            let change = session.activation(id, user_id.clone(), status);
-            let notice = notifications::subscription_change(&session.event, &change);
-            write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
-            crate::webhooks::notify(&ctx, notice).await?;
+            let view = session.provisional(id, user_id.clone(), settled);
+            let status = view.version.status.clone();
+            subscription_step(&ctx, &faults, ACTIVATE, &session.event, view).await?;
             format!("subscription {id} {status}")
         }
         ("payment", _) => {
@@ -204,17 +178,15 @@ async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
 }
 
 async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, Interrupt> {
-    let session = validate(&ctx, &faults, false).await?;
-    let user_id = link_customer(&ctx, &faults, &session.party, &session.event, None).await?;
+    let session = validate(&ctx, &faults).await?;
+    let user_id = link_customer(&ctx, &faults, &session.party, &session.event).await?;
     let verb = if succeeded { "succeeded" } else { "failed" };
     let mut action = format!("delayed payment {verb}");
     match (session.mode.as_str(), &session.subscription_id) {
         ("subscription", Some(id)) if succeeded => {
-            let change = session.activation(id, user_id.clone(), "active");
-            let notice = notifications::subscription_change(&session.event, &change);
-            write_step(&ctx, &faults, ACTIVATE, Write::SubscriptionChange(change)).await?;
-            crate::webhooks::notify(&ctx, notice).await?;
-            action = format!("subscription {id} active");
+            let view = session.provisional(id, user_id.clone(), true);
+            subscription_step(&ctx, &faults, ACTIVATE, &session.event, view).await?;
+            action = format!("subscription {id} paid");
         }
         ("payment", _) if succeeded => {
             let payment = session.payment(user_id.clone(), verb);
@@ -283,13 +255,13 @@ mod tests {
         assert_eq!(payment_status("something_new"), "pending");
     }
 
-    #[tokio::test]
-    async fn fixture_sessions_summarize_to_what_later_steps_need() {
+    #[test]
+    fn fixture_sessions_summarize_to_what_later_steps_need() {
         let data: serde_json::Value = serde_json::from_str(include_str!(
             "../../fixtures/checkout.session.completed.payment.json"
         ))
         .unwrap();
-        let s = parse_event(data, summarize).await.unwrap();
+        let s = summarize(data).unwrap();
         assert_eq!(s.event.id, "evt_1PgObOB7WZ01zgkW634H1jpR");
         assert_eq!(s.event.created, 1_791_814_953);
         assert_eq!(
@@ -318,7 +290,7 @@ mod tests {
             "../../fixtures/checkout.session.completed.subscription.json"
         ))
         .unwrap();
-        let s = parse_event(data, summarize).await.unwrap();
+        let s = summarize(data).unwrap();
         assert_eq!(s.mode, "subscription");
         assert_eq!(
             s.subscription_id.as_deref(),
@@ -327,21 +299,16 @@ mod tests {
         assert_eq!(s.party.user_id.as_deref(), Some("user_123"));
     }
 
-    #[tokio::test]
-    async fn another_object_or_a_broken_envelope_is_not_retried() {
+    #[test]
+    fn another_object_or_a_broken_envelope_is_not_retried() {
         let data: serde_json::Value =
             serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap();
-        let err = parse_event(data, summarize).await.unwrap_err();
+        let err = summarize(data).unwrap_err();
         assert!(!err.is_retriable());
         assert!(err.to_string().contains("invoice.paid"), "{err}");
 
-        let err = parse_event(serde_json::json!({"id": "evt_1"}), summarize)
-            .await
-            .unwrap_err();
+        let err = summarize(serde_json::json!({"id": "evt_1"})).unwrap_err();
         assert!(!err.is_retriable());
-        assert!(
-            err.to_string().starts_with("not a valid Stripe event"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("not a Stripe event"), "{err}");
     }
 }

@@ -1,20 +1,21 @@
-//! Invoices: a paid one extends its subscription's period, a failed one marks it past_due
-//! and logs the failure.
+//! Invoices: each is recorded with where its payment stands; a failed one logs the
+//! failure. An invoice never sets its subscription's state: while no Subscription object
+//! is stored, it only makes a provisional view (see [`super::ordering`]).
 
 use serde::{Deserialize, Serialize};
-use stripe_shared::Invoice;
-use stripe_webhook::EventObject;
 
-use super::repo::{FailureKind, NewFailure, SubscriptionChange};
+use super::ordering::{Source, Version};
+use super::repo::{FailureKind, InvoiceRecord, NewFailure, SubscriptionView};
 use super::{
-    Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, parse_event, stripe_function, unexpected, write_step,
+    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
+    notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
+use crate::stripe::objects::Invoice;
 
 const VALIDATE: &str = "validate-invoice";
-const EXTEND: &str = "extend-subscription";
-const PAST_DUE: &str = "mark-past-due";
+const RECORD_INVOICE: &str = "record-invoice";
+const NOTE_SUBSCRIPTION: &str = "note-subscription";
 const RECORD_FAILURE: &str = "record-payment-failure";
 
 pub(super) fn functions(faults: &Faults) -> Vec<Function> {
@@ -32,44 +33,71 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct InvoiceSummary {
     event: EventMeta,
-    invoice_id: String,
     party: Party,
-    subscription_id: Option<String>,
-    /// The latest end among the invoice's line periods.
-    period_end: Option<i64>,
-    amount_due: i64,
-    currency: String,
-    attempt_count: u64,
+    invoice: Invoice,
 }
 
 impl InvoiceSummary {
-    fn change(
-        &self,
-        user_id: Option<String>,
-        status: &str,
-        period_end: Option<i64>,
-    ) -> Option<SubscriptionChange> {
-        Some(SubscriptionChange {
-            id: self.subscription_id.clone()?,
+    fn record(&self, user_id: Option<String>) -> InvoiceRecord {
+        let i = &self.invoice;
+        InvoiceRecord {
+            id: i.id.clone(),
+            subscription_id: i.subscription.clone(),
+            customer_id: i.customer.clone(),
             user_id,
-            customer_id: self.party.customer_id.clone(),
-            status: status.to_owned(),
-            current_period_end: period_end,
+            status: i.status.clone(),
+            billing_reason: i.billing_reason.clone(),
+            amount_due: i.amount_due,
+            amount_paid: i.amount_paid,
+            currency: i.currency.clone(),
+            attempt_count: i64::try_from(i.attempt_count).unwrap_or(i64::MAX),
+            next_payment_attempt: i.next_payment_attempt,
+            period_end: i.period_end,
+            payment_intent_id: i.payment_intent.clone(),
+            charge_id: i.charge.clone(),
+            hosted_invoice_url: i.hosted_invoice_url.clone(),
+            api_version: self.event.api_version.clone(),
+            livemode: i64::from(self.event.livemode),
+            account: self.event.account.clone(),
             event_created: self.event.created,
-        })
+        }
+    }
+
+    /// The provisional view of the invoice's subscription, used only while no
+    /// Subscription object is stored: a paid invoice implies a live subscription
+    /// (trialing when nothing was charged for its first period), a failed first invoice
+    /// leaves it incomplete, a failed renewal makes it past due.
+    fn provisional(&self, user_id: Option<String>, paid: bool) -> Option<SubscriptionView> {
+        let i = &self.invoice;
+        let first = i.billing_reason.as_deref() == Some("subscription_create");
+        let status = match (paid, first) {
+            (true, true) if i.amount_paid == 0 => "trialing",
+            (true, _) => "active",
+            (false, true) => "incomplete",
+            (false, false) => "past_due",
+        };
+        Some(provisional_view(
+            i.subscription.clone()?,
+            user_id,
+            self.party.customer_id.clone(),
+            &self.event,
+            status,
+            i.period_end,
+        ))
     }
 
     /// The `invoice.paid` or `invoice.payment_failed` business event.
     fn notice(&self, user_id: Option<String>) -> crate::webhooks::BusinessEvent {
+        let i = &self.invoice;
         let data = crate::webhooks::events::InvoiceData {
-            invoice_id: self.invoice_id.clone(),
-            subscription_id: self.subscription_id.clone(),
+            invoice_id: i.id.clone(),
+            subscription_id: i.subscription.clone(),
             customer_id: self.party.customer_id.clone(),
             user_id,
-            amount_due: self.amount_due,
-            currency: self.currency.clone(),
-            attempt_count: self.attempt_count,
-            period_end: self.period_end,
+            amount_due: i.amount_due,
+            currency: i.currency.clone(),
+            attempt_count: i.attempt_count,
+            period_end: i.period_end,
             stripe_event_id: self.event.id.clone(),
         };
         notifications::invoice(&self.event, data)
@@ -78,7 +106,7 @@ impl InvoiceSummary {
     fn outcome(&self, user_id: Option<String>, action: String) -> Outcome {
         Outcome {
             event_id: self.event.id.clone(),
-            object_id: self.invoice_id.clone(),
+            object_id: self.invoice.id.clone(),
             user_id,
             customer_id: self.party.customer_id.clone(),
             action,
@@ -86,61 +114,59 @@ impl InvoiceSummary {
     }
 }
 
-fn summarize(event: EventMeta, object: EventObject) -> Result<InvoiceSummary, StepError> {
-    let invoice = match object {
-        EventObject::InvoicePaid(i) | EventObject::InvoicePaymentFailed(i) => i,
-        _ => return Err(unexpected("invoice.*", &event)),
-    };
-    summary_of(event, &invoice)
+/// A view of a subscription inferred from a checkout or invoice event, replaced by the
+/// first Subscription object stored for it.
+pub(super) fn provisional_view(
+    id: String,
+    user_id: Option<String>,
+    customer_id: Option<String>,
+    event: &EventMeta,
+    status: &str,
+    current_period_end: Option<i64>,
+) -> SubscriptionView {
+    SubscriptionView {
+        id,
+        user_id,
+        customer_id,
+        version: Version {
+            source: Source::Provisional,
+            created: event.created,
+            rank: 0,
+            event_id: event.id.clone(),
+            status: status.to_owned(),
+            previous_status: None,
+        },
+        items: Vec::new(),
+        current_period_start: None,
+        current_period_end,
+        cancel_at_period_end: false,
+        cancel_at: None,
+        canceled_at: None,
+        ended_at: None,
+        trial_start: None,
+        trial_end: None,
+        pause_collection: None,
+        cancellation_reason: None,
+        api_version: event.api_version.clone(),
+        livemode: event.livemode,
+        account: event.account.clone(),
+    }
 }
 
-fn summary_of(event: EventMeta, invoice: &Invoice) -> Result<InvoiceSummary, StepError> {
-    let invoice_id = invoice
-        .id
-        .as_ref()
-        .map(|id| id.as_str().to_owned())
-        .ok_or_else(|| {
-            StepError::non_retriable(Error::MissingField {
-                object: format!("the invoice of event {}", event.id),
-                field: "id",
-            })
-        })?;
-    let parent = invoice
-        .parent
-        .as_ref()
-        .and_then(|p| p.subscription_details.as_ref());
-    let subscription_id = parent
-        .map(|d| d.subscription.id().as_str().to_owned())
-        .or_else(|| {
-            invoice
-                .subscription
-                .as_ref()
-                .map(|s| s.id().as_str().to_owned())
-        });
+fn summarize(data: serde_json::Value) -> Result<InvoiceSummary, StepError> {
+    let (event, invoice, _) = read_event::<Invoice>(data, "invoice.")?;
     // The invoice's own metadata first, then the subscription's as copied onto the invoice.
-    let user_id = direct_user(None, invoice.metadata.as_ref())
-        .or_else(|| direct_user(None, parent.and_then(|d| d.metadata.as_ref())));
+    let user_id = direct_user(None, Some(&invoice.metadata))
+        .or_else(|| direct_user(None, Some(&invoice.subscription_metadata)));
     Ok(InvoiceSummary {
-        invoice_id,
         party: Party {
-            customer_id: invoice
-                .customer
-                .as_ref()
-                .map(|c| c.id().as_str().to_owned()),
+            customer_id: invoice.customer.clone(),
             user_id,
             email: invoice.customer_email.clone(),
         },
-        subscription_id,
-        period_end: latest_period_end(invoice.lines.data.iter().map(|line| line.period.end)),
-        amount_due: invoice.amount_due,
-        currency: invoice.currency.to_string(),
-        attempt_count: invoice.attempt_count,
+        invoice,
         event,
     })
-}
-
-fn latest_period_end(ends: impl Iterator<Item = i64>) -> Option<i64> {
-    ends.max()
 }
 
 /// The failure message of an invoice: how much was due and which attempt failed.
@@ -162,50 +188,69 @@ async fn validate(ctx: &Ctx, faults: &Faults) -> Result<InvoiceSummary, Interrup
         .step
         .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
-            parse_event(data, summarize).await
+            summarize(data)
         })
         .await?;
     Ok(summary)
 }
 
+/// Records the invoice and, while its subscription has no snapshot, a provisional view.
+async fn record(
+    ctx: &Ctx,
+    faults: &Faults,
+    invoice: &InvoiceSummary,
+    user_id: &Option<String>,
+    paid: bool,
+) -> Result<String, Interrupt> {
+    let record = invoice.record(user_id.clone());
+    write_step(ctx, faults, RECORD_INVOICE, Write::Invoice(record)).await?;
+    let Some(view) = invoice.provisional(user_id.clone(), paid) else {
+        return Ok(format!(
+            "invoice {} recorded; no subscription",
+            invoice.invoice.id
+        ));
+    };
+    let id = view.id.clone();
+    let written = subscription_step(ctx, faults, NOTE_SUBSCRIPTION, &invoice.event, view).await?;
+    Ok(match written {
+        super::Written::Applied { .. } => {
+            format!(
+                "invoice {} recorded; subscription {id} provisional",
+                invoice.invoice.id
+            )
+        }
+        super::Written::Superseded => format!("invoice {} recorded", invoice.invoice.id),
+    })
+}
+
 async fn paid(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
     let invoice = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event, None).await?;
-    let action = match invoice.change(user_id.clone(), "active", invoice.period_end) {
-        Some(change) => {
-            let action = format!("subscription {} active", change.id);
-            write_step(&ctx, &faults, EXTEND, Write::SubscriptionChange(change)).await?;
-            action
-        }
-        None => "invoice paid; no subscription".to_owned(),
-    };
+    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+    let action = record(&ctx, &faults, &invoice, &user_id, true).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
 }
 
 async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
     let invoice = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event, None).await?;
-    let mut action = "invoice payment failed".to_owned();
-    if let Some(change) = invoice.change(user_id.clone(), "past_due", None) {
-        action = format!("subscription {} past_due", change.id);
-        write_step(&ctx, &faults, PAST_DUE, Write::SubscriptionChange(change)).await?;
-    }
+    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+    let action = record(&ctx, &faults, &invoice, &user_id, false).await?;
+    let i = &invoice.invoice;
     let failure = NewFailure {
         id: invoice.event.id.clone(),
         kind: FailureKind::Invoice,
         user_id: user_id.clone(),
         customer_id: invoice.party.customer_id.clone(),
-        object_id: Some(invoice.invoice_id.clone()),
-        amount: Some(invoice.amount_due),
-        currency: Some(invoice.currency.clone()),
+        object_id: Some(i.id.clone()),
+        amount: Some(i.amount_due),
+        currency: Some(i.currency.clone()),
         code: Some("invoice_payment_failed".to_owned()),
         decline_code: None,
         message: Some(failure_message(
-            &invoice.invoice_id,
-            invoice.amount_due,
-            &invoice.currency,
-            invoice.attempt_count,
+            &i.id,
+            i.amount_due,
+            &i.currency,
+            i.attempt_count,
         )),
         event_id: Some(invoice.event.id.clone()),
         created: invoice.event.created,
@@ -220,31 +265,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_period_is_the_latest_line_end_and_failures_say_what_was_due() {
-        assert_eq!(latest_period_end([5, 9, 7].into_iter()), Some(9));
-        assert_eq!(latest_period_end(std::iter::empty()), None);
+    fn failures_say_what_was_due() {
         assert_eq!(
             failure_message("in_1", 2000, "usd", 3),
             "payment of invoice in_1 failed: amount_due 2000 usd, attempt 3"
         );
     }
 
-    #[tokio::test]
-    async fn invoices_name_their_subscription_through_the_parent() {
-        let data: serde_json::Value =
-            serde_json::from_str(include_str!("../../fixtures/invoice.payment_failed.json"))
-                .unwrap();
-        let s = parse_event(data, summarize).await.unwrap();
-        assert_eq!(s.invoice_id, "in_1PgZihB7WZ01zgkWevAqQyk2");
+    #[test]
+    fn invoices_of_every_version_name_their_subscription_and_user() {
+        for text in [
+            include_str!("../../fixtures/invoice.payment_failed.json"),
+            include_str!("../../fixtures/versions/2022-11-15/invoice.payment_failed.json"),
+        ] {
+            let s = summarize(serde_json::from_str(text).unwrap()).unwrap();
+            assert_eq!(s.invoice.id, "in_1PgZihB7WZ01zgkWevAqQyk2");
+            assert_eq!(
+                s.invoice.subscription.as_deref(),
+                Some("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")
+            );
+            assert_eq!(s.invoice.period_end, Some(1_796_119_203));
+            assert_eq!(s.party.user_id.as_deref(), Some("user_123"));
+            let view = s.provisional(None, false).unwrap();
+            assert_eq!(view.version.status, "past_due", "a renewal failed");
+        }
+        let s = summarize(
+            serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(s.provisional(None, true).unwrap().version.status, "active");
         assert_eq!(
-            s.subscription_id.as_deref(),
-            Some("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")
-        );
-        assert_eq!(s.period_end, Some(1_796_119_203));
-        assert_eq!(s.party.user_id.as_deref(), Some("user_123"));
-        assert_eq!(
-            (s.amount_due, s.currency.as_str(), s.attempt_count),
-            (2000, "usd", 1)
+            s.provisional(None, false).unwrap().version.status,
+            "incomplete",
+            "a failed first invoice leaves the subscription incomplete"
         );
     }
 }

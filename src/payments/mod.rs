@@ -10,6 +10,7 @@ mod checkout;
 mod faults;
 mod invoice;
 mod notifications;
+pub mod ordering;
 mod payment_intent;
 mod processing;
 pub mod repo;
@@ -19,16 +20,15 @@ mod subscription;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::engine::{Ctx, Function, Interrupt, NonRetriable, StepError, Trigger, system_now_ms};
 use crate::store::StoreTx;
+use crate::stripe::objects::{ReadError, StripeEvent, StripeObject};
 pub use faults::{Faults, InjectedFault};
-use repo::{CustomerLink, NewFailure, PaymentRecord, SubscriptionChange, SubscriptionState};
+use repo::{CustomerLink, InvoiceRecord, NewFailure, PaymentRecord, SubscriptionView, Written};
 
 /// Every built-in Stripe function, one per event type, each with its failure handler,
 /// and the daily revenue rollup.
@@ -44,9 +44,9 @@ pub fn functions(faults: Faults) -> Vec<Function> {
 /// Why a Stripe event cannot be processed; none of these is fixed by retrying.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The payload is not a Stripe event envelope; says what is wrong.
-    #[error("not a valid Stripe event: {0}")]
-    InvalidEvent(String),
+    /// The payload cannot be read: names the field and the event's API version.
+    #[error(transparent)]
+    Unreadable(#[from] ReadError),
     /// The function received an event of another type.
     #[error("expected a {expected} event, got {got}")]
     UnexpectedEvent {
@@ -63,12 +63,6 @@ pub enum Error {
         /// The missing field's name.
         field: &'static str,
     },
-    /// No application user can be found for the object; holds the object's id.
-    #[error(
-        "{0} names no user: no client_reference_id, no metadata.user_id, and no customer \
-         linked to a user"
-    )]
-    UnknownUser(String),
 }
 
 /// A function started by `stripe/<event_type>`, with the failure handler every built-in has.
@@ -88,90 +82,48 @@ where
 }
 
 /// The envelope fields every write needs: the event id keys failure rows, `created`
-/// orders writes to the same object.
+/// orders writes to the same object, `livemode` and `account` keep modes and connected
+/// accounts apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct EventMeta {
     pub id: String,
     pub created: i64,
     /// e.g. `checkout.session.completed`.
     pub event_type: String,
+    /// The API version the payload is shaped for.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// False for test-mode events.
+    #[serde(default)]
+    pub livemode: bool,
+    /// The connected account (Connect) the event is about.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
-// Deserializing async-stripe's deeply nested types takes more stack than a runtime worker
-// thread has in debug builds, so it runs on a few long-lived threads with a large stack.
-const PARSE_STACK_BYTES: usize = 16 * 1024 * 1024;
-
-type ParseJob = Box<dyn FnOnce() + Send>;
-
-/// The parser threads, started on first use and kept for the life of the process.
-fn parser() -> Option<&'static Mutex<mpsc::Sender<ParseJob>>> {
-    static PARSER: OnceLock<Option<Mutex<mpsc::Sender<ParseJob>>>> = OnceLock::new();
-    PARSER
-        .get_or_init(|| {
-            let (jobs, queue) = mpsc::channel::<ParseJob>();
-            let queue = Arc::new(Mutex::new(queue));
-            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let mut started = 0;
-            for i in 0..threads {
-                let queue = queue.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("stripe-parse-{i}"))
-                    .stack_size(PARSE_STACK_BYTES)
-                    .spawn(move || {
-                        loop {
-                            let job = match queue.lock() {
-                                Ok(queue) => queue.recv(),
-                                Err(_) => return,
-                            };
-                            match job {
-                                // A panicking parse drops its reply; the thread lives on.
-                                Ok(job) => {
-                                    let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
-                                }
-                                Err(_) => return,
-                            }
-                        }
-                    });
-                started += usize::from(spawned.is_ok());
-            }
-            (started > 0).then(|| Mutex::new(jobs))
-        })
-        .as_ref()
-}
-
-/// Parses the Stripe event envelope in `data` and hands it to `summarize`, which keeps
-/// what later steps need. A malformed event fails without retries.
-pub(crate) async fn parse_event<S, F>(data: Value, summarize: F) -> Result<S, StepError>
-where
-    S: Send + 'static,
-    F: FnOnce(EventMeta, stripe_webhook::EventObject) -> Result<S, StepError> + Send + 'static,
-{
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let job: ParseJob = Box::new(move || {
-        let result = serde_json::from_value::<stripe_webhook::Event>(data)
-            .map_err(|e| Error::InvalidEvent(e.to_string()))
-            .non_retriable()
-            .and_then(|event| {
-                let meta = EventMeta {
-                    id: event.id.as_str().to_owned(),
-                    created: event.created,
-                    event_type: event.type_.as_str().to_owned(),
-                };
-                summarize(meta, event.data.object)
-            });
-        let _ = reply.send(result);
-    });
-    let sent = parser()
-        .and_then(|jobs| jobs.lock().ok())
-        .is_some_and(|jobs| jobs.send(job).is_ok());
-    if !sent {
-        return Err(StepError::retriable(
-            "the Stripe event parser threads are not running",
-        ));
+/// Reads the Stripe event in `data` and its object as a `T`, for a function handling the
+/// event types that start with `prefix`. A payload that cannot be read fails without
+/// retries, naming the field and the API version.
+pub(crate) fn read_event<T: StripeObject>(
+    data: Value,
+    prefix: &'static str,
+) -> Result<(EventMeta, T, StripeEvent), StepError> {
+    let event = StripeEvent::read(data)
+        .map_err(Error::from)
+        .non_retriable()?;
+    let meta = EventMeta {
+        id: event.id.clone(),
+        created: event.created,
+        event_type: event.event_type.clone(),
+        api_version: event.api_version.clone(),
+        livemode: event.livemode,
+        account: event.account.clone(),
+    };
+    if !meta.event_type.starts_with(prefix) {
+        return Err(unexpected(prefix, &meta));
     }
-    answer
-        .await
-        .map_err(|_| StepError::retriable("the Stripe event parser stopped unexpectedly"))?
+    let object = event.object::<T>().map_err(Error::from).non_retriable()?;
+    Ok((meta, object, event))
 }
 
 /// The error for an event of another type than the function handles.
@@ -213,14 +165,13 @@ pub(crate) struct Party {
 const LINK_CUSTOMER: &str = "link-customer";
 
 /// Step `link-customer`: resolves the event's user (the object's own, else the customer's
-/// link) and, when the object names both, keeps the customer↔user link. With `required`
-/// set, an unresolvable user fails the run without retries; `required` names the object.
+/// link) and, when the object names both, keeps the customer↔user link. No user is not a
+/// failure: the rows are stored unlinked and get their user once a later event names it.
 pub(crate) async fn link_customer(
     ctx: &Ctx,
     faults: &Faults,
     party: &Party,
     event: &EventMeta,
-    required: Option<String>,
 ) -> Result<Option<String>, Interrupt> {
     let (faults, party, created) = (faults.clone(), party.clone(), event.created);
     let user = ctx
@@ -241,12 +192,7 @@ pub(crate) async fn link_customer(
                     };
                     repo::link_customer(tx, &link, system_now_ms()).await?;
                 }
-                match (resolve_user(party.user_id, linked), required) {
-                    (None, Some(object)) => {
-                        Err(StepError::non_retriable(Error::UnknownUser(object)))
-                    }
-                    (user, _) => Ok(user),
-                }
+                Ok::<_, StepError>(resolve_user(party.user_id, linked))
             })
         })
         .await?;
@@ -257,9 +203,8 @@ pub(crate) async fn link_customer(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "write", rename_all = "snake_case")]
 pub(crate) enum Write {
-    Subscription(SubscriptionState),
-    SubscriptionChange(SubscriptionChange),
     Payment(PaymentRecord),
+    Invoice(InvoiceRecord),
     Failure(NewFailure),
 }
 
@@ -267,9 +212,8 @@ impl Write {
     async fn apply(&self, tx: &mut StoreTx) -> crate::store::Result<()> {
         let now = system_now_ms();
         match self {
-            Write::Subscription(s) => repo::upsert_subscription(tx, s, now).await,
-            Write::SubscriptionChange(c) => repo::change_subscription(tx, c, now).await,
             Write::Payment(p) => repo::upsert_payment(tx, p, now).await,
+            Write::Invoice(i) => repo::upsert_invoice(tx, i, now).await,
             Write::Failure(f) => repo::record_failure(tx, f).await.map(|_| ()),
         }
     }
@@ -293,6 +237,33 @@ pub(crate) async fn write_step(
         })
         .await?;
     Ok(())
+}
+
+/// A transactional step named `name` that writes a view of a subscription, when it is
+/// newer than the stored one, and then emits the business event its change makes.
+pub(crate) async fn subscription_step(
+    ctx: &Ctx,
+    faults: &Faults,
+    name: &'static str,
+    event: &EventMeta,
+    view: SubscriptionView,
+) -> Result<Written, Interrupt> {
+    let (step_faults, step_view) = (faults.clone(), view.clone());
+    let written = ctx
+        .step
+        .run_tx(name, move |tx| {
+            Box::pin(async move {
+                step_faults.check(name)?;
+                Ok::<_, StepError>(repo::write_subscription(tx, &step_view, system_now_ms()).await?)
+            })
+        })
+        .await?;
+    if let Written::Applied { previous } = &written
+        && let Some(notice) = notifications::subscription(event, &view, previous.as_deref())
+    {
+        crate::webhooks::notify(ctx, notice).await?;
+    }
+    Ok(written)
 }
 
 /// What a function did, returned by `log-success` and as the run's output.

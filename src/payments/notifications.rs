@@ -2,7 +2,8 @@
 //! the functions have just written.
 
 use super::EventMeta;
-use super::repo::{NewFailure, PaymentRecord, SubscriptionChange, SubscriptionState};
+use super::ordering::is_terminal;
+use super::repo::{NewFailure, PaymentRecord, SubscriptionView};
 use crate::webhooks::events::{InvoiceData, PaymentData, SubscriptionData};
 use crate::webhooks::{BusinessEvent, EventType};
 
@@ -11,54 +12,46 @@ fn live(status: &str) -> bool {
     matches!(status, "active" | "trialing")
 }
 
-/// A subscription's full state, from `customer.subscription.*`: created and live is an
-/// activation, deleted or canceled a cancellation, anything else an update.
-pub(crate) fn subscription_state(event: &EventMeta, s: &SubscriptionState) -> BusinessEvent {
-    let event_type = match event.event_type.as_str() {
-        "customer.subscription.deleted" => EventType::SubscriptionCanceled,
-        _ if s.status == "canceled" => EventType::SubscriptionCanceled,
-        "customer.subscription.created" if live(&s.status) => EventType::SubscriptionActivated,
-        _ => EventType::SubscriptionUpdated,
-    };
-    BusinessEvent::from_stripe(
-        event_type,
-        &event.id,
-        SubscriptionData {
-            subscription_id: s.id.clone(),
-            customer_id: s.customer_id.clone(),
-            user_id: s.user_id.clone(),
-            status: s.status.clone(),
-            price_id: s.price_id.clone(),
-            current_period_end: s.current_period_end,
-            cancel_at_period_end: Some(s.cancel_at_period_end),
-            canceled_at: s.canceled_at,
-            stripe_event_id: event.id.clone(),
-        },
-    )
-}
-
-/// A subscription status set by a checkout: live is an activation, else an update.
-pub(crate) fn subscription_change(event: &EventMeta, c: &SubscriptionChange) -> BusinessEvent {
-    let event_type = if live(&c.status) {
+/// The business event a newly stored view of a subscription makes, from the status it
+/// replaced (`None` for a new row): ending is a cancellation, becoming live an
+/// activation, any other change of a snapshot an update. A provisional view that does
+/// not change the status says nothing.
+pub(crate) fn subscription(
+    event: &EventMeta,
+    view: &SubscriptionView,
+    previous: Option<&str>,
+) -> Option<BusinessEvent> {
+    let status = view.version.status.as_str();
+    let event_type = if is_terminal(status) {
+        if previous.is_some_and(is_terminal) {
+            return None;
+        }
+        EventType::SubscriptionCanceled
+    } else if live(status) && !previous.is_some_and(live) {
         EventType::SubscriptionActivated
+    } else if view.version.source == super::ordering::Source::Provisional
+        && previous == Some(status)
+    {
+        return None;
     } else {
         EventType::SubscriptionUpdated
     };
-    BusinessEvent::from_stripe(
+    Some(BusinessEvent::from_stripe(
         event_type,
         &event.id,
         SubscriptionData {
-            subscription_id: c.id.clone(),
-            customer_id: c.customer_id.clone(),
-            user_id: c.user_id.clone(),
-            status: c.status.clone(),
-            price_id: None,
-            current_period_end: c.current_period_end,
-            cancel_at_period_end: None,
-            canceled_at: None,
+            subscription_id: view.id.clone(),
+            customer_id: view.customer_id.clone(),
+            user_id: view.user_id.clone(),
+            status: status.to_owned(),
+            price_id: view.items.first().and_then(|i| i.price.clone()),
+            current_period_end: view.current_period_end,
+            cancel_at_period_end: (view.version.source != super::ordering::Source::Provisional)
+                .then_some(view.cancel_at_period_end),
+            canceled_at: view.canceled_at,
             stripe_event_id: event.id.clone(),
         },
-    )
+    ))
 }
 
 /// `payment.succeeded` or `payment.failed` for a recorded payment (`None` while it is

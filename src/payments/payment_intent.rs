@@ -2,15 +2,14 @@
 //! and message.
 
 use serde::{Deserialize, Serialize};
-use stripe_shared::PaymentIntent;
-use stripe_webhook::EventObject;
 
 use super::repo::{FailureKind, NewFailure, PaymentRecord};
 use super::{
     EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, parse_event, stripe_function, unexpected, write_step,
+    notifications, read_event, stripe_function, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
+use crate::stripe::objects::PaymentIntent;
 
 const VALIDATE: &str = "validate-payment-intent";
 const RECORD_PAYMENT: &str = "record-payment";
@@ -51,31 +50,24 @@ struct IntentSummary {
     decline: Option<Decline>,
 }
 
-fn summarize(event: EventMeta, object: EventObject) -> Result<IntentSummary, StepError> {
-    let intent = match object {
-        EventObject::PaymentIntentSucceeded(pi) | EventObject::PaymentIntentPaymentFailed(pi) => pi,
-        _ => return Err(unexpected("payment_intent.*", &event)),
-    };
-    Ok(summary_of(event, &intent))
-}
-
-fn summary_of(event: EventMeta, pi: &PaymentIntent) -> IntentSummary {
-    IntentSummary {
-        intent_id: pi.id.as_str().to_owned(),
+fn summarize(data: serde_json::Value) -> Result<IntentSummary, StepError> {
+    let (event, pi, _) = read_event::<PaymentIntent>(data, "payment_intent.")?;
+    Ok(IntentSummary {
         party: Party {
-            customer_id: pi.customer.as_ref().map(|c| c.id().as_str().to_owned()),
+            customer_id: pi.customer,
             user_id: direct_user(None, Some(&pi.metadata)),
-            email: pi.receipt_email.clone(),
+            email: pi.receipt_email,
         },
+        intent_id: pi.id,
         amount: pi.amount,
-        currency: pi.currency.to_string(),
-        decline: pi.last_payment_error.as_ref().map(|e| Decline {
-            code: e.code.as_ref().map(|c| c.as_str().to_owned()),
-            decline_code: e.decline_code.clone(),
-            message: e.message.clone(),
+        currency: pi.currency,
+        decline: pi.last_payment_error.map(|e| Decline {
+            code: e.code,
+            decline_code: e.decline_code,
+            message: e.message,
         }),
         event,
-    }
+    })
 }
 
 /// The failure row of a declined PaymentIntent.
@@ -103,10 +95,10 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
         .step
         .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
-            parse_event(data, summarize).await
+            summarize(data)
         })
         .await?;
-    let user_id = link_customer(&ctx, &faults, &intent.party, &intent.event, None).await?;
+    let user_id = link_customer(&ctx, &faults, &intent.party, &intent.event).await?;
     let status = if succeeded { "succeeded" } else { "failed" };
     let payment = PaymentRecord {
         id: intent.intent_id.clone(),
@@ -148,13 +140,13 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_decline_keeps_code_decline_code_and_message() {
+    #[test]
+    fn a_decline_keeps_code_decline_code_and_message() {
         let data: serde_json::Value = serde_json::from_str(include_str!(
             "../../fixtures/payment_intent.payment_failed.json"
         ))
         .unwrap();
-        let intent = parse_event(data, summarize).await.unwrap();
+        let intent = summarize(data).unwrap();
         let row = failure(&intent, Some("user_123".into()));
         assert_eq!(row.id, "evt_1PglVeB7WZ01zgkWItS5oB23");
         assert_eq!(

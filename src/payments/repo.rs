@@ -1,8 +1,10 @@
 //! The business tables: upserts made by the Stripe functions inside their transactional
 //! steps, and the read model the application queries.
 //!
-//! Every upsert is keyed by the Stripe id and ordered by the event's `created`
-//! (`event_created`, the row's watermark). Per column, the newer of the stored row and the
+//! Subscriptions are written whole, one view replacing another by the rules of
+//! [`ordering`](crate::payments::ordering) ([`subscriptions`]); invoices by their newest
+//! event ([`invoices`]). Customers and payments are upserts keyed by the Stripe id and
+//! ordered by the event's `created` (`event_created`, the row's watermark). Per column, the newer of the stored row and the
 //! incoming event wins where it knows the value; the older one only fills what is still
 //! unknown (NULL), so an older event never overwrites newer state, an out-of-order
 //! delivery still contributes what the newer one lacked, and replays change nothing.
@@ -11,6 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::args;
 use crate::store::{Dialect, Result, Store, StoreTx};
+
+mod invoices;
+mod subscriptions;
+
+pub use invoices::{InvoiceRecord, invoice, upsert_invoice};
+pub use subscriptions::{
+    Entitlement, ItemRow, SubscriptionView, UserSubscription, Written, user_subscriptions,
+    write_subscription,
+};
 
 /// The newer side's value when it has one, else the other side's.
 #[rustfmt::skip]
@@ -51,39 +62,6 @@ const LINK_CUSTOMER: &str = concat!(
 );
 
 #[rustfmt::skip]
-const UPSERT_SUBSCRIPTION: &str = concat!(
-    "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, current_period_end, ",
-    "cancel_at_period_end, canceled_at, event_created, updated_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO UPDATE SET ",
-    known!("subscriptions", "user_id"),
-    known!("subscriptions", "customer_id"),
-    newest!("subscriptions", "status"),
-    known!("subscriptions", "price_id"),
-    known!("subscriptions", "current_period_end"),
-    newest!("subscriptions", "cancel_at_period_end"),
-    newest!("subscriptions", "canceled_at"),
-    watermark!("subscriptions")
-);
-
-// Checkout and invoice events know a subscription's status but not its price or
-// cancellation; a newer one only ever extends the period end.
-#[rustfmt::skip]
-const CHANGE_SUBSCRIPTION: &str = concat!(
-    "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, current_period_end, ",
-    "cancel_at_period_end, canceled_at, event_created, updated_at) ",
-    "VALUES ($1, $2, $3, $4, NULL, $5, 0, NULL, $6, $7) ON CONFLICT (id) DO UPDATE SET ",
-    known!("subscriptions", "user_id"),
-    known!("subscriptions", "customer_id"),
-    newest!("subscriptions", "status"),
-    "current_period_end = CASE WHEN excluded.event_created >= subscriptions.event_created ",
-    "AND (subscriptions.current_period_end IS NULL ",
-    "OR excluded.current_period_end > subscriptions.current_period_end) ",
-    "THEN excluded.current_period_end ",
-    "ELSE COALESCE(subscriptions.current_period_end, excluded.current_period_end) END, ",
-    watermark!("subscriptions")
-);
-
-#[rustfmt::skip]
 const UPSERT_PAYMENT: &str = concat!(
     "INSERT INTO payments (id, user_id, customer_id, amount, currency, status, ",
     "checkout_session_id, event_created, updated_at) ",
@@ -110,46 +88,6 @@ pub struct CustomerLink {
     pub user_id: String,
     /// The customer's email, if the event gave one.
     pub email: Option<String>,
-    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
-    pub event_created: i64,
-}
-
-/// A subscription's whole state, from a `customer.subscription.*` event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionState {
-    /// Stripe's subscription id, `sub_…`.
-    pub id: String,
-    /// The application's user id, if known.
-    pub user_id: Option<String>,
-    /// Stripe's customer id, `cus_…`.
-    pub customer_id: Option<String>,
-    /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`, `incomplete`…
-    pub status: String,
-    /// Stripe's price id of the first item, `price_…`.
-    pub price_id: Option<String>,
-    /// End of the current billing period, in seconds since the Unix epoch.
-    pub current_period_end: Option<i64>,
-    /// Whether the subscription ends at the end of the current period.
-    pub cancel_at_period_end: bool,
-    /// When it was canceled, in seconds since the Unix epoch.
-    pub canceled_at: Option<i64>,
-    /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
-    pub event_created: i64,
-}
-
-/// What a checkout or invoice event tells about a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SubscriptionChange {
-    /// Stripe's subscription id, `sub_…`.
-    pub id: String,
-    /// The application's user id, if known.
-    pub user_id: Option<String>,
-    /// Stripe's customer id, `cus_…`.
-    pub customer_id: Option<String>,
-    /// Stripe's status, as the event implies it.
-    pub status: String,
-    /// Extends the stored period end; never shortens it.
-    pub current_period_end: Option<i64>,
     /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
 }
@@ -239,17 +177,19 @@ pub async fn linked_user(tx: &mut StoreTx, customer_id: &str) -> Result<Option<S
     Ok(row.and_then(|(user,)| user))
 }
 
-/// Links a customer to a user and gives the customer's earlier subscriptions and payments,
+/// Links a customer to a user and gives the customer's earlier subscriptions, payments and
+/// invoices,
 /// written before the link was known, their user. One round trip: a multi-statement
 /// query on SQLite, data-modifying CTEs on PostgreSQL.
 pub async fn link_customer(tx: &mut StoreTx, link: &CustomerLink, now_ms: i64) -> Result<()> {
     let sql = match tx.dialect() {
         Dialect::Sqlite => {
-            format!("{LINK_CUSTOMER}; {LINK_SUBSCRIPTIONS}; {LINK_PAYMENTS}")
+            format!("{LINK_CUSTOMER}; {LINK_SUBSCRIPTIONS}; {LINK_PAYMENTS}; {LINK_INVOICES}")
         }
         Dialect::Postgres => format!(
             "WITH subscriptions_linked AS ({LINK_SUBSCRIPTIONS}), \
-             payments_linked AS ({LINK_PAYMENTS}) {LINK_CUSTOMER}"
+             payments_linked AS ({LINK_PAYMENTS}), \
+             invoices_linked AS ({LINK_INVOICES}) {LINK_CUSTOMER}"
         ),
     };
     tx.execute(
@@ -271,55 +211,8 @@ const LINK_SUBSCRIPTIONS: &str =
     "UPDATE subscriptions SET user_id = $2 WHERE customer_id = $1 AND user_id IS NULL";
 const LINK_PAYMENTS: &str =
     "UPDATE payments SET user_id = $2 WHERE customer_id = $1 AND user_id IS NULL";
-
-/// Writes a subscription's whole state: per column, the newer of the stored row and
-/// the event wins (see the module docs), so an older event never overwrites newer state.
-pub async fn upsert_subscription(
-    tx: &mut StoreTx,
-    s: &SubscriptionState,
-    now_ms: i64,
-) -> Result<()> {
-    tx.execute(
-        UPSERT_SUBSCRIPTION,
-        args![
-            &s.id,
-            s.user_id.as_deref(),
-            s.customer_id.as_deref(),
-            &s.status,
-            s.price_id.as_deref(),
-            s.current_period_end,
-            i64::from(s.cancel_at_period_end),
-            s.canceled_at,
-            s.event_created,
-            now_ms
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Records what a checkout or invoice event tells about a subscription: its status,
-/// and a period end that only ever moves forward. Price and cancellation are left alone.
-pub async fn change_subscription(
-    tx: &mut StoreTx,
-    c: &SubscriptionChange,
-    now_ms: i64,
-) -> Result<()> {
-    tx.execute(
-        CHANGE_SUBSCRIPTION,
-        args![
-            &c.id,
-            c.user_id.as_deref(),
-            c.customer_id.as_deref(),
-            &c.status,
-            c.current_period_end,
-            c.event_created,
-            now_ms
-        ],
-    )
-    .await?;
-    Ok(())
-}
+const LINK_INVOICES: &str =
+    "UPDATE invoices SET user_id = $2 WHERE customer_id = $1 AND user_id IS NULL";
 
 /// Writes a payment, the newer of the stored row and the event winning per column.
 pub async fn upsert_payment(tx: &mut StoreTx, p: &PaymentRecord, now_ms: i64) -> Result<()> {
@@ -363,42 +256,6 @@ pub async fn record_failure(tx: &mut StoreTx, f: &NewFailure) -> Result<bool> {
         )
         .await?;
     Ok(inserted > 0)
-}
-
-/// A user's subscription as the application sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
-pub struct UserSubscription {
-    /// Stripe's subscription id, `sub_…`.
-    pub id: String,
-    /// Stripe's status: `active`, `trialing`, `past_due`, `canceled`…
-    pub status: String,
-    /// Stripe's price id of the first item, `price_…`.
-    pub price_id: Option<String>,
-    /// Seconds since the Unix epoch.
-    pub current_period_end: Option<i64>,
-    /// Whether the subscription ends at the end of the current period.
-    pub cancel_at_period_end: bool,
-    /// Stripe's customer id, `cus_…`.
-    pub customer_id: Option<String>,
-    /// Whether the status grants access: `active` or `trialing`.
-    pub active: bool,
-}
-
-/// The user's most relevant subscription: a live one (active, trialing, past_due) before
-/// any other, then the most recently changed.
-pub async fn user_subscription(store: &Store, user_id: &str) -> Result<Option<UserSubscription>> {
-    store
-        .fetch_optional(
-            "SELECT id, status, price_id, current_period_end, \
-             cancel_at_period_end <> 0 AS cancel_at_period_end, customer_id, \
-             status IN ('active', 'trialing') AS active \
-             FROM subscriptions WHERE user_id = $1 \
-             ORDER BY CASE WHEN status IN ('active', 'trialing', 'past_due') THEN 0 ELSE 1 END, \
-             event_created DESC, updated_at DESC, id \
-             LIMIT 1",
-            args![user_id],
-        )
-        .await
 }
 
 /// A payment as stored in the `payments` table.

@@ -1,15 +1,16 @@
-//! `customer.subscription.*`: the subscription's whole state, as Stripe sends it.
+//! `customer.subscription.*`: the Subscription object, the one owner of a subscription's
+//! status, items, period, trial and cancellation.
 
 use serde::{Deserialize, Serialize};
-use stripe_shared::Subscription;
-use stripe_webhook::EventObject;
 
-use super::repo::SubscriptionState;
+use super::ordering::{Source, Version, rank};
+use super::repo::SubscriptionView;
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, parse_event, stripe_function, unexpected, write_step,
+    EventMeta, Faults, Outcome, Party, direct_user, link_customer, log_success, read_event,
+    stripe_function, subscription_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
+use crate::stripe::objects::Subscription;
 
 const VALIDATE: &str = "validate-subscription";
 const UPSERT: &str = "upsert-subscription";
@@ -29,43 +30,56 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
 struct SubscriptionSummary {
     event: EventMeta,
     party: Party,
-    state: SubscriptionState,
+    view: SubscriptionView,
 }
 
-fn summarize(event: EventMeta, object: EventObject) -> Result<SubscriptionSummary, StepError> {
-    let subscription = match object {
-        EventObject::CustomerSubscriptionCreated(s)
-        | EventObject::CustomerSubscriptionUpdated(s)
-        | EventObject::CustomerSubscriptionDeleted(s) => s,
-        _ => return Err(unexpected("customer.subscription.*", &event)),
-    };
-    Ok(summary_of(event, &subscription))
+fn summarize(data: serde_json::Value) -> Result<SubscriptionSummary, StepError> {
+    let (event, s, envelope) = read_event::<Subscription>(data, "customer.subscription.")?;
+    let previous_status = envelope.previous_text("status");
+    Ok(summary_of(event, s, previous_status))
 }
 
-fn summary_of(event: EventMeta, s: &Subscription) -> SubscriptionSummary {
-    let customer_id = s.customer.id().as_str().to_owned();
+fn summary_of(
+    event: EventMeta,
+    s: Subscription,
+    previous_status: Option<String>,
+) -> SubscriptionSummary {
     let user_id = direct_user(None, Some(&s.metadata));
-    // In this API version the billing period lives on the items.
-    let item = s.items.data.first();
-    let state = SubscriptionState {
-        id: s.id.as_str().to_owned(),
+    let view = SubscriptionView {
+        id: s.id,
         user_id: user_id.clone(),
-        customer_id: Some(customer_id.clone()),
-        status: s.status.as_str().to_owned(),
-        price_id: item.map(|i| i.price.id.as_str().to_owned()),
-        current_period_end: item.map(|i| i.current_period_end),
+        customer_id: Some(s.customer.clone()),
+        version: Version {
+            source: Source::Event,
+            created: event.created,
+            rank: rank(&event.event_type),
+            event_id: event.id.clone(),
+            status: s.status,
+            previous_status,
+        },
+        items: s.items,
+        current_period_start: s.current_period_start,
+        current_period_end: s.current_period_end,
         cancel_at_period_end: s.cancel_at_period_end,
+        cancel_at: s.cancel_at,
         canceled_at: s.canceled_at,
-        event_created: event.created,
+        ended_at: s.ended_at,
+        trial_start: s.trial_start,
+        trial_end: s.trial_end,
+        pause_collection: s.pause_collection,
+        cancellation_reason: s.cancellation_reason,
+        api_version: event.api_version.clone(),
+        livemode: event.livemode,
+        account: event.account.clone(),
     };
     SubscriptionSummary {
         event,
         party: Party {
-            customer_id: Some(customer_id),
+            customer_id: Some(s.customer),
             user_id,
             email: None,
         },
-        state,
+        view,
     }
 }
 
@@ -75,21 +89,30 @@ async fn sync(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         .step
         .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
-            parse_event(data, summarize).await
+            summarize(data)
         })
         .await?;
-    let user_id = link_customer(&ctx, &faults, &summary.party, &summary.event, None).await?;
-    let state = SubscriptionState {
+    let user_id = link_customer(&ctx, &faults, &summary.party, &summary.event).await?;
+    let view = SubscriptionView {
         user_id: user_id.clone(),
-        ..summary.state.clone()
+        ..summary.view.clone()
     };
-    let action = format!("subscription {} {}", state.id, state.status);
-    let notice = notifications::subscription_state(&summary.event, &state);
-    write_step(&ctx, &faults, UPSERT, Write::Subscription(state)).await?;
-    crate::webhooks::notify(&ctx, notice).await?;
+    let written = subscription_step(&ctx, &faults, UPSERT, &summary.event, view).await?;
+    let action = match written {
+        super::Written::Applied { .. } => {
+            format!(
+                "subscription {} {}",
+                summary.view.id, summary.view.version.status
+            )
+        }
+        super::Written::Superseded => format!(
+            "subscription {}: a newer state is stored; {} not applied",
+            summary.view.id, summary.view.version.status
+        ),
+    };
     let outcome = Outcome {
         event_id: summary.event.id.clone(),
-        object_id: summary.state.id.clone(),
+        object_id: summary.view.id.clone(),
         user_id,
         customer_id: summary.party.customer_id.clone(),
         action,
@@ -101,37 +124,48 @@ async fn sync(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
 mod tests {
     use super::*;
 
-    async fn fixture(text: &str) -> SubscriptionSummary {
-        let data: serde_json::Value = serde_json::from_str(text).unwrap();
-        parse_event(data, summarize).await.unwrap()
+    fn fixture(text: &str) -> SubscriptionSummary {
+        summarize(serde_json::from_str(text).unwrap()).unwrap()
     }
 
-    #[tokio::test]
-    async fn subscription_state_comes_from_the_first_item() {
+    #[test]
+    fn a_subscription_event_is_a_whole_snapshot_with_its_previous_status() {
         let s = fixture(include_str!(
             "../../fixtures/customer.subscription.updated.json"
-        ))
-        .await;
+        ));
+        assert_eq!(s.view.id, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+        assert_eq!(s.view.user_id.as_deref(), Some("user_123"));
+        assert_eq!(s.view.version.status, "active");
         assert_eq!(
-            s.state,
-            SubscriptionState {
-                id: "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw".into(),
-                user_id: Some("user_123".into()),
-                customer_id: Some("cus_QXg1o8vcGmoR32".into()),
-                status: "active".into(),
-                price_id: Some("price_1PgafmB7WZ01zgkW6dKueIc5".into()),
-                current_period_end: Some(1_793_527_203),
-                cancel_at_period_end: false,
-                canceled_at: None,
-                event_created: 1_790_848_808,
-            }
+            s.view.version.previous_status.as_deref(),
+            Some("incomplete")
         );
+        assert_eq!(s.view.version.rank, 2);
+        assert_eq!(s.view.current_period_end, Some(1_793_527_203));
+        assert_eq!(s.view.api_version.as_deref(), Some("2026-07-29.dahlia"));
+        assert!(!s.view.livemode);
 
         let s = fixture(include_str!(
-            "../../fixtures/customer.subscription.deleted.json"
-        ))
-        .await;
-        assert_eq!(s.state.status, "canceled");
-        assert_eq!(s.state.canceled_at, Some(1_794_740_406));
+            "../../fixtures/versions/2024-06-20/customer.subscription.deleted.json"
+        ));
+        assert_eq!(s.view.version.status, "canceled");
+        assert_eq!(s.view.canceled_at, Some(1_794_740_406));
+        assert_eq!(
+            s.view.cancellation_reason.as_deref(),
+            Some("payment_failed")
+        );
+        assert_eq!(s.view.version.rank, 3);
+    }
+
+    #[test]
+    fn another_object_or_a_broken_envelope_is_not_retried() {
+        let data = serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap();
+        let err = summarize(data).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().contains("invoice.paid"), "{err}");
+
+        let err = summarize(serde_json::json!({"id": "evt_1"})).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().starts_with("not a Stripe event"), "{err}");
     }
 }

@@ -7,6 +7,8 @@ use serde_json::Value;
 pub const FIXTURE_USER: &str = "user_123";
 /// The Stripe customer id every fixture uses.
 pub const FIXTURE_CUSTOMER: &str = "cus_QXg1o8vcGmoR32";
+/// The subscription the subscription fixtures tell the story of.
+pub const FIXTURE_SUBSCRIPTION: &str = "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw";
 
 const FIXTURES: &[(&str, &str)] = &[
     (
@@ -88,6 +90,8 @@ pub struct Overrides {
     pub user: Option<String>,
     /// The customer id to put in place of [`FIXTURE_CUSTOMER`].
     pub customer: Option<String>,
+    /// The subscription id to put in place of [`FIXTURE_SUBSCRIPTION`].
+    pub subscription: Option<String>,
 }
 
 /// A fixture with a fresh event id and time, and the user and customer replaced wherever
@@ -98,6 +102,9 @@ pub fn build_event(mut envelope: Value, overrides: &Overrides) -> Value {
     }
     if let Some(customer) = &overrides.customer {
         replace_strings(&mut envelope, FIXTURE_CUSTOMER, customer);
+    }
+    if let Some(subscription) = &overrides.subscription {
+        replace_strings(&mut envelope, FIXTURE_SUBSCRIPTION, subscription);
     }
     envelope["id"] = Value::String(overrides.event_id.clone().unwrap_or_else(new_event_id));
     if let Some(created) = overrides.created {
@@ -142,6 +149,7 @@ mod tests {
                 created: Some(42),
                 user: Some("user_9".into()),
                 customer: Some("cus_9".into()),
+                subscription: Some("sub_9".into()),
                 ..Overrides::default()
             },
         );
@@ -153,5 +161,6 @@ mod tests {
         assert_eq!(event["created"], 42);
         assert_eq!(event["data"]["object"]["client_reference_id"], "user_9");
         assert_eq!(event["data"]["object"]["customer"], "cus_9");
+        assert_eq!(event["data"]["object"]["subscription"], "sub_9");
     }
 }

@@ -4,5 +4,6 @@
 
 pub mod envelope;
 pub mod fixtures;
+pub mod objects;
 pub mod signature;
 pub mod signer;

@@ -106,10 +106,17 @@ async fn trigger_sends_signed_fixtures_that_start_runs() {
         ("invoice.payment_failed", vec![]),
         ("payment_intent.succeeded", vec![]),
         ("payment_intent.payment_failed", vec![]),
-        // Last, so it is the newest word on the fixture's subscription.
+        // A new subscription: the fixture's was deleted above, and stays canceled.
         (
             "checkout.session.completed",
-            vec!["--user", "user_42", "--customer", "cus_42"],
+            vec![
+                "--user",
+                "user_42",
+                "--customer",
+                "cus_42",
+                "--subscription",
+                "sub_42",
+            ],
         ),
     ] {
         let mut args = vec!["trigger", event_type, "--url", &url, "--secret", SECRET];

@@ -222,9 +222,10 @@ async fn invoice_events_move_the_subscription_and_log_failures(backend: Backend)
 /// arrived first) get the user when the link is made; other customers' rows and rows
 /// that already name a user are left alone.
 async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: Backend) {
+    use paysteps::payments::ordering::{Source, Version};
     use paysteps::payments::repo::{
-        CustomerLink, PaymentRecord, SubscriptionState, link_customer, upsert_payment,
-        upsert_subscription,
+        CustomerLink, PaymentRecord, SubscriptionView, link_customer, upsert_payment,
+        write_subscription,
     };
 
     let db = TestDb::create(backend).await;
@@ -244,16 +245,32 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         payment("pi_other_customer", None, "cus_2"),
         payment("pi_own_user", Some("user_9"), "cus_1"),
     ];
-    let subscription = SubscriptionState {
+    let subscription = SubscriptionView {
         id: "sub_1".into(),
         user_id: None,
         customer_id: Some("cus_1".into()),
-        status: "active".into(),
-        price_id: None,
+        version: Version {
+            source: Source::Event,
+            created: 10,
+            rank: 2,
+            event_id: "evt_1".into(),
+            status: "active".into(),
+            previous_status: None,
+        },
+        items: vec![],
+        current_period_start: None,
         current_period_end: None,
         cancel_at_period_end: false,
+        cancel_at: None,
         canceled_at: None,
-        event_created: 10,
+        ended_at: None,
+        trial_start: None,
+        trial_end: None,
+        pause_collection: None,
+        cancellation_reason: None,
+        api_version: None,
+        livemode: false,
+        account: None,
     };
     let link = CustomerLink {
         customer_id: "cus_1".into(),
@@ -264,7 +281,7 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
     store
         .write(move |tx| {
             Box::pin(async move {
-                upsert_subscription(tx, &subscription, 1).await?;
+                write_subscription(tx, &subscription, 1).await?;
                 for p in &payments {
                     upsert_payment(tx, p, 1).await?;
                 }

@@ -35,6 +35,13 @@ fn function(effects: Effects) -> Function {
                     Ok(first.fetch_add(1, Ordering::SeqCst))
                 })
                 .await?;
+            // A `run` step starts only once every earlier checkpoint is durable, so
+            // "first" is on disk before the hanging transaction below begins; without it
+            // that checkpoint may share the hanging transaction's commit, and a crash
+            // there loses both (so "first" would rightly run again).
+            ctx.step
+                .run("first-is-durable", || async { Ok(()) })
+                .await?;
             let (started, block) = (effects.second_started.clone(), effects.block.clone());
             let payment = format!("pi_{}", ctx.run_id);
             ctx.step

@@ -86,6 +86,7 @@ pub fn build(mix: Mix, count: usize, tag: &str, secret: &str) -> anyhow::Result<
                 created: Some(now),
                 user: Some(ids.user.clone()),
                 customer: Some(ids.customer.clone()),
+                subscription: None,
             },
         );
         let object = &mut event["data"]["object"];

@@ -11,17 +11,22 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/users/{user_id}/subscription", get(show))
 }
 
-/// "Is this user subscribed, to what, until when": 200 with `subscribed` false when the
-/// user has no subscription at all.
+/// "Is this user entitled, by which subscription": `subscribed` is true when any of the
+/// user's subscriptions has an entitling status; `subscription` is the entitling one
+/// (`active` or `trialing` first, then the newest), else the newest; `subscriptions`
+/// lists them all. A user with none is answered 200 with `subscribed` false.
 async fn show(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let subscription = repo::user_subscription(state.engine.store(), &user_id).await?;
-    let subscribed = subscription.as_ref().is_some_and(|s| s.active);
+    let subscriptions =
+        repo::user_subscriptions(state.engine.store(), &user_id, &state.entitlement).await?;
+    let subscribed = subscriptions.iter().any(|s| s.entitled);
     Ok(Json(json!({
         "user_id": user_id,
         "subscribed": subscribed,
-        "subscription": subscription,
+        "entitled_statuses": state.entitlement.statuses(),
+        "subscription": subscriptions.first(),
+        "subscriptions": subscriptions,
     })))
 }

@@ -7,110 +7,148 @@ async fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-fn state(created: i64, status: &str) -> SubscriptionState {
-    SubscriptionState {
-        id: "sub_1".into(),
-        user_id: None,
-        customer_id: Some("cus_1".into()),
-        status: status.into(),
-        price_id: Some("price_1".into()),
-        current_period_end: Some(1_000),
-        cancel_at_period_end: false,
-        canceled_at: None,
-        event_created: created,
-    }
-}
-
-fn change(created: i64, status: &str, period_end: Option<i64>) -> SubscriptionChange {
-    SubscriptionChange {
+fn view(created: i64, event_type: &str, status: &str) -> SubscriptionView {
+    use crate::payments::ordering::{Source, Version, rank};
+    SubscriptionView {
         id: "sub_1".into(),
         user_id: Some("user_1".into()),
         customer_id: Some("cus_1".into()),
-        status: status.into(),
-        current_period_end: period_end,
-        event_created: created,
+        version: Version {
+            source: if event_type.starts_with("customer.subscription.") {
+                Source::Event
+            } else {
+                Source::Provisional
+            },
+            created,
+            rank: rank(event_type),
+            event_id: format!("evt_{created}_{status}"),
+            status: status.into(),
+            previous_status: None,
+        },
+        items: vec![
+            crate::stripe::objects::SubscriptionItem {
+                id: Some("si_1".into()),
+                price: Some(format!("price_{created}")),
+                product: Some("prod_1".into()),
+                quantity: 3,
+                current_period_start: None,
+                current_period_end: Some(created + 1000),
+            },
+            crate::stripe::objects::SubscriptionItem {
+                id: Some("si_2".into()),
+                price: Some("price_addon".into()),
+                product: Some("prod_2".into()),
+                quantity: 1,
+                current_period_start: None,
+                current_period_end: Some(created + 1000),
+            },
+        ],
+        current_period_start: None,
+        current_period_end: Some(created + 1000),
+        cancel_at_period_end: false,
+        cancel_at: None,
+        canceled_at: None,
+        ended_at: None,
+        trial_start: None,
+        trial_end: None,
+        pause_collection: None,
+        cancellation_reason: None,
+        api_version: None,
+        livemode: false,
+        account: None,
     }
 }
 
+async fn write_all(store: &Store, views: Vec<SubscriptionView>) -> Vec<Written> {
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let mut written = Vec::new();
+                for v in &views {
+                    written.push(write_subscription(tx, v, 1).await?);
+                }
+                Ok(written)
+            })
+        })
+        .await
+        .unwrap()
+}
+
 async fn subscription(store: &Store) -> UserSubscription {
-    user_subscription(store, "user_1").await.unwrap().unwrap()
+    user_subscriptions(store, "user_1", &Entitlement::default())
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 #[tokio::test]
-async fn out_of_order_subscription_events_converge_without_regressing() {
+async fn the_newest_snapshot_wins_whole_and_a_provisional_view_never_replaces_one() {
     let (_dir, store) = store().await;
-    let canceled = SubscriptionState {
-        canceled_at: Some(40),
-        ..state(40, "canceled")
-    };
-    store
-        .write(move |tx| {
-            Box::pin(async move {
-                // Newest first: checkout activates without knowing price or period.
-                change_subscription(tx, &change(30, "active", None), 1).await?;
-                upsert_subscription(tx, &state(20, "active"), 2).await?;
-                upsert_subscription(tx, &state(10, "incomplete"), 3).await
-            })
-        })
-        .await
-        .unwrap();
-    let s = subscription(&store).await;
+    let written = write_all(
+        &store,
+        vec![
+            view(30, "invoice.paid", "active"),
+            view(20, "customer.subscription.updated", "past_due"),
+            view(10, "customer.subscription.created", "incomplete"),
+            view(40, "invoice.payment_failed", "past_due"),
+        ],
+    )
+    .await;
     assert_eq!(
-        (
-            s.status.as_str(),
-            s.price_id.as_deref(),
-            s.current_period_end,
-            s.active
-        ),
-        ("active", Some("price_1"), Some(1_000), true)
+        written,
+        [
+            Written::Applied { previous: None },
+            Written::Applied {
+                previous: Some("active".into())
+            },
+            Written::Superseded,
+            Written::Superseded,
+        ]
     );
+    let s = subscription(&store).await;
+    assert_eq!((s.status.as_str(), s.entitled), ("past_due", false));
+    assert_eq!(s.source, "event");
+    assert_eq!(s.current_period_end, Some(1020));
+    let items: Vec<_> = s
+        .items
+        .iter()
+        .map(|i| (i.price.as_deref(), i.quantity))
+        .collect();
+    assert_eq!(items, [(Some("price_20"), 3), (Some("price_addon"), 1)]);
 
-    store
-        .write(move |tx| {
-            Box::pin(async move {
-                upsert_subscription(tx, &canceled, 4).await?;
-                upsert_subscription(tx, &state(20, "active"), 5).await?;
-                change_subscription(tx, &change(35, "active", Some(2_000)), 6).await
-            })
-        })
-        .await
-        .unwrap();
+    // A newer snapshot replaces the items; canceled is then never revived.
+    write_all(
+        &store,
+        vec![
+            view(50, "customer.subscription.deleted", "canceled"),
+            view(60, "customer.subscription.updated", "active"),
+        ],
+    )
+    .await;
     let s = subscription(&store).await;
-    assert_eq!((s.status.as_str(), s.active), ("canceled", false));
+    assert_eq!(s.status, "canceled");
+    assert_eq!(s.items[0].price.as_deref(), Some("price_50"));
     assert_eq!(
-        s.current_period_end,
-        Some(1_000),
-        "an older invoice moved the period"
+        store
+            .count("SELECT COUNT(*) FROM subscription_items", vec![])
+            .await
+            .unwrap(),
+        2
     );
-    let (canceled_at, watermark): (Option<i64>, i64) = store
-        .fetch_one(
-            "SELECT canceled_at, event_created FROM subscriptions WHERE id = 'sub_1'",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!((canceled_at, watermark), (Some(40), 40));
 }
 
-#[tokio::test]
-async fn newer_invoices_only_extend_the_period() {
-    let (_dir, store) = store().await;
-    store
-        .write(move |tx| {
-            Box::pin(async move {
-                change_subscription(tx, &change(10, "active", Some(100)), 1).await?;
-                change_subscription(tx, &change(20, "past_due", Some(50)), 2).await?;
-                change_subscription(tx, &change(20, "past_due", None), 3).await
-            })
-        })
-        .await
-        .unwrap();
-    let s = subscription(&store).await;
-    assert_eq!(
-        (s.status.as_str(), s.current_period_end),
-        ("past_due", Some(100))
+#[test]
+fn entitling_statuses_are_checked_when_configured() {
+    let e = Entitlement::parse("active, trialing,past_due").unwrap();
+    assert!(e.entitles("past_due") && !e.entitles("unpaid"));
+    assert!(
+        Entitlement::parse("active,bogus")
+            .unwrap_err()
+            .contains("bogus")
     );
-    assert!(!s.active);
+    assert!(Entitlement::parse("canceled").is_err());
+    assert!(Entitlement::parse(" , ").is_err());
+    assert_eq!(Entitlement::default().statuses(), ["active", "trialing"]);
 }
 
 #[tokio::test]
@@ -126,7 +164,11 @@ async fn a_customer_link_is_kept_and_gives_earlier_rows_their_user() {
     store
         .write(move |tx| {
             Box::pin(async move {
-                upsert_subscription(tx, &state(5, "active"), 1).await?;
+                let unlinked = SubscriptionView {
+                    user_id: None,
+                    ..view(5, "customer.subscription.created", "active")
+                };
+                write_subscription(tx, &unlinked, 1).await?;
                 link_customer(tx, &newer, 2).await?;
                 link_customer(tx, &older, 3).await?;
                 linked_user(tx, "cus_1").await
@@ -155,20 +197,16 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
         event_id: Some("evt_1".into()),
         created: 7,
     };
-    let old = SubscriptionState {
+    let old = SubscriptionView {
         id: "sub_0".into(),
-        user_id: Some("user_1".into()),
-        ..state(99, "canceled")
+        ..view(99, "customer.subscription.deleted", "canceled")
     };
-    let live = SubscriptionState {
-        user_id: Some("user_1".into()),
-        ..state(1, "trialing")
-    };
+    let live = view(1, "customer.subscription.created", "trialing");
     let inserted = store
         .write(move |tx| {
             Box::pin(async move {
-                upsert_subscription(tx, &old, 1).await?;
-                upsert_subscription(tx, &live, 1).await?;
+                write_subscription(tx, &old, 1).await?;
+                write_subscription(tx, &live, 1).await?;
                 Ok((
                     record_failure(tx, &failure).await?,
                     record_failure(tx, &failure).await?,
@@ -182,7 +220,12 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].kind, "payment");
     let s = subscription(&store).await;
-    assert_eq!((s.id.as_str(), s.active), ("sub_1", true));
+    assert_eq!(
+        (s.id.as_str(), s.entitled),
+        ("sub_1", true),
+        "the entitling one first"
+    );
     assert!(payments(&store, 10).await.unwrap().is_empty());
-    assert_eq!(user_subscription(&store, "user_2").await.unwrap(), None);
+    let none = user_subscriptions(&store, "user_2", &Entitlement::default()).await;
+    assert!(none.unwrap().is_empty());
 }

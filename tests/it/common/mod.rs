@@ -56,6 +56,8 @@ pub struct Setup {
     pub webhooks: Option<Destinations>,
     /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
     pub access: Access,
+    /// Which subscription statuses entitle (`active,trialing` by default).
+    pub entitlement: paysteps::payments::repo::Entitlement,
 }
 
 impl Setup {
@@ -89,6 +91,7 @@ impl Default for Setup {
             poll_interval: Duration::from_millis(50),
             webhooks: None,
             access: Access::Open,
+            entitlement: Default::default(),
         }
     }
 }
@@ -151,6 +154,7 @@ impl TestApp {
             event_keys: setup.event_keys,
             webhook_destinations: setup.webhooks.unwrap_or_default(),
             access: setup.access,
+            entitlement: setup.entitlement,
         };
         TestApp {
             router: http::router(state),

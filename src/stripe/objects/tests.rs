@@ -1,0 +1,195 @@
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+/// The current set, then every older API version's folder.
+fn folders() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(root.join("versions"))
+        .expect("fixtures/versions")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_dir())
+        .collect();
+    versions.sort();
+    assert!(versions.len() >= 6, "{versions:?}");
+    let mut all = vec![root];
+    all.extend(versions);
+    all
+}
+
+fn event(folder: &std::path::Path, file: &str) -> StripeEvent {
+    let text = std::fs::read_to_string(folder.join(file))
+        .unwrap_or_else(|e| panic!("{}/{file}: {e}", folder.display()));
+    StripeEvent::read(serde_json::from_str(&text).expect("json")).expect("envelope")
+}
+
+#[test]
+fn every_api_version_gives_the_same_subscription_facts() {
+    for folder in folders() {
+        let created = event(&folder, "customer.subscription.created.json");
+        let s: Subscription = created.object().expect("created");
+        assert_eq!(s.status, "incomplete", "{}", folder.display());
+        let updated = event(&folder, "customer.subscription.updated.json");
+        assert_eq!(
+            updated.previous_text("status").as_deref(),
+            Some("incomplete")
+        );
+        let s: Subscription = updated.object().expect("updated");
+        let at = folder.display();
+        assert_eq!(s.id, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw", "{at}");
+        assert_eq!(s.customer, "cus_QXg1o8vcGmoR32", "{at}");
+        assert_eq!(s.status, "active", "{at}");
+        assert_eq!(
+            s.metadata.get("user_id").map(String::as_str),
+            Some("user_123")
+        );
+        assert_eq!(s.current_period_end, Some(1_793_527_203), "{at}");
+        assert_eq!(s.items.len(), 1, "{at}");
+        assert_eq!(
+            s.items[0].price.as_deref(),
+            Some("price_1PgafmB7WZ01zgkW6dKueIc5"),
+            "{at}"
+        );
+        assert_eq!(
+            s.items[0].product.as_deref(),
+            Some("prod_QXg1hqf4jFNsqG"),
+            "{at}"
+        );
+        assert_eq!(s.items[0].quantity, 1, "{at}");
+
+        let deleted: Subscription = event(&folder, "customer.subscription.deleted.json")
+            .object()
+            .expect("deleted");
+        assert_eq!(deleted.status, "canceled", "{at}");
+        assert_eq!(deleted.canceled_at, Some(1_794_740_406), "{at}");
+        assert!(deleted.ended_at.is_some(), "{at}");
+    }
+}
+
+#[test]
+fn every_api_version_gives_the_same_invoice_facts() {
+    for folder in folders() {
+        let at = folder.display();
+        for (file, status) in [
+            ("invoice.paid.json", "paid"),
+            ("invoice.payment_failed.json", "open"),
+        ] {
+            let i: Invoice = event(&folder, file).object().expect("invoice");
+            assert_eq!(
+                i.subscription.as_deref(),
+                Some("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"),
+                "{at} {file}"
+            );
+            assert_eq!(i.customer.as_deref(), Some("cus_QXg1o8vcGmoR32"), "{at}");
+            assert_eq!((i.amount_due, i.currency.as_str()), (2000, "usd"), "{at}");
+            assert_eq!(i.status.as_deref(), Some(status), "{at} {file}");
+            assert!(i.period_end.is_some(), "{at} {file}");
+        }
+        let failed: Invoice = event(&folder, "invoice.payment_failed.json")
+            .object()
+            .expect("failed");
+        assert_eq!(failed.id, "in_1PgZihB7WZ01zgkWevAqQyk2", "{at}");
+        assert_eq!(failed.attempt_count, 1, "{at}");
+    }
+}
+
+#[test]
+fn every_api_version_gives_the_same_payment_facts() {
+    for folder in folders() {
+        let at = folder.display();
+        let pi: PaymentIntent = event(&folder, "payment_intent.succeeded.json")
+            .object()
+            .expect("succeeded");
+        assert_eq!(pi.id, "pi_1PgafyB7WZ01zgkWSjxsAJo3", "{at}");
+        assert_eq!((pi.amount, pi.currency.as_str()), (1099, "usd"), "{at}");
+        assert_eq!(
+            pi.latest_charge.as_deref(),
+            Some("ch_1PgafuB7WZ01zgkWXYmPNZs8"),
+            "{at}"
+        );
+        let failed: PaymentIntent = event(&folder, "payment_intent.payment_failed.json")
+            .object()
+            .expect("failed");
+        let error = failed.last_payment_error.expect("error");
+        assert_eq!(error.code.as_deref(), Some("card_declined"), "{at}");
+        assert_eq!(
+            error.decline_code.as_deref(),
+            Some("insufficient_funds"),
+            "{at}"
+        );
+
+        let session: CheckoutSession =
+            event(&folder, "checkout.session.completed.subscription.json")
+                .object()
+                .expect("session");
+        assert_eq!(session.mode, "subscription", "{at}");
+        assert_eq!(
+            session.client_reference_id.as_deref(),
+            Some("user_123"),
+            "{at}"
+        );
+        assert_eq!(
+            session.subscription.as_deref(),
+            Some("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw"),
+            "{at}"
+        );
+    }
+}
+
+#[test]
+fn an_unreadable_field_is_named_with_the_api_version() {
+    let mut data = json!({
+        "id": "evt_1", "type": "customer.subscription.deleted", "created": 1,
+        "api_version": "2024-06-20", "livemode": true, "account": "acct_1",
+        "data": {"object": {"id": "sub_1", "customer": {"id": "cus_1", "object": "customer"},
+                            "items": {"data": [{"quantity": "two"}]}}}
+    });
+    let event = StripeEvent::read(data.clone()).expect("envelope");
+    assert!(event.livemode);
+    assert_eq!(event.account.as_deref(), Some("acct_1"));
+    let err = event.object::<Subscription>().unwrap_err();
+    assert!(
+        err.to_string().starts_with(
+            "customer.subscription.deleted event (API version 2024-06-20): \
+             data.object.items.data[0].quantity:"
+        ),
+        "{err}"
+    );
+
+    data["data"]["object"]["items"] = Value::Null;
+    let err = StripeEvent::read(data)
+        .expect("envelope")
+        .object::<Subscription>()
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "customer.subscription.deleted event (API version 2024-06-20): data.object.status is missing"
+    );
+
+    let err = StripeEvent::read(json!({"id": "evt_1", "created": 1, "data": {"object": {}}}))
+        .unwrap_err();
+    assert!(err.to_string().starts_with("not a Stripe event"), "{err}");
+}
+
+#[test]
+fn expanded_ids_and_legacy_plans_are_read() {
+    let event = StripeEvent::read(json!({
+        "id": "evt_1", "type": "customer.subscription.updated", "created": 1,
+        "data": {"object": {
+            "id": "sub_1", "status": "active", "customer": {"id": "cus_9"},
+            "items": {"data": [
+                {"id": "si_1", "plan": {"id": "plan_old", "product": {"id": "prod_1"}}, "quantity": 5},
+                {"id": "si_2", "price": {"id": "price_addon", "product": "prod_2"}}
+            ]}
+        }}
+    }))
+    .expect("envelope");
+    let s: Subscription = event.object().expect("subscription");
+    assert_eq!(s.customer, "cus_9");
+    assert_eq!(s.items[0].price.as_deref(), Some("plan_old"));
+    assert_eq!(s.items[0].product.as_deref(), Some("prod_1"));
+    assert_eq!((s.items[0].quantity, s.items[1].quantity), (5, 1));
+    assert_eq!(event.api_version, None);
+}
