@@ -89,6 +89,31 @@ pub struct EngineArgs {
         value_parser = crate::payments::repo::Entitlement::parse
     )]
     pub entitled_statuses: crate::payments::repo::Entitlement,
+    /// Process only `live` or only `test` Stripe events; the other mode's are stored and
+    /// acknowledged but start nothing. Unset, both are processed.
+    #[arg(long = "stripe-mode", env = "STRIPE_MODE", value_enum)]
+    pub stripe_mode: Option<crate::stripe::Mode>,
+    /// A Stripe secret or restricted (read-only) key: the subscription functions then
+    /// store each subscription as the Stripe API answers it, whatever the delivery order.
+    #[arg(
+        long = "stripe-api-key",
+        env = "STRIPE_API_KEY",
+        hide_env_values = true
+    )]
+    pub stripe_api_key: Option<String>,
+    /// Where the Stripe API is (a stand-in for tests).
+    #[arg(long = "stripe-api-base", env = "STRIPE_API_BASE", default_value = crate::stripe::api::DEFAULT_BASE)]
+    pub stripe_api_base: String,
+}
+
+impl EngineArgs {
+    /// The Stripe API client, when a key is given.
+    pub fn stripe_api(&self) -> Option<crate::stripe::api::StripeApi> {
+        self.stripe_api_key
+            .as_deref()
+            .filter(|key| !key.trim().is_empty())
+            .map(|key| crate::stripe::api::StripeApi::new(&self.stripe_api_base, key.trim()))
+    }
 }
 
 /// Options of `paysteps dev`.

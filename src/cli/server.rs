@@ -75,6 +75,25 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
         "                  (then set STRIPE_WEBHOOK_SECRET to the whsec_… it prints and restart)"
     );
     println!("  event API       http://{addr}/e/<any key>  (INNGEST_BASE_URL=http://{addr})");
+    println!(
+        "  Stripe mode     {}",
+        match args.engine.stripe_mode {
+            Some(mode) => format!("{} events only (STRIPE_MODE)", mode.as_str()),
+            None => "live and test events (set STRIPE_MODE=live or test to keep one)".into(),
+        }
+    );
+    println!(
+        "  subscriptions   {}",
+        if args.engine.stripe_api_key.is_some() {
+            "retrieved from the Stripe API (STRIPE_API_KEY): delivery order does not matter"
+        } else {
+            "from the events' own snapshots, ordered by their rules (set STRIPE_API_KEY to ask Stripe)"
+        }
+    );
+    println!(
+        "  entitled        {} (PAYSTEPS_ENTITLED_STATUSES)",
+        args.engine.entitled_statuses.statuses().join(", ")
+    );
     println!("  try it          paysteps trigger checkout.session.completed");
     println!("                  paysteps send app/hello --data '{{\"name\":\"Ada\"}}'");
     let engine = build_engine(store, &args.engine, functions)?;
@@ -162,7 +181,7 @@ fn build_engine(
         destinations: args.webhook_destinations(),
     };
     let mut builder = Engine::builder(store).config(config);
-    for function in payments::functions(Faults::default())
+    for function in payments::functions(Faults::default(), args.stripe_api())
         .into_iter()
         .chain(webhooks::functions(hooks))
         .chain(functions)
@@ -191,6 +210,7 @@ pub fn build_app(
         webhook_destinations: args.webhook_destinations(),
         access,
         entitlement: args.entitled_statuses.clone(),
+        stripe_mode: args.stripe_mode,
     }
 }
 

@@ -24,4 +24,7 @@ pub struct AppState {
     pub access: Access,
     /// Which subscription statuses entitle a user.
     pub entitlement: crate::payments::repo::Entitlement,
+    /// The Stripe mode processed (`STRIPE_MODE`); events of the other are stored and
+    /// acknowledged but start nothing. `None` processes both.
+    pub stripe_mode: Option<crate::stripe::Mode>,
 }

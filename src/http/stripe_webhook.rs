@@ -27,6 +27,9 @@ struct Answer {
     event_id: String,
     duplicate: bool,
     runs: Vec<String>,
+    /// Why the event starts nothing, when it belongs to the mode not processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<String>,
 }
 
 async fn receive(
@@ -58,8 +61,19 @@ async fn accept(
     let event = envelope::parse(&body)?;
     let data = String::from_utf8(Vec::from(body))
         .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+    let ignored = state
+        .stripe_mode
+        .filter(|mode| !mode.admits(event.livemode))
+        .map(|mode| {
+            let other = if event.livemode { "live" } else { "test" };
+            format!("a {other}-mode event, and STRIPE_MODE is {}", mode.as_str())
+        });
+    let name = match ignored {
+        Some(_) => crate::stripe::mode::ignored_name(&event.event_type),
+        None => format!("stripe/{}", event.event_type),
+    };
     let input = EventInput {
-        name: format!("stripe/{}", event.event_type),
+        name,
         data,
         external_id: Some(event.id.clone()),
         dedupe_key: Some(format!("stripe:{}", event.id)),
@@ -78,6 +92,7 @@ async fn accept(
                 event_id: event.id,
                 duplicate: false,
                 runs,
+                ignored,
             }
         }
         IngestOutcome::Duplicate { .. } => {
@@ -87,6 +102,7 @@ async fn accept(
                 event_id: event.id,
                 duplicate: true,
                 runs: Vec::new(),
+                ignored,
             }
         }
     };

@@ -26,15 +26,20 @@ use serde_json::Value;
 
 use crate::engine::{Ctx, Function, Interrupt, NonRetriable, StepError, Trigger, system_now_ms};
 use crate::store::StoreTx;
+use crate::stripe::api::StripeApi;
 use crate::stripe::objects::{ReadError, StripeEvent, StripeObject};
 pub use faults::{Faults, InjectedFault};
 use repo::{CustomerLink, InvoiceRecord, NewFailure, PaymentRecord, SubscriptionView, Written};
 
 /// Every built-in Stripe function, one per event type, each with its failure handler,
 /// and the daily revenue rollup.
-pub fn functions(faults: Faults) -> Vec<Function> {
+///
+/// With `api` (`STRIPE_API_KEY`), the subscription functions store the subscription as
+/// the Stripe API answers it, which makes the order of deliveries moot; without it, the
+/// rules of [`ordering`] decide between the events' own snapshots.
+pub fn functions(faults: Faults, api: Option<StripeApi>) -> Vec<Function> {
     let mut all = checkout::functions(&faults);
-    all.extend(subscription::functions(&faults));
+    all.extend(subscription::functions(&faults, api));
     all.extend(invoice::functions(&faults));
     all.extend(payment_intent::functions(&faults));
     all.push(rollup::function());
@@ -340,7 +345,7 @@ mod tests {
 
     #[test]
     fn every_stripe_event_gets_one_function_with_a_failure_handler() {
-        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(Faults::default())
+        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(Faults::default(), None)
             .into_iter()
             .partition(|f| matches!(f.trigger(), Trigger::Event(_)));
         let scheduled: Vec<&str> = scheduled.iter().map(Function::id).collect();

@@ -292,6 +292,42 @@ pub async fn payments(store: &Store, limit: i64) -> Result<Vec<Payment>> {
         .await
 }
 
+/// A paying customer no event has linked to a user yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UnlinkedCustomer {
+    /// Stripe's customer id, `cus_…`.
+    pub customer_id: String,
+    /// How many of its subscriptions are stored without a user.
+    pub subscriptions: i64,
+    /// How many of its succeeded payments are stored without a user.
+    pub payments: i64,
+    /// `created` of the newest event about them, in seconds since the Unix epoch.
+    pub last_event_created: i64,
+}
+
+/// Customers with subscriptions or succeeded payments but no user (sessions made by a
+/// Payment Link or in the Stripe dashboard), the most recent first; the platform's only.
+pub async fn unlinked_customers(store: &Store, limit: i64) -> Result<Vec<UnlinkedCustomer>> {
+    store
+        .fetch_all(
+            "SELECT customer_id, CAST(SUM(subscriptions) AS BIGINT) AS subscriptions, \
+             CAST(SUM(payments) AS BIGINT) AS payments, \
+             CAST(MAX(last_event_created) AS BIGINT) AS last_event_created FROM ( \
+             SELECT customer_id, COUNT(*) AS subscriptions, 0 AS payments, \
+             MAX(event_created) AS last_event_created FROM subscriptions \
+             WHERE user_id IS NULL AND customer_id IS NOT NULL AND account IS NULL \
+             GROUP BY customer_id \
+             UNION ALL \
+             SELECT customer_id, 0, COUNT(*), MAX(event_created) FROM payments \
+             WHERE user_id IS NULL AND customer_id IS NOT NULL AND account IS NULL \
+             AND status = 'succeeded' GROUP BY customer_id \
+             ) unlinked GROUP BY customer_id \
+             ORDER BY last_event_created DESC, customer_id LIMIT $1",
+            args![limit],
+        )
+        .await
+}
+
 /// A logged failure, as stored in the `payment_failures` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct PaymentFailure {

@@ -3,26 +3,33 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ordering::{Source, Version, rank};
+use super::ordering::{API_RANK, Source, Version, rank};
 use super::repo::SubscriptionView;
 use super::{
     EventMeta, Faults, Outcome, Party, direct_user, link_customer, log_success, read_event,
     stripe_function, subscription_step,
 };
-use crate::engine::{Ctx, Function, Interrupt, StepError};
-use crate::stripe::objects::Subscription;
+use crate::engine::{Ctx, Function, Interrupt, StepError, system_now_ms};
+use crate::stripe::api::StripeApi;
+use crate::stripe::objects::{Subscription, read_retrieved};
 
 const VALIDATE: &str = "validate-subscription";
+const RETRIEVE: &str = "retrieve-subscription";
 const UPSERT: &str = "upsert-subscription";
 
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions(faults: &Faults, api: Option<StripeApi>) -> Vec<Function> {
     [
         ("subscription-created", "customer.subscription.created"),
         ("subscription-updated", "customer.subscription.updated"),
         ("subscription-deleted", "customer.subscription.deleted"),
     ]
     .into_iter()
-    .map(|(id, event_type)| stripe_function(faults, id, event_type, sync))
+    .map(|(id, event_type)| {
+        let api = api.clone();
+        stripe_function(faults, id, event_type, move |ctx, faults| {
+            sync(ctx, faults, api.clone())
+        })
+    })
     .collect()
 }
 
@@ -83,15 +90,63 @@ fn summary_of(
     }
 }
 
-async fn sync(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+/// Step `retrieve-subscription`: the subscription as the Stripe API answers it now,
+/// replacing the event's own snapshot. 429, 5xx, a timeout or no connection are retried
+/// with the step's backoff; a refusal (a wrong key, no such subscription) is not.
+async fn retrieve(
+    ctx: &Ctx,
+    faults: &Faults,
+    api: &StripeApi,
+    summary: &SubscriptionSummary,
+) -> Result<SubscriptionSummary, Interrupt> {
+    let (api, summary, faults) = (api.clone(), summary.clone(), faults.clone());
+    let retrieved = ctx
+        .step
+        .run(RETRIEVE, || async move {
+            faults.check(RETRIEVE)?;
+            let id = &summary.view.id;
+            let object = api
+                .subscription(id, summary.event.account.as_deref())
+                .await
+                .map_err(|e| {
+                    if e.is_retriable() {
+                        StepError::retriable(e.to_string())
+                    } else {
+                        StepError::non_retriable(e.to_string())
+                    }
+                })?;
+            let request = format!("GET /v1/subscriptions/{id}");
+            let s: Subscription = read_retrieved(&object, &request)
+                .map_err(|e| StepError::non_retriable(e.to_string()))?;
+            let mut retrieved = summary_of(summary.event.clone(), s, None);
+            retrieved.view.version = Version {
+                source: Source::Api,
+                created: system_now_ms() / 1000,
+                rank: API_RANK,
+                event_id: summary.event.id.clone(),
+                status: retrieved.view.version.status,
+                previous_status: None,
+            };
+            // In the account's default API version, which the answer does not name.
+            retrieved.view.api_version = None;
+            Ok(retrieved)
+        })
+        .await?;
+    Ok(retrieved)
+}
+
+async fn sync(ctx: Ctx, faults: Faults, api: Option<StripeApi>) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
-    let summary = ctx
+    let mut summary = ctx
         .step
         .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
             summarize(data)
         })
         .await?;
+    if let Some(api) = &api {
+        summary = retrieve(&ctx, &faults, api, &summary).await?;
+    }
     let user_id = link_customer(&ctx, &faults, &summary.party, &summary.event).await?;
     let view = SubscriptionView {
         user_id: user_id.clone(),

@@ -208,6 +208,10 @@ pub struct SubscriptionSummary {
     pub current_period_end: Option<i64>,
     /// When paysteps last changed the row, in milliseconds since the Unix epoch.
     pub updated_at: i64,
+    /// `event`, `api`, or `provisional` while no Subscription object was received.
+    pub source: String,
+    /// The connected account it belongs to (Connect); `None` for the platform.
+    pub account: Option<String>,
 }
 
 impl Store {
@@ -355,8 +359,8 @@ impl Store {
     /// The most recently changed subscriptions.
     pub async fn recent_subscriptions(&self, limit: i64) -> Result<Vec<SubscriptionSummary>> {
         self.fetch_all(
-            "SELECT id, user_id, customer_id, status, price_id, current_period_end, updated_at \
-             FROM subscriptions ORDER BY updated_at DESC, id LIMIT $1",
+            "SELECT id, user_id, customer_id, status, price_id, current_period_end, updated_at, \
+             source, account FROM subscriptions ORDER BY updated_at DESC, id LIMIT $1",
             args![limit],
         )
         .await

@@ -63,6 +63,26 @@ const FIXTURES: &[(&str, &str)] = &[
         "customer.tax_id.created",
         include_str!("../../fixtures/customer.tax_id.created.json"),
     ),
+    (
+        "charge.dispute.created",
+        include_str!("../../fixtures/charge.dispute.created.json"),
+    ),
+    (
+        "charge.dispute.closed",
+        include_str!("../../fixtures/charge.dispute.closed.json"),
+    ),
+    (
+        "customer.subscription.trial_will_end",
+        include_str!("../../fixtures/customer.subscription.trial_will_end.json"),
+    ),
+    (
+        "invoice.payment_action_required",
+        include_str!("../../fixtures/invoice.payment_action_required.json"),
+    ),
+    (
+        "refund.created",
+        include_str!("../../fixtures/refund.created.json"),
+    ),
 ];
 
 /// The names `fixture` knows: event types, plus `checkout.session.completed.payment`

@@ -129,6 +129,22 @@ async fn text_when(client: &Client, css: &str, accept: impl Fn(&str) -> bool) ->
     panic!("{css} never showed what was expected; last text: {last:?}");
 }
 
+/// The attribute `name` of the first element matching `css`, retrying while the page
+/// re-renders (an element found just before a re-render is stale a moment later).
+async fn attribute(client: &Client, css: &str, name: &str) -> Option<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async { client.find(Locator::Css(css)).await?.attr(name).await };
+        match attempt.await {
+            Ok(value) => return value,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("reading {name} of {css}: {err}"),
+        }
+    }
+}
+
 /// Waits for an element matching `css`.
 async fn present(client: &Client, css: &str) {
     text_when(client, css, |_| true).await;
@@ -287,12 +303,10 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         error.contains("injected fault in step 'record-payment-failure'"),
         "{error}"
     );
-    let step = client
-        .find(Locator::Css("[data-testid=failed-step]"))
-        .await
-        .expect("failed step");
     assert_eq!(
-        step.attr("data-step").await.expect("attr").as_deref(),
+        attribute(&client, "[data-testid=failed-step]", "data-step")
+            .await
+            .as_deref(),
         Some(FLAKY_STEP)
     );
     let explained = text_when(&client, "[data-testid=explain-from-failure]", |t| {

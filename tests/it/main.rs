@@ -19,4 +19,6 @@ mod payments;
 mod recovery;
 mod reports;
 mod step_tools;
+mod stripe_api;
+mod subscriptions;
 mod webhook;

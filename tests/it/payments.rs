@@ -16,6 +16,7 @@ crate::on_both_backends!(
     payment_failure_records_the_decline_once_even_when_replayed_by_stripe,
     invoice_events_move_the_subscription_and_log_failures,
     a_customer_link_gives_that_customers_earlier_rows_their_user,
+    a_checkout_without_a_user_is_kept_and_listed_until_linked,
 );
 
 fn at(created: i64) -> Overrides {
@@ -326,4 +327,57 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         Some("user_1")
     );
     store.close().await;
+}
+
+/// A Payment Link session names no user: the run completes, the payment is stored
+/// unlinked and the billing summary lists its customer; once an event names the
+/// customer's user, the payment is theirs and the list is empty.
+async fn a_checkout_without_a_user_is_kept_and_listed_until_linked(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut event = crate::common::fixture_event(
+        "checkout.session.completed.payment",
+        Overrides {
+            customer: Some("cus_link_later".into()),
+            ..Overrides::default()
+        },
+    );
+    let session = &mut event["data"]["object"];
+    session["client_reference_id"] = Value::Null;
+    session["metadata"] = serde_json::json!({});
+    let (status, answer) = app.deliver(&event).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let run_id = first_run(&answer);
+    app.settle().await;
+    assert_eq!(app.run(&run_id).await["status"], "completed");
+
+    let (_, billing) = app.get("/api/v1/billing").await;
+    let unlinked = &billing["unlinked_customers"];
+    assert_eq!(unlinked[0]["customer_id"], "cus_link_later", "{billing}");
+    assert_eq!(unlinked[0]["payments"], 1, "{billing}");
+
+    let mut named = crate::common::fixture_event(
+        "checkout.session.completed.payment",
+        Overrides {
+            customer: Some("cus_link_later".into()),
+            user: Some("user_later".into()),
+            ..Overrides::default()
+        },
+    );
+    named["data"]["object"]["id"] = "cs_test_named_later".into();
+    app.deliver(&named).await;
+    app.settle().await;
+    let (_, billing) = app.get("/api/v1/billing").await;
+    assert_eq!(
+        billing["unlinked_customers"],
+        serde_json::json!([]),
+        "{billing}"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM payments WHERE customer_id = 'cus_link_later' \
+             AND user_id = 'user_later'"
+        )
+        .await,
+        1
+    );
 }

@@ -17,6 +17,7 @@ crate::on_both_backends!(
     health_answers_ok_with_a_database,
     a_database_that_is_down_answers_503_with_retry_after,
     metrics_count_events_rejections_runs_and_the_queue,
+    with_a_stripe_mode_the_other_modes_events_are_stored_but_start_nothing,
 );
 
 fn body(name: &str) -> Vec<u8> {
@@ -341,4 +342,49 @@ async fn metrics_count_events_rejections_runs_and_the_queue(backend: Backend) {
             "{text}"
         );
     }
+}
+
+/// With `STRIPE_MODE=live`, a test-mode event is stored and acknowledged, but under a name
+/// no function is triggered by, and the answer says why; a live-mode event runs as usual,
+/// and a duplicate of the ignored one is still a duplicate.
+async fn with_a_stripe_mode_the_other_modes_events_are_stored_but_start_nothing(backend: Backend) {
+    let app = TestApp::start_with(Setup {
+        backend,
+        stripe_mode: Some(paysteps::stripe::Mode::Live),
+        ..Setup::default()
+    })
+    .await;
+    let test_mode = fixture_event("checkout.session.completed", Overrides::default());
+    assert_eq!(test_mode["livemode"], false);
+    let (status, answer) = app.deliver(&test_mode).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["runs"], serde_json::json!([]), "{answer}");
+    assert_eq!(
+        answer["ignored"], "a test-mode event, and STRIPE_MODE is live",
+        "{answer}"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM events WHERE name = 'ignored/stripe/checkout.session.completed'"
+        )
+        .await,
+        1
+    );
+    let (_, again) = app.deliver(&test_mode).await;
+    assert_eq!(again["duplicate"], true, "{again}");
+
+    let mut live = fixture_event("checkout.session.completed", Overrides::default());
+    live["livemode"] = true.into();
+    let (status, answer) = app.deliver(&live).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["runs"].as_array().map(Vec::len), Some(1), "{answer}");
+    assert!(answer.get("ignored").is_none(), "{answer}");
+    app.settle().await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM runs").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM subscriptions WHERE livemode = 1")
+            .await,
+        1,
+        "the live event's subscription, marked live"
+    );
 }

@@ -1,4 +1,5 @@
-//! The billing summary: subscriptions by status, recent payments and payment failures.
+//! The billing summary: subscriptions by status, recent payments and payment failures,
+//! and paying customers not linked to a user yet.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -20,5 +21,6 @@ async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         "subscriptions": store.recent_subscriptions(50).await?,
         "payments": repo::payments(store, 50).await?,
         "payment_failures": repo::payment_failures(store, 50).await?,
+        "unlinked_customers": repo::unlinked_customers(store, 50).await?,
     })))
 }

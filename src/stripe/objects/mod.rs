@@ -55,6 +55,31 @@ pub enum ReadError {
         /// What is wrong with it.
         reason: String,
     },
+    /// An object retrieved from the Stripe API lacks a field or has one of another type.
+    #[error("{request}: {field} {reason}")]
+    Retrieved {
+        /// What was asked, e.g. `GET /v1/subscriptions/sub_1`.
+        request: String,
+        /// The field's path in the answer.
+        field: String,
+        /// `is missing`, or what is wrong with it.
+        reason: String,
+    },
+}
+
+/// Reads an object retrieved from the Stripe API by `request` as a `T`.
+pub fn read_retrieved<T: StripeObject>(object: &Value, request: &str) -> Result<T, ReadError> {
+    let raw: T::Raw =
+        serde_path_to_error::deserialize(object).map_err(|e| ReadError::Retrieved {
+            request: request.to_owned(),
+            field: e.path().to_string(),
+            reason: e.into_inner().to_string(),
+        })?;
+    T::from_raw(raw).map_err(|field| ReadError::Retrieved {
+        request: request.to_owned(),
+        field: field.to_owned(),
+        reason: "is missing".to_owned(),
+    })
 }
 
 /// A Stripe event's envelope, with its object still to be read.

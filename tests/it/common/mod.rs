@@ -58,6 +58,10 @@ pub struct Setup {
     pub access: Access,
     /// Which subscription statuses entitle (`active,trialing` by default).
     pub entitlement: paysteps::payments::repo::Entitlement,
+    /// `STRIPE_MODE` (both modes processed by default).
+    pub stripe_mode: Option<paysteps::stripe::Mode>,
+    /// The Stripe API the subscription functions ask (none by default).
+    pub stripe_api: Option<paysteps::stripe::api::StripeApi>,
 }
 
 impl Setup {
@@ -92,6 +96,8 @@ impl Default for Setup {
             webhooks: None,
             access: Access::Open,
             entitlement: Default::default(),
+            stripe_mode: None,
+            stripe_api: None,
         }
     }
 }
@@ -131,7 +137,7 @@ impl TestApp {
         };
         let mut builder = Engine::builder(store).config(config);
         if setup.with_payments {
-            for f in payments::functions(faults.clone()) {
+            for f in payments::functions(faults.clone(), setup.stripe_api.clone()) {
                 builder = builder.register(f);
             }
         }
@@ -155,6 +161,7 @@ impl TestApp {
             webhook_destinations: setup.webhooks.unwrap_or_default(),
             access: setup.access,
             entitlement: setup.entitlement,
+            stripe_mode: setup.stripe_mode,
         };
         TestApp {
             router: http::router(state),
