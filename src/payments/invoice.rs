@@ -11,7 +11,7 @@ use super::{
     notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
-use crate::stripe::objects::Invoice;
+use crate::stripe::objects::{Invoice, Terms};
 
 const VALIDATE: &str = "validate-invoice";
 const RECORD_INVOICE: &str = "record-invoice";
@@ -136,17 +136,10 @@ pub(super) fn provisional_view(
             status: status.to_owned(),
             previous_status: None,
         },
-        items: Vec::new(),
-        current_period_start: None,
-        current_period_end,
-        cancel_at_period_end: false,
-        cancel_at: None,
-        canceled_at: None,
-        ended_at: None,
-        trial_start: None,
-        trial_end: None,
-        pause_collection: None,
-        cancellation_reason: None,
+        terms: Terms {
+            current_period_end,
+            ..Terms::default()
+        },
         api_version: event.api_version.clone(),
         livemode: event.livemode,
         account: event.account.clone(),

@@ -44,11 +44,11 @@ pub(crate) fn subscription(
             customer_id: view.customer_id.clone(),
             user_id: view.user_id.clone(),
             status: status.to_owned(),
-            price_id: view.items.first().and_then(|i| i.price.clone()),
-            current_period_end: view.current_period_end,
+            price_id: view.terms.items.first().and_then(|i| i.price.clone()),
+            current_period_end: view.terms.current_period_end,
             cancel_at_period_end: (view.version.source != super::ordering::Source::Provisional)
-                .then_some(view.cancel_at_period_end),
-            canceled_at: view.canceled_at,
+                .then_some(view.terms.cancel_at_period_end),
+            canceled_at: view.terms.canceled_at,
             stripe_event_id: event.id.clone(),
         },
     ))

@@ -64,17 +64,7 @@ fn summary_of(
             status: s.status,
             previous_status,
         },
-        items: s.items,
-        current_period_start: s.current_period_start,
-        current_period_end: s.current_period_end,
-        cancel_at_period_end: s.cancel_at_period_end,
-        cancel_at: s.cancel_at,
-        canceled_at: s.canceled_at,
-        ended_at: s.ended_at,
-        trial_start: s.trial_start,
-        trial_end: s.trial_end,
-        pause_collection: s.pause_collection,
-        cancellation_reason: s.cancellation_reason,
+        terms: s.terms,
         api_version: event.api_version.clone(),
         livemode: event.livemode,
         account: event.account.clone(),
@@ -196,7 +186,7 @@ mod tests {
             Some("incomplete")
         );
         assert_eq!(s.view.version.rank, 2);
-        assert_eq!(s.view.current_period_end, Some(1_793_527_203));
+        assert_eq!(s.view.terms.current_period_end, Some(1_793_527_203));
         assert_eq!(s.view.api_version.as_deref(), Some("2026-07-29.dahlia"));
         assert!(!s.view.livemode);
 
@@ -204,9 +194,9 @@ mod tests {
             "../../fixtures/versions/2024-06-20/customer.subscription.deleted.json"
         ));
         assert_eq!(s.view.version.status, "canceled");
-        assert_eq!(s.view.canceled_at, Some(1_794_740_406));
+        assert_eq!(s.view.terms.canceled_at, Some(1_794_740_406));
         assert_eq!(
-            s.view.cancellation_reason.as_deref(),
+            s.view.terms.cancellation_reason.as_deref(),
             Some("payment_failed")
         );
         assert_eq!(s.view.version.rank, 3);

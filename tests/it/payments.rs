@@ -228,6 +228,7 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         CustomerLink, PaymentRecord, SubscriptionView, link_customer, upsert_payment,
         write_subscription,
     };
+    use paysteps::stripe::objects::Terms;
 
     let db = TestDb::create(backend).await;
     let store = db.store().await;
@@ -258,17 +259,7 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
             status: "active".into(),
             previous_status: None,
         },
-        items: vec![],
-        current_period_start: None,
-        current_period_end: None,
-        cancel_at_period_end: false,
-        cancel_at: None,
-        canceled_at: None,
-        ended_at: None,
-        trial_start: None,
-        trial_end: None,
-        pause_collection: None,
-        cancellation_reason: None,
+        terms: Terms::default(),
         api_version: None,
         livemode: false,
         account: None,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::args;
 use crate::payments::ordering::{self, Source, Version};
 use crate::store::{Dialect, Result, Store, StoreTx};
-use crate::stripe::objects::SubscriptionItem;
+use crate::stripe::objects::Terms;
 
 /// A subscription as one view knows it: a snapshot of the Subscription object, or a
 /// provisional view inferred from a checkout or invoice event.
@@ -21,28 +21,8 @@ pub struct SubscriptionView {
     pub customer_id: Option<String>,
     /// Where the view comes from, when, and its status.
     pub version: Version,
-    /// Every item (a provisional view has none).
-    pub items: Vec<SubscriptionItem>,
-    /// Start of the current period, in seconds.
-    pub current_period_start: Option<i64>,
-    /// End of the current period, in seconds.
-    pub current_period_end: Option<i64>,
-    /// Whether it ends at the end of the period.
-    pub cancel_at_period_end: bool,
-    /// When it is set to end.
-    pub cancel_at: Option<i64>,
-    /// When it was canceled.
-    pub canceled_at: Option<i64>,
-    /// When it ended.
-    pub ended_at: Option<i64>,
-    /// When its trial started.
-    pub trial_start: Option<i64>,
-    /// When its trial ends.
-    pub trial_end: Option<i64>,
-    /// `pause_collection` as Stripe sends it.
-    pub pause_collection: Option<Value>,
-    /// `cancellation_details.reason`.
-    pub cancellation_reason: Option<String>,
+    /// Items, period, trial and cancellation (a provisional view knows the period at most).
+    pub terms: Terms,
     /// The API version of the payload the view was read from.
     pub api_version: Option<String>,
     /// False for test mode.
@@ -86,23 +66,23 @@ type StoredVersion = (String, String, i64, i64, Option<String>, Option<String>);
 
 impl SubscriptionView {
     fn args(&self, now_ms: i64) -> Vec<crate::store::Arg> {
-        let v = &self.version;
+        let (v, t) = (&self.version, &self.terms);
         args![
             &self.id,
             self.user_id.as_deref(),
             self.customer_id.as_deref(),
             &v.status,
-            self.items.first().and_then(|i| i.price.as_deref()),
-            self.current_period_start,
-            self.current_period_end,
-            i64::from(self.cancel_at_period_end),
-            self.cancel_at,
-            self.canceled_at,
-            self.ended_at,
-            self.trial_start,
-            self.trial_end,
-            self.pause_collection.as_ref().map(Value::to_string),
-            self.cancellation_reason.as_deref(),
+            t.items.first().and_then(|i| i.price.as_deref()),
+            t.current_period_start,
+            t.current_period_end,
+            i64::from(t.cancel_at_period_end),
+            t.cancel_at,
+            t.canceled_at,
+            t.ended_at,
+            t.trial_start,
+            t.trial_end,
+            t.pause_collection.as_ref().map(Value::to_string),
+            t.cancellation_reason.as_deref(),
             v.source.as_str(),
             v.rank,
             &v.event_id,
@@ -182,7 +162,7 @@ async fn replace_items(tx: &mut StoreTx, view: &SubscriptionView) -> Result<()> 
         args![&view.id],
     )
     .await?;
-    for (position, item) in (0_i64..).zip(&view.items) {
+    for (position, item) in (0_i64..).zip(&view.terms.items) {
         tx.execute(
             "INSERT INTO subscription_items (subscription_id, position, item_id, price_id, \
              product_id, quantity, current_period_end) VALUES ($1, $2, $3, $4, $5, $6, $7)",

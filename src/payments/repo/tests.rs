@@ -1,10 +1,22 @@
 use super::*;
+use crate::stripe::objects::{SubscriptionItem, Terms};
 
 async fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
     store.migrate().await.unwrap();
     (dir, store)
+}
+
+fn item(id: &str, price: &str, quantity: u64) -> SubscriptionItem {
+    SubscriptionItem {
+        id: Some(id.into()),
+        price: Some(price.into()),
+        product: Some("prod_1".into()),
+        quantity,
+        current_period_start: None,
+        current_period_end: None,
+    }
 }
 
 fn view(created: i64, event_type: &str, status: &str) -> SubscriptionView {
@@ -25,34 +37,14 @@ fn view(created: i64, event_type: &str, status: &str) -> SubscriptionView {
             status: status.into(),
             previous_status: None,
         },
-        items: vec![
-            crate::stripe::objects::SubscriptionItem {
-                id: Some("si_1".into()),
-                price: Some(format!("price_{created}")),
-                product: Some("prod_1".into()),
-                quantity: 3,
-                current_period_start: None,
-                current_period_end: Some(created + 1000),
-            },
-            crate::stripe::objects::SubscriptionItem {
-                id: Some("si_2".into()),
-                price: Some("price_addon".into()),
-                product: Some("prod_2".into()),
-                quantity: 1,
-                current_period_start: None,
-                current_period_end: Some(created + 1000),
-            },
-        ],
-        current_period_start: None,
-        current_period_end: Some(created + 1000),
-        cancel_at_period_end: false,
-        cancel_at: None,
-        canceled_at: None,
-        ended_at: None,
-        trial_start: None,
-        trial_end: None,
-        pause_collection: None,
-        cancellation_reason: None,
+        terms: Terms {
+            items: vec![
+                item("si_1", &format!("price_{created}"), 3),
+                item("si_2", "price_addon", 1),
+            ],
+            current_period_end: Some(created + 1000),
+            ..Terms::default()
+        },
         api_version: None,
         livemode: false,
         account: None,

@@ -24,7 +24,7 @@ use serde_json::Value;
 pub use checkout::CheckoutSession;
 pub use invoice::Invoice;
 pub use payment_intent::{PaymentError, PaymentIntent};
-pub use subscription::{Subscription, SubscriptionItem};
+pub use subscription::{Subscription, SubscriptionItem, Terms};
 
 /// Why a Stripe event's payload could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

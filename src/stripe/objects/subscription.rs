@@ -17,6 +17,13 @@ pub struct Subscription {
     pub status: String,
     /// The subscription's own metadata (where an API-created subscription names its user).
     pub metadata: Metadata,
+    /// What it sells and until when.
+    pub terms: Terms,
+}
+
+/// What a subscription sells and until when: its items, period, trial and cancellation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Terms {
     /// Every item: price, product, quantity.
     pub items: Vec<SubscriptionItem>,
     /// Start of the current period: the subscription's own before 2025-03-31.basil, else
@@ -138,17 +145,19 @@ impl StripeObject for Subscription {
             customer: id_of(raw.customer).ok_or("customer")?,
             status: raw.status.filter(|s| !s.is_empty()).ok_or("status")?,
             metadata: raw.metadata,
-            items,
-            current_period_start,
-            current_period_end,
-            cancel_at_period_end: raw.cancel_at_period_end,
-            cancel_at: raw.cancel_at,
-            canceled_at: raw.canceled_at,
-            ended_at: raw.ended_at,
-            trial_start: raw.trial_start,
-            trial_end: raw.trial_end,
-            pause_collection: raw.pause_collection.filter(|p| !p.is_null()),
-            cancellation_reason: raw.cancellation_details.and_then(|c| c.reason),
+            terms: Terms {
+                items,
+                current_period_start,
+                current_period_end,
+                cancel_at_period_end: raw.cancel_at_period_end,
+                cancel_at: raw.cancel_at,
+                canceled_at: raw.canceled_at,
+                ended_at: raw.ended_at,
+                trial_start: raw.trial_start,
+                trial_end: raw.trial_end,
+                pause_collection: raw.pause_collection.filter(|p| !p.is_null()),
+                cancellation_reason: raw.cancellation_details.and_then(|c| c.reason),
+            },
         })
     }
 }

@@ -45,26 +45,26 @@ fn every_api_version_gives_the_same_subscription_facts() {
             s.metadata.get("user_id").map(String::as_str),
             Some("user_123")
         );
-        assert_eq!(s.current_period_end, Some(1_793_527_203), "{at}");
-        assert_eq!(s.items.len(), 1, "{at}");
+        assert_eq!(s.terms.current_period_end, Some(1_793_527_203), "{at}");
+        assert_eq!(s.terms.items.len(), 1, "{at}");
         assert_eq!(
-            s.items[0].price.as_deref(),
+            s.terms.items[0].price.as_deref(),
             Some("price_1PgafmB7WZ01zgkW6dKueIc5"),
             "{at}"
         );
         assert_eq!(
-            s.items[0].product.as_deref(),
+            s.terms.items[0].product.as_deref(),
             Some("prod_QXg1hqf4jFNsqG"),
             "{at}"
         );
-        assert_eq!(s.items[0].quantity, 1, "{at}");
+        assert_eq!(s.terms.items[0].quantity, 1, "{at}");
 
         let deleted: Subscription = event(&folder, "customer.subscription.deleted.json")
             .object()
             .expect("deleted");
         assert_eq!(deleted.status, "canceled", "{at}");
-        assert_eq!(deleted.canceled_at, Some(1_794_740_406), "{at}");
-        assert!(deleted.ended_at.is_some(), "{at}");
+        assert_eq!(deleted.terms.canceled_at, Some(1_794_740_406), "{at}");
+        assert!(deleted.terms.ended_at.is_some(), "{at}");
     }
 }
 
@@ -188,8 +188,11 @@ fn expanded_ids_and_legacy_plans_are_read() {
     .expect("envelope");
     let s: Subscription = event.object().expect("subscription");
     assert_eq!(s.customer, "cus_9");
-    assert_eq!(s.items[0].price.as_deref(), Some("plan_old"));
-    assert_eq!(s.items[0].product.as_deref(), Some("prod_1"));
-    assert_eq!((s.items[0].quantity, s.items[1].quantity), (5, 1));
+    assert_eq!(s.terms.items[0].price.as_deref(), Some("plan_old"));
+    assert_eq!(s.terms.items[0].product.as_deref(), Some("prod_1"));
+    assert_eq!(
+        (s.terms.items[0].quantity, s.terms.items[1].quantity),
+        (5, 1)
+    );
     assert_eq!(event.api_version, None);
 }
