@@ -204,7 +204,7 @@ pub struct SubscriptionSummary {
     pub status: String,
     /// Stripe's price id, `price_…`.
     pub price_id: Option<String>,
-    /// End of the current billing period, in milliseconds since the Unix epoch.
+    /// End of the current billing period, in seconds since the Unix epoch.
     pub current_period_end: Option<i64>,
     /// When paysteps last changed the row, in milliseconds since the Unix epoch.
     pub updated_at: i64,

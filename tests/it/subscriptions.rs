@@ -1227,3 +1227,96 @@ async fn shuffled_and_duplicated_deliveries_end_every_story_on_its_last_event(ba
         );
     }
 }
+
+/// The twenty stories again, shuffled and partly delivered twice, to a `paysteps serve`
+/// process on PostgreSQL that is killed (SIGKILL) halfway through, while runs are in
+/// flight, and started again: every event Stripe would retry is acknowledged, every run
+/// completes, and every subscription ends as the last event of its story says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffled_stories_end_right_across_a_process_killed_mid_run() {
+    use crate::common::TestDb;
+    use crate::common::serve::{
+        Serve, check_pool, count, http_client, post_event, wait_until_idle,
+    };
+
+    if crate::common::db::postgres_url().is_none() {
+        crate::common::db::report_postgres_skipped();
+        return;
+    }
+    let db = TestDb::create(Backend::Postgres).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = http_client();
+    let mut server = Serve::start("stories", &db.url(), 8, dir.path());
+    server.wait_healthy(&client).await;
+    let pool = check_pool(&db).await;
+
+    let stories: Vec<(Sub, Vec<Value>, Ending)> = (0..20).map(chaos_story).collect();
+    let mut rng = StdRng::seed_from_u64(20_261_203);
+    let mut deliveries: Vec<Vec<u8>> = stories
+        .iter()
+        .flat_map(|(_, events, _)| events)
+        .map(|event| serde_json::to_vec(event).expect("json"))
+        .collect();
+    let distinct = deliveries.len();
+    for n in 0..distinct {
+        if rng.random_bool(0.3) {
+            deliveries.push(deliveries[n].clone());
+        }
+    }
+    deliveries.shuffle(&mut rng);
+
+    let kill_at = deliveries.len() / 2;
+    for (n, body) in deliveries.iter().enumerate() {
+        if n == kill_at {
+            let running = count(&pool, "SELECT COUNT(*) FROM runs WHERE status = 'running'").await;
+            server.kill();
+            server.restart();
+            server.wait_healthy(&client).await;
+            eprintln!("stories: killed with {running} runs running after {n} deliveries");
+        }
+        // As Stripe does, a delivery that got no 200 is sent again.
+        let mut tries = 0;
+        loop {
+            match post_event(&client, server.port, body).await {
+                Ok(answer) if answer.status == StatusCode::OK => break,
+                other => {
+                    tries += 1;
+                    assert!(tries < 50, "delivery {n} never acknowledged: {other:?}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    assert!(
+        wait_until_idle(&pool, std::time::Duration::from_secs(60)).await,
+        "runs still unfinished:\n{}",
+        server.log_tail(40)
+    );
+    let runs = count(&pool, "SELECT COUNT(*) FROM runs WHERE function_id LIKE 'subscription-%' OR function_id LIKE 'invoice-%'").await;
+    assert_eq!(
+        runs,
+        i64::try_from(distinct).expect("count"),
+        "one run per event"
+    );
+    let unfinished = count(
+        &pool,
+        "SELECT COUNT(*) FROM runs WHERE status <> 'completed'",
+    )
+    .await;
+    assert_eq!(unfinished, 0, "{}", server.log_tail(40));
+    let rows: Vec<(String, String, Option<String>, Option<i64>)> =
+        sqlx::query_as("SELECT id, status, price_id, current_period_end FROM subscriptions")
+            .fetch_all(&pool)
+            .await
+            .expect("subscriptions");
+    assert_eq!(rows.len(), stories.len());
+    for (sub, _, ending) in &stories {
+        let row = rows.iter().find(|r| r.0 == sub.id).expect("row");
+        assert_eq!(
+            (row.1.as_str(), row.2.as_deref(), row.3),
+            (ending.status, Some(ending.price), Some(ending.period_end)),
+            "{}",
+            sub.id
+        );
+    }
+}

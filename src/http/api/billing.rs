@@ -16,9 +16,20 @@ pub fn router() -> Router<AppState> {
 
 async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = state.engine.store();
+    let subscriptions: Vec<Value> = store
+        .recent_subscriptions(50)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let entitled = state.entitlement.entitles(&s.status);
+            let mut row = json!(s);
+            row["entitled"] = entitled.into();
+            row
+        })
+        .collect();
     Ok(Json(json!({
         "subscriptions_by_status": store.subscriptions_by_status().await?,
-        "subscriptions": store.recent_subscriptions(50).await?,
+        "subscriptions": subscriptions,
         "payments": repo::payments(store, 50).await?,
         "payment_failures": repo::payment_failures(store, 50).await?,
         "unlinked_customers": repo::unlinked_customers(store, 50).await?,
