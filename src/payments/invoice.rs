@@ -27,6 +27,12 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
             "invoice.payment_failed",
             payment_failed,
         ),
+        stripe_function(
+            faults,
+            "invoice-payment-action-required",
+            "invoice.payment_action_required",
+            action_required,
+        ),
     ]
 }
 
@@ -98,6 +104,8 @@ impl InvoiceSummary {
             currency: i.currency.clone(),
             attempt_count: i.attempt_count,
             period_end: i.period_end,
+            next_payment_attempt: i.next_payment_attempt,
+            hosted_invoice_url: i.hosted_invoice_url.clone(),
             stripe_event_id: self.event.id.clone(),
         };
         notifications::invoice(&self.event, data)
@@ -221,6 +229,19 @@ async fn paid(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
     let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
     let action = record(&ctx, &faults, &invoice, &user_id, true).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
+    log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
+}
+
+/// The invoice's payment needs the customer (3-D Secure on a renewal): recorded, and the
+/// business event carries where they can act (`hosted_invoice_url`). The subscription is
+/// left to its own events.
+async fn action_required(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+    let invoice = validate(&ctx, &faults).await?;
+    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+    let record = invoice.record(user_id.clone());
+    write_step(&ctx, &faults, RECORD_INVOICE, Write::Invoice(record)).await?;
+    crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
+    let action = format!("invoice {} needs the customer's action", invoice.invoice.id);
     log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
 }
 

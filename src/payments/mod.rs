@@ -374,8 +374,12 @@ mod tests {
             "customer.subscription.deleted",
             "invoice.paid",
             "invoice.payment_failed",
+            "customer.subscription.trial_will_end",
+            "invoice.payment_action_required",
             "payment_intent.succeeded",
             "payment_intent.payment_failed",
+            "payment_intent.processing",
+            "payment_intent.canceled",
         ] {
             assert!(triggers.contains(&format!("stripe/{event}")), "{event}");
         }

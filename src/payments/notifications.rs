@@ -39,23 +39,37 @@ pub(crate) fn subscription(
     Some(BusinessEvent::from_stripe(
         event_type,
         &event.id,
-        SubscriptionData {
-            subscription_id: view.id.clone(),
-            customer_id: view.customer_id.clone(),
-            user_id: view.user_id.clone(),
-            status: status.to_owned(),
-            price_id: view.terms.items.first().and_then(|i| i.price.clone()),
-            current_period_end: view.terms.current_period_end,
-            cancel_at_period_end: (view.version.source != super::ordering::Source::Provisional)
-                .then_some(view.terms.cancel_at_period_end),
-            canceled_at: view.terms.canceled_at,
-            stripe_event_id: event.id.clone(),
-        },
+        subscription_data(event, view),
     ))
 }
 
-/// `payment.succeeded` or `payment.failed` for a recorded payment (`None` while it is
-/// still pending); a failure adds its codes and message.
+/// `subscription.trial_will_end` for a subscription whose trial ends soon.
+pub(crate) fn trial_will_end(event: &EventMeta, view: &SubscriptionView) -> BusinessEvent {
+    BusinessEvent::from_stripe(
+        EventType::SubscriptionTrialWillEnd,
+        &event.id,
+        subscription_data(event, view),
+    )
+}
+
+fn subscription_data(event: &EventMeta, view: &SubscriptionView) -> SubscriptionData {
+    SubscriptionData {
+        subscription_id: view.id.clone(),
+        customer_id: view.customer_id.clone(),
+        user_id: view.user_id.clone(),
+        status: view.version.status.clone(),
+        price_id: view.terms.items.first().and_then(|i| i.price.clone()),
+        current_period_end: view.terms.current_period_end,
+        cancel_at_period_end: (view.version.source != super::ordering::Source::Provisional)
+            .then_some(view.terms.cancel_at_period_end),
+        canceled_at: view.terms.canceled_at,
+        trial_end: view.terms.trial_end,
+        stripe_event_id: event.id.clone(),
+    }
+}
+
+/// `payment.succeeded`, `payment.failed`, `payment.processing` or `payment.canceled` for
+/// a recorded payment (`None` in any other status, such as a pending checkout); a failure adds its codes and message.
 pub(crate) fn payment(
     event: &EventMeta,
     p: &PaymentRecord,
@@ -64,6 +78,8 @@ pub(crate) fn payment(
     let event_type = match p.status.as_str() {
         "succeeded" => EventType::PaymentSucceeded,
         "failed" => EventType::PaymentFailed,
+        "processing" => EventType::PaymentProcessing,
+        "canceled" => EventType::PaymentCanceled,
         _ => return None,
     };
     Some(BusinessEvent::from_stripe(
@@ -85,12 +101,13 @@ pub(crate) fn payment(
     ))
 }
 
-/// `invoice.paid` or `invoice.payment_failed`.
+/// `invoice.paid`, `invoice.payment_failed` or `invoice.payment_action_required`, as the
+/// Stripe event is.
 pub(crate) fn invoice(event: &EventMeta, data: InvoiceData) -> BusinessEvent {
-    let event_type = if event.event_type == "invoice.payment_failed" {
-        EventType::InvoicePaymentFailed
-    } else {
-        EventType::InvoicePaid
+    let event_type = match event.event_type.as_str() {
+        "invoice.payment_failed" => EventType::InvoicePaymentFailed,
+        "invoice.payment_action_required" => EventType::InvoicePaymentActionRequired,
+        _ => EventType::InvoicePaid,
     };
     BusinessEvent::from_stripe(event_type, &event.id, data)
 }

@@ -15,21 +15,38 @@ const VALIDATE: &str = "validate-payment-intent";
 const RECORD_PAYMENT: &str = "record-payment";
 const RECORD_FAILURE: &str = "record-payment-failure";
 
+/// Each PaymentIntent event and the payment status it records: `processing` while a
+/// bank debit is on its way, `canceled` for an abandoned payment.
 pub(super) fn functions(faults: &Faults) -> Vec<Function> {
-    vec![
-        stripe_function(
-            faults,
+    [
+        (
             "payment-intent-succeeded",
             "payment_intent.succeeded",
-            |ctx, faults| handle(ctx, faults, true),
+            "succeeded",
         ),
-        stripe_function(
-            faults,
+        (
             "payment-intent-payment-failed",
             "payment_intent.payment_failed",
-            |ctx, faults| handle(ctx, faults, false),
+            "failed",
+        ),
+        (
+            "payment-intent-processing",
+            "payment_intent.processing",
+            "processing",
+        ),
+        (
+            "payment-intent-canceled",
+            "payment_intent.canceled",
+            "canceled",
         ),
     ]
+    .into_iter()
+    .map(|(id, event_type, status)| {
+        stripe_function(faults, id, event_type, move |ctx, faults| {
+            handle(ctx, faults, status)
+        })
+    })
+    .collect()
 }
 
 /// `last_payment_error`, as far as the failure log keeps it.
@@ -89,7 +106,7 @@ fn failure(intent: &IntentSummary, user_id: Option<String>) -> NewFailure {
     }
 }
 
-async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, Interrupt> {
+async fn handle(ctx: Ctx, faults: Faults, status: &'static str) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let intent = ctx
         .step
@@ -99,7 +116,6 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
         })
         .await?;
     let user_id = link_customer(&ctx, &faults, &intent.party, &intent.event).await?;
-    let status = if succeeded { "succeeded" } else { "failed" };
     let payment = PaymentRecord {
         id: intent.intent_id.clone(),
         user_id: user_id.clone(),
@@ -118,7 +134,7 @@ async fn handle(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, In
         Write::Payment(payment.clone()),
     )
     .await?;
-    if !succeeded {
+    if status == "failed" {
         let failure = failure(&intent, user_id.clone());
         notice = notifications::payment(&intent.event, &payment, Some(&failure));
         write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;

@@ -22,6 +22,10 @@ pub(super) fn functions(faults: &Faults, api: Option<StripeApi>) -> Vec<Function
         ("subscription-created", "customer.subscription.created"),
         ("subscription-updated", "customer.subscription.updated"),
         ("subscription-deleted", "customer.subscription.deleted"),
+        (
+            "subscription-trial-will-end",
+            "customer.subscription.trial_will_end",
+        ),
     ]
     .into_iter()
     .map(|(id, event_type)| {
@@ -142,7 +146,12 @@ async fn sync(ctx: Ctx, faults: Faults, api: Option<StripeApi>) -> Result<Outcom
         user_id: user_id.clone(),
         ..summary.view.clone()
     };
-    let written = subscription_step(&ctx, &faults, UPSERT, &summary.event, view).await?;
+    let written = subscription_step(&ctx, &faults, UPSERT, &summary.event, view.clone()).await?;
+    // Three days before a trial ends: the moment to ask for a payment method.
+    if summary.event.event_type == "customer.subscription.trial_will_end" {
+        let notice = super::notifications::trial_will_end(&summary.event, &view);
+        crate::webhooks::notify(&ctx, notice).await?;
+    }
     let action = match written {
         super::Written::Applied { .. } => {
             format!(

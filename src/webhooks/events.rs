@@ -20,18 +20,31 @@ pub enum EventType {
     /// A subscription ended (`subscription.canceled`).
     #[serde(rename = "subscription.canceled")]
     SubscriptionCanceled,
+    /// A trial ends in three days (`subscription.trial_will_end`): time to ask for a card.
+    #[serde(rename = "subscription.trial_will_end")]
+    SubscriptionTrialWillEnd,
     /// A payment went through (`payment.succeeded`).
     #[serde(rename = "payment.succeeded")]
     PaymentSucceeded,
     /// A payment was declined or failed (`payment.failed`).
     #[serde(rename = "payment.failed")]
     PaymentFailed,
+    /// A payment is on its way, as a bank debit is for days (`payment.processing`).
+    #[serde(rename = "payment.processing")]
+    PaymentProcessing,
+    /// A payment was abandoned or canceled (`payment.canceled`).
+    #[serde(rename = "payment.canceled")]
+    PaymentCanceled,
     /// An invoice was paid (`invoice.paid`).
     #[serde(rename = "invoice.paid")]
     InvoicePaid,
     /// Collecting an invoice's payment failed (`invoice.payment_failed`).
     #[serde(rename = "invoice.payment_failed")]
     InvoicePaymentFailed,
+    /// An invoice's payment needs the customer, e.g. for 3-D Secure
+    /// (`invoice.payment_action_required`); without them the renewal fails.
+    #[serde(rename = "invoice.payment_action_required")]
+    InvoicePaymentActionRequired,
     /// A function exhausted its retries.
     #[serde(rename = "run.failed")]
     RunFailed,
@@ -42,14 +55,18 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 13] = [
         EventType::SubscriptionActivated,
         EventType::SubscriptionUpdated,
         EventType::SubscriptionCanceled,
+        EventType::SubscriptionTrialWillEnd,
         EventType::PaymentSucceeded,
         EventType::PaymentFailed,
+        EventType::PaymentProcessing,
+        EventType::PaymentCanceled,
         EventType::InvoicePaid,
         EventType::InvoicePaymentFailed,
+        EventType::InvoicePaymentActionRequired,
         EventType::RunFailed,
         EventType::EndpointDisabled,
     ];
@@ -60,10 +77,14 @@ impl EventType {
             EventType::SubscriptionActivated => "subscription.activated",
             EventType::SubscriptionUpdated => "subscription.updated",
             EventType::SubscriptionCanceled => "subscription.canceled",
+            EventType::SubscriptionTrialWillEnd => "subscription.trial_will_end",
             EventType::PaymentSucceeded => "payment.succeeded",
             EventType::PaymentFailed => "payment.failed",
+            EventType::PaymentProcessing => "payment.processing",
+            EventType::PaymentCanceled => "payment.canceled",
             EventType::InvoicePaid => "invoice.paid",
             EventType::InvoicePaymentFailed => "invoice.payment_failed",
+            EventType::InvoicePaymentActionRequired => "invoice.payment_action_required",
             EventType::RunFailed => "run.failed",
             EventType::EndpointDisabled => "endpoint.disabled",
         }
@@ -135,7 +156,8 @@ impl BusinessEvent {
     }
 }
 
-/// `data` of `subscription.activated`, `subscription.updated` and `subscription.canceled`.
+/// `data` of `subscription.activated`, `subscription.updated`, `subscription.canceled` and
+/// `subscription.trial_will_end`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriptionData {
     /// Stripe's subscription id, `sub_…`.
@@ -154,11 +176,14 @@ pub struct SubscriptionData {
     pub cancel_at_period_end: Option<bool>,
     /// When it was canceled, in seconds since the Unix epoch, as Stripe gives it.
     pub canceled_at: Option<i64>,
+    /// When its trial ends, in seconds since the Unix epoch, as Stripe gives it.
+    pub trial_end: Option<i64>,
     /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }
 
-/// `data` of `payment.succeeded` and `payment.failed`.
+/// `data` of `payment.succeeded`, `payment.failed`, `payment.processing` and
+/// `payment.canceled`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentData {
     /// The PaymentIntent id, or the Checkout session's when it has none.
@@ -185,7 +210,7 @@ pub struct PaymentData {
     pub stripe_event_id: String,
 }
 
-/// `data` of `invoice.paid` and `invoice.payment_failed`.
+/// `data` of `invoice.paid`, `invoice.payment_failed` and `invoice.payment_action_required`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceData {
     /// Stripe's invoice id, `in_…`.
@@ -204,6 +229,11 @@ pub struct InvoiceData {
     pub attempt_count: u64,
     /// The latest line period end, in seconds since the Unix epoch.
     pub period_end: Option<i64>,
+    /// When Stripe tries again, in seconds since the Unix epoch; `null` after the final
+    /// attempt.
+    pub next_payment_attempt: Option<i64>,
+    /// Where the customer can pay (or confirm the payment of) the invoice.
+    pub hosted_invoice_url: Option<String>,
     /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }

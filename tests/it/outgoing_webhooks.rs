@@ -33,6 +33,7 @@ crate::on_both_backends!(
     an_endpoint_failing_for_five_days_is_disabled,
     endpoints_are_managed_and_secrets_stay_out_of_listings,
     the_cli_manages_endpoints_of_a_serve_process_that_refuses_loopback,
+    the_events_billing_teams_act_on_are_delivered_and_verify,
 );
 
 /// One request the receiver got.
@@ -815,4 +816,84 @@ async fn redirects_are_not_followed(backend: Backend) {
     let attempts = &shown["recent_deliveries"][0]["attempts"];
     assert_eq!(attempts[0]["status_code"], 307, "{shown}");
     assert_eq!(attempts[1]["status_code"], 200);
+}
+
+/// A trial about to end, a renewal that needs 3-D Secure, a bank debit on its way and an
+/// abandoned payment each reach an endpoint as their business event, signed so that the
+/// `standardwebhooks` crate verifies it; the payment's status follows the PaymentIntent.
+async fn the_events_billing_teams_act_on_are_delivered_and_verify(backend: Backend) {
+    let app = app(backend, Destinations::AllowPrivate).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = add_endpoint(
+        &app,
+        &receiver.url("/billing"),
+        &[
+            "subscription.trial_will_end",
+            "invoice.payment_action_required",
+            "payment.processing",
+            "payment.canceled",
+        ],
+    )
+    .await;
+
+    app.deliver_fixture("customer.subscription.trial_will_end", Overrides::default())
+        .await;
+    app.deliver_fixture("invoice.payment_action_required", Overrides::default())
+        .await;
+    app.settle().await;
+    let mut processing =
+        crate::common::fixture_event("payment_intent.succeeded", Overrides::default());
+    processing["type"] = "payment_intent.processing".into();
+    processing["data"]["object"]["status"] = "processing".into();
+    let (status, answer) = app.deliver(&processing).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    app.settle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments WHERE status = 'processing'")
+            .await,
+        1
+    );
+    let mut canceled =
+        crate::common::fixture_event("payment_intent.succeeded", Overrides::default());
+    canceled["type"] = "payment_intent.canceled".into();
+    canceled["created"] = (processing["created"].as_i64().expect("created") + 60).into();
+    canceled["data"]["object"]["status"] = "canceled".into();
+    let (status, answer) = app.deliver(&canceled).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    app.settle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payments WHERE status = 'canceled'")
+            .await,
+        1,
+        "the newer event's status"
+    );
+
+    let got = receiver.received();
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "subscription.trial_will_end",
+            "invoice.payment_action_required",
+            "payment.processing",
+            "payment.canceled"
+        ],
+        "{types:?}"
+    );
+    assert!(got.iter().all(|r| r.verifies_with(&secret)));
+    let trial = got[0].json();
+    assert!(trial["data"]["trial_end"].is_i64(), "{trial}");
+    assert_eq!(trial["data"]["user_id"], "user_123", "{trial}");
+    let action = got[1].json();
+    assert!(
+        action["data"]["hosted_invoice_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://invoice.stripe.com/")),
+        "{action}"
+    );
+    assert_eq!(got[2].json()["data"]["status"], "processing");
+    assert_eq!(got[3].json()["data"]["status"], "canceled");
 }
