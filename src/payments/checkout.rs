@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::invoice::provisional_view;
 use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionView};
 use super::{
     Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
@@ -82,14 +81,9 @@ impl SessionSummary {
             (true, "no_payment_required") => "trialing",
             (true, _) => "active",
         };
-        provisional_view(
-            id.to_owned(),
-            user_id,
-            self.party.customer_id.clone(),
-            &self.event,
-            status,
-            None,
-        )
+        let party = (user_id, self.party.customer_id.clone());
+        self.event
+            .provisional_view(id.to_owned(), party, status, None)
     }
 }
 

@@ -4,14 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ordering::{Source, Version};
 use super::repo::{FailureKind, InvoiceRecord, NewFailure, SubscriptionView};
 use super::{
     EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
     notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
-use crate::stripe::objects::{Invoice, Terms};
+use crate::stripe::objects::Invoice;
 
 const VALIDATE: &str = "validate-invoice";
 const RECORD_INVOICE: &str = "record-invoice";
@@ -82,14 +81,12 @@ impl InvoiceSummary {
             (false, true) => "incomplete",
             (false, false) => "past_due",
         };
-        Some(provisional_view(
-            i.subscription.clone()?,
-            user_id,
-            self.party.customer_id.clone(),
-            &self.event,
-            status,
-            i.period_end,
-        ))
+        let party = (user_id, self.party.customer_id.clone());
+        let subscription = i.subscription.clone()?;
+        Some(
+            self.event
+                .provisional_view(subscription, party, status, i.period_end),
+        )
     }
 
     /// The `invoice.paid` or `invoice.payment_failed` business event.
@@ -119,38 +116,6 @@ impl InvoiceSummary {
             customer_id: self.party.customer_id.clone(),
             action,
         }
-    }
-}
-
-/// A view of a subscription inferred from a checkout or invoice event, replaced by the
-/// first Subscription object stored for it.
-pub(super) fn provisional_view(
-    id: String,
-    user_id: Option<String>,
-    customer_id: Option<String>,
-    event: &EventMeta,
-    status: &str,
-    current_period_end: Option<i64>,
-) -> SubscriptionView {
-    SubscriptionView {
-        id,
-        user_id,
-        customer_id,
-        version: Version {
-            source: Source::Provisional,
-            created: event.created,
-            rank: 0,
-            event_id: event.id.clone(),
-            status: status.to_owned(),
-            previous_status: None,
-        },
-        terms: Terms {
-            current_period_end,
-            ..Terms::default()
-        },
-        api_version: event.api_version.clone(),
-        livemode: event.livemode,
-        account: event.account.clone(),
     }
 }
 

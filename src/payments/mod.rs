@@ -27,8 +27,9 @@ use serde_json::Value;
 use crate::engine::{Ctx, Function, Interrupt, NonRetriable, StepError, Trigger, system_now_ms};
 use crate::store::StoreTx;
 use crate::stripe::api::StripeApi;
-use crate::stripe::objects::{ReadError, StripeEvent, StripeObject};
+use crate::stripe::objects::{ReadError, StripeEvent, StripeObject, Terms};
 pub use faults::{Faults, InjectedFault};
+use ordering::{Source, Version};
 use repo::{CustomerLink, InvoiceRecord, NewFailure, PaymentRecord, SubscriptionView, Written};
 
 /// Every built-in Stripe function, one per event type, each with its failure handler,
@@ -104,6 +105,62 @@ pub(crate) struct EventMeta {
     /// The connected account (Connect) the event is about.
     #[serde(default)]
     pub account: Option<String>,
+}
+
+impl EventMeta {
+    /// A view of subscription `id` (of `party`: its user and customer) that this event
+    /// gives, from `source`, in the event's mode and account. An API snapshot is as of now, and in the account's default API
+    /// version, which the answer does not name.
+    fn subscription_view(
+        &self,
+        source: Source,
+        id: String,
+        party: (Option<String>, Option<String>),
+        status: String,
+        previous_status: Option<String>,
+        terms: Terms,
+    ) -> SubscriptionView {
+        let (created, rank) = match source {
+            Source::Event => (self.created, ordering::rank(&self.event_type)),
+            Source::Api => (system_now_ms() / 1000, ordering::API_RANK),
+            Source::Provisional => (self.created, 0),
+        };
+        let (user_id, customer_id) = party;
+        SubscriptionView {
+            id,
+            user_id,
+            customer_id,
+            version: Version {
+                source,
+                created,
+                rank,
+                event_id: self.id.clone(),
+                status,
+                previous_status,
+            },
+            terms,
+            api_version: self.api_version.clone().filter(|_| source != Source::Api),
+            livemode: self.livemode,
+            account: self.account.clone(),
+        }
+    }
+
+    /// A view of subscription `id` inferred from this checkout or invoice event, replaced
+    /// by the first Subscription object stored for it.
+    fn provisional_view(
+        &self,
+        id: String,
+        party: (Option<String>, Option<String>),
+        status: &str,
+        current_period_end: Option<i64>,
+    ) -> SubscriptionView {
+        let terms = Terms {
+            current_period_end,
+            ..Terms::default()
+        };
+        let status = status.to_owned();
+        self.subscription_view(Source::Provisional, id, party, status, None, terms)
+    }
 }
 
 /// Reads the Stripe event in `data` and its object as a `T`, for a function handling the

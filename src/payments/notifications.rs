@@ -2,15 +2,10 @@
 //! the functions have just written.
 
 use super::EventMeta;
-use super::ordering::is_terminal;
+use super::ordering::{is_live, is_terminal};
 use super::repo::{NewFailure, PaymentRecord, SubscriptionView};
 use crate::webhooks::events::{InvoiceData, PaymentData, SubscriptionData};
 use crate::webhooks::{BusinessEvent, EventType};
-
-/// Whether a Stripe subscription status means the customer has access.
-fn live(status: &str) -> bool {
-    matches!(status, "active" | "trialing")
-}
 
 /// The business event a newly stored view of a subscription makes, from the status it
 /// replaced (`None` for a new row): ending is a cancellation, becoming live an
@@ -27,7 +22,7 @@ pub(crate) fn subscription(
             return None;
         }
         EventType::SubscriptionCanceled
-    } else if live(status) && !previous.is_some_and(live) {
+    } else if is_live(status) && !previous.is_some_and(is_live) {
         EventType::SubscriptionActivated
     } else if view.version.source == super::ordering::Source::Provisional
         && previous == Some(status)

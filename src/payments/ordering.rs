@@ -84,6 +84,12 @@ pub fn rank(event_type: &str) -> i64 {
 /// The rank of a view retrieved from the Stripe API.
 pub const API_RANK: i64 = 4;
 
+/// Whether a subscription in `status` is paid up, as Stripe describes `active` and
+/// `trialing` (which statuses entitle is the business's setting, apart from this).
+pub fn is_live(status: &str) -> bool {
+    matches!(status, "active" | "trialing")
+}
+
 /// Whether a subscription in `status` has ended for good.
 pub fn is_terminal(status: &str) -> bool {
     matches!(status, "canceled" | "incomplete_expired")

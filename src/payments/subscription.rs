@@ -3,13 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ordering::{API_RANK, Source, Version, rank};
+use super::ordering::Source;
 use super::repo::SubscriptionView;
 use super::{
     EventMeta, Faults, Outcome, Party, direct_user, link_customer, log_success, read_event,
     stripe_function, subscription_step,
 };
-use crate::engine::{Ctx, Function, Interrupt, StepError, system_now_ms};
+use crate::engine::{Ctx, Function, Interrupt, StepError};
 use crate::stripe::api::StripeApi;
 use crate::stripe::objects::{Subscription, read_retrieved};
 
@@ -47,32 +47,18 @@ struct SubscriptionSummary {
 fn summarize(data: serde_json::Value) -> Result<SubscriptionSummary, StepError> {
     let (event, s, envelope) = read_event::<Subscription>(data, "customer.subscription.")?;
     let previous_status = envelope.previous_text("status");
-    Ok(summary_of(event, s, previous_status))
+    Ok(summary_of(event, Source::Event, s, previous_status))
 }
 
 fn summary_of(
     event: EventMeta,
+    source: Source,
     s: Subscription,
     previous_status: Option<String>,
 ) -> SubscriptionSummary {
     let user_id = direct_user(None, Some(&s.metadata));
-    let view = SubscriptionView {
-        id: s.id,
-        user_id: user_id.clone(),
-        customer_id: Some(s.customer.clone()),
-        version: Version {
-            source: Source::Event,
-            created: event.created,
-            rank: rank(&event.event_type),
-            event_id: event.id.clone(),
-            status: s.status,
-            previous_status,
-        },
-        terms: s.terms,
-        api_version: event.api_version.clone(),
-        livemode: event.livemode,
-        account: event.account.clone(),
-    };
+    let party = (user_id.clone(), Some(s.customer.clone()));
+    let view = event.subscription_view(source, s.id, party, s.status, previous_status, s.terms);
     SubscriptionSummary {
         event,
         party: Party {
@@ -112,17 +98,7 @@ async fn retrieve(
             let request = format!("GET /v1/subscriptions/{id}");
             let s: Subscription = read_retrieved(&object, &request)
                 .map_err(|e| StepError::non_retriable(e.to_string()))?;
-            let mut retrieved = summary_of(summary.event.clone(), s, None);
-            retrieved.view.version = Version {
-                source: Source::Api,
-                created: system_now_ms() / 1000,
-                rank: API_RANK,
-                event_id: summary.event.id.clone(),
-                status: retrieved.view.version.status,
-                previous_status: None,
-            };
-            // In the account's default API version, which the answer does not name.
-            retrieved.view.api_version = None;
+            let retrieved = summary_of(summary.event.clone(), Source::Api, s, None);
             Ok(retrieved)
         })
         .await?;

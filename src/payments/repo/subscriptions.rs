@@ -1,6 +1,8 @@
 //! The `subscriptions` and `subscription_items` tables: one view of each subscription,
 //! the newest by [`ordering::supersedes`], and the entitlement answer read from them.
 
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -43,20 +45,56 @@ pub enum Written {
     Superseded,
 }
 
-const INSERT: &str = "INSERT INTO subscriptions (id, user_id, customer_id, status, price_id, \
-     current_period_start, current_period_end, cancel_at_period_end, cancel_at, canceled_at, \
-     ended_at, trial_start, trial_end, pause_collection, cancellation_reason, source, \
-     event_rank, event_id, previous_status, api_version, livemode, account, event_created, \
-     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-     $16, $17, $18, $19, $20, $21, $22, $23, $24) ON CONFLICT (id) DO NOTHING";
+/// The columns a view writes, in the order of [`SubscriptionView::args`]: `$1` is `id`.
+const COLUMNS: [&str; 24] = [
+    "id",
+    "user_id",
+    "customer_id",
+    "status",
+    "price_id",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "cancel_at",
+    "canceled_at",
+    "ended_at",
+    "trial_start",
+    "trial_end",
+    "pause_collection",
+    "cancellation_reason",
+    "source",
+    "event_rank",
+    "event_id",
+    "previous_status",
+    "api_version",
+    "livemode",
+    "account",
+    "event_created",
+    "updated_at",
+];
 
-const REPLACE: &str = "UPDATE subscriptions SET user_id = COALESCE($2, user_id), \
-     customer_id = COALESCE($3, customer_id), status = $4, price_id = $5, \
-     current_period_start = $6, current_period_end = $7, cancel_at_period_end = $8, \
-     cancel_at = $9, canceled_at = $10, ended_at = $11, trial_start = $12, trial_end = $13, \
-     pause_collection = $14, cancellation_reason = $15, source = $16, event_rank = $17, \
-     event_id = $18, previous_status = $19, api_version = $20, livemode = $21, \
-     account = $22, event_created = $23, updated_at = $24 WHERE id = $1";
+/// A new row, unless the subscription has one.
+static INSERT: LazyLock<String> = LazyLock::new(|| {
+    let values: Vec<String> = (1..=COLUMNS.len()).map(|n| format!("${n}")).collect();
+    format!(
+        "INSERT INTO subscriptions ({}) VALUES ({}) ON CONFLICT (id) DO NOTHING",
+        COLUMNS.join(", "),
+        values.join(", ")
+    )
+});
+
+/// The stored view replaced whole, but for a user or customer the view does not know.
+static REPLACE: LazyLock<String> = LazyLock::new(|| {
+    let set: Vec<String> = (1..)
+        .zip(COLUMNS)
+        .skip(1)
+        .map(|(n, column)| match column {
+            "user_id" | "customer_id" => format!("{column} = COALESCE(${n}, {column})"),
+            _ => format!("{column} = ${n}"),
+        })
+        .collect();
+    format!("UPDATE subscriptions SET {} WHERE id = $1", set.join(", "))
+});
 
 const FILL_PARTY: &str = "UPDATE subscriptions SET user_id = COALESCE(user_id, $2), \
      customer_id = COALESCE(customer_id, $3) WHERE id = $1 \
@@ -103,7 +141,7 @@ pub async fn write_subscription(
     view: &SubscriptionView,
     now_ms: i64,
 ) -> Result<Written> {
-    if tx.execute(INSERT, view.args(now_ms)).await? == 1 {
+    if tx.execute(&INSERT, view.args(now_ms)).await? == 1 {
         replace_items(tx, view).await?;
         return Ok(Written::Applied { previous: None });
     }
@@ -135,7 +173,7 @@ pub async fn write_subscription(
         previous_status,
     };
     if ordering::supersedes(&view.version, &stored) {
-        tx.execute(REPLACE, view.args(now_ms)).await?;
+        tx.execute(&REPLACE, view.args(now_ms)).await?;
         replace_items(tx, view).await?;
         return Ok(Written::Applied {
             previous: Some(stored.status),
@@ -365,7 +403,7 @@ pub async fn user_subscriptions(
     all.sort_by_key(|s| {
         (
             !s.entitled,
-            !matches!(s.status.as_str(), "active" | "trialing"),
+            !ordering::is_live(&s.status),
             std::cmp::Reverse(s.event_created),
         )
     });
