@@ -69,16 +69,30 @@ pub enum ReadError {
 
 /// Reads an object retrieved from the Stripe API by `request` as a `T`.
 pub fn read_retrieved<T: StripeObject>(object: &Value, request: &str) -> Result<T, ReadError> {
-    let raw: T::Raw =
-        serde_path_to_error::deserialize(object).map_err(|e| ReadError::Retrieved {
-            request: request.to_owned(),
-            field: e.path().to_string(),
-            reason: e.into_inner().to_string(),
-        })?;
-    T::from_raw(raw).map_err(|field| ReadError::Retrieved {
+    read_as(object).map_err(|fault| ReadError::Retrieved {
         request: request.to_owned(),
+        field: fault.field,
+        reason: fault.reason.unwrap_or_else(|| "is missing".to_owned()),
+    })
+}
+
+/// The field of an object that could not be read.
+struct Fault {
+    /// Its path in the object.
+    field: String,
+    /// What is wrong with its value; `None` when it is missing.
+    reason: Option<String>,
+}
+
+/// Reads `object` as a `T`, or says which field is at fault.
+fn read_as<T: StripeObject>(object: &Value) -> Result<T, Fault> {
+    let raw: T::Raw = serde_path_to_error::deserialize(object).map_err(|e| Fault {
+        field: e.path().to_string(),
+        reason: Some(e.into_inner().to_string()),
+    })?;
+    T::from_raw(raw).map_err(|field| Fault {
         field: field.to_owned(),
-        reason: "is missing".to_owned(),
+        reason: None,
     })
 }
 
@@ -149,11 +163,29 @@ impl StripeEvent {
 
     /// Reads `data.object` as a `T`.
     pub fn object<T: StripeObject>(&self) -> Result<T, ReadError> {
-        let raw: T::Raw = serde_path_to_error::deserialize(&self.object).map_err(|e| {
-            let field = format!("data.object.{}", e.path());
-            self.invalid(field, e.into_inner().to_string())
-        })?;
-        T::from_raw(raw).map_err(|field| self.missing(&format!("data.object.{field}")))
+        read_as(&self.object).map_err(|fault| {
+            let (event_type, field) = (
+                self.event_type.clone(),
+                format!("data.object.{}", fault.field),
+            );
+            let api_version = self
+                .api_version
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned());
+            match fault.reason {
+                None => ReadError::Missing {
+                    event_type,
+                    api_version,
+                    field,
+                },
+                Some(reason) => ReadError::Invalid {
+                    event_type,
+                    api_version,
+                    field,
+                    reason,
+                },
+            }
+        })
     }
 
     /// The old value of a field named in `data.previous_attributes`, as text.
@@ -163,29 +195,6 @@ impl StripeEvent {
             .get(field)?
             .as_str()
             .map(str::to_owned)
-    }
-
-    fn version(&self) -> String {
-        self.api_version
-            .clone()
-            .unwrap_or_else(|| "unknown".to_owned())
-    }
-
-    fn missing(&self, field: &str) -> ReadError {
-        ReadError::Missing {
-            event_type: self.event_type.clone(),
-            api_version: self.version(),
-            field: field.to_owned(),
-        }
-    }
-
-    fn invalid(&self, field: String, reason: String) -> ReadError {
-        ReadError::Invalid {
-            event_type: self.event_type.clone(),
-            api_version: self.version(),
-            field,
-            reason,
-        }
     }
 }
 
