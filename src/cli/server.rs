@@ -84,7 +84,7 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
     );
     println!(
         "  subscriptions   {}",
-        if args.engine.stripe_api_key.is_some() {
+        if args.engine.stripe_api().is_some() {
             "retrieved from the Stripe API (STRIPE_API_KEY): delivery order does not matter"
         } else {
             "from the events' own snapshots, ordered by their rules (set STRIPE_API_KEY to ask Stripe)"
