@@ -369,9 +369,7 @@ async fn workers_pick_up_new_runs_without_waiting_for_a_poll(backend: Backend) {
     })
     .await;
     app.engine.start();
-    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
-        .await
-        .expect("the workers go idle");
+    crate::common::until_idle(&app.engine).await;
     let run_id = start_run(&app.engine, "test/quick").await;
     let done = eventually(Duration::from_secs(30), || async {
         app.run(&run_id).await["status"] == "completed"

@@ -293,7 +293,7 @@ async fn runs_started_before_their_event_was_durable_leave_nothing_when_that_com
         .await,
         "the runs were handed over before the commit was known to fail"
     );
-    idle(&app).await;
+    crate::common::until_idle(&app.engine).await;
     assert_eq!(effects.load(Ordering::SeqCst), 0, "no effect outside");
     for table in ["events", "runs", "steps", "run_history"] {
         let sql = format!("SELECT COUNT(*) FROM {table}");
@@ -389,15 +389,8 @@ async fn idle_app(functions: Vec<Function>) -> TestApp {
     })
     .await;
     app.engine.start();
-    idle(&app).await;
+    crate::common::until_idle(&app.engine).await;
     app
-}
-
-/// Waits until the engine's workers have nothing left to do and wait for work.
-async fn idle(app: &TestApp) {
-    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
-        .await
-        .expect("the engine goes idle");
 }
 
 /// Waits until `n` writes are queued behind the commit SQLite's writer is making.

@@ -362,9 +362,7 @@ async fn a_running_run_cancelled_stops_at_its_next_step_boundary(backend: Backen
     release.notify_one();
     // The step in flight finishes, but its checkpoint is refused and nothing follows:
     // the execution ends with the engine still running.
-    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
-        .await
-        .expect("the execution ends");
+    crate::common::until_idle(&app.engine).await;
     let run = app.run(&run_id).await;
     assert_eq!(run["status"], "cancelled", "{run}");
     assert_eq!(run["steps"], json!([]), "{run}");

@@ -214,9 +214,7 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         .expect("engine");
     engine.start();
     // The dispatch loop's first look, so that the engine takes runs over.
-    tokio::time::timeout(Duration::from_secs(30), engine.idle())
-        .await
-        .expect("the engine goes idle");
+    crate::common::until_idle(&engine).await;
 
     let first = start_run(&engine, "test/hold").await;
     let stored = engine
@@ -280,9 +278,7 @@ async fn another_process_picks_up_a_new_run_without_polling() {
         .build()
         .expect("engine");
     worker.start();
-    tokio::time::timeout(Duration::from_secs(30), worker.idle())
-        .await
-        .expect("the worker goes idle, listening");
+    crate::common::until_idle(&worker).await;
     let run_id = start_run(&sender, "test/durable").await;
     let done = eventually(Duration::from_secs(10), || async {
         worker

@@ -328,9 +328,7 @@ async fn cancel_on_cancels_a_sleeping_run_and_stops_a_running_one_at_its_next_st
         .await
     );
     // The execution reaches its next step boundary and ends, the engine still running.
-    tokio::time::timeout(Duration::from_secs(30), app.engine.idle())
-        .await
-        .expect("the execution ends");
+    crate::common::until_idle(&app.engine).await;
     app.engine.shutdown().await;
     assert_eq!(
         second.load(Ordering::SeqCst),

@@ -321,6 +321,14 @@ pub fn first_run(answer: &Value) -> String {
         .to_owned()
 }
 
+/// Waits (up to 30 s) until the started `engine` has nothing left to do: the witness to
+/// wait for before asserting that something did not happen.
+pub async fn until_idle(engine: &Engine) {
+    tokio::time::timeout(Duration::from_secs(30), engine.idle())
+        .await
+        .expect("the engine goes idle");
+}
+
 /// Polls `check` until it holds or `deadline` passes.
 pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
 where
