@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionView};
 use super::{
     Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
@@ -70,6 +71,11 @@ impl SessionSummary {
             status: status.to_owned(),
             checkout_session_id: Some(self.session_id.clone()),
             event_created: self.event.created,
+            charge_id: None,
+            succeeded_at: (status == "succeeded").then_some(self.event.created),
+            charge_amount_refunded: None,
+            livemode: self.event.livemode,
+            account: self.event.account.clone(),
         }
     }
 
@@ -215,6 +221,12 @@ async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outc
             )),
             event_id: Some(session.event.id.clone()),
             created: session.event.created,
+            links: AttemptLinks {
+                payment_intent_id: session.payment_intent_id.clone(),
+                ..AttemptLinks::default()
+            },
+            livemode: session.event.livemode,
+            account: session.event.account.clone(),
         };
         let payment = session.payment(user_id.clone(), "failed");
         let notice = notifications::payment(&session.event, &payment, Some(&failure));

@@ -4,13 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, InvoiceRecord, NewFailure, SubscriptionView};
 use super::{
     EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
     notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
-use crate::stripe::objects::Invoice;
+use crate::stripe::objects::{Invoice, UpcomingInvoice};
+use crate::webhooks::events::UpcomingInvoiceData;
+use crate::webhooks::{BusinessEvent, EventType};
 
 const VALIDATE: &str = "validate-invoice";
 const RECORD_INVOICE: &str = "record-invoice";
@@ -32,6 +35,7 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
             "invoice.payment_action_required",
             action_required,
         ),
+        stripe_function(faults, "invoice-upcoming", "invoice.upcoming", upcoming),
     ]
 }
 
@@ -121,10 +125,14 @@ impl InvoiceSummary {
 
 fn summarize(data: serde_json::Value) -> Result<InvoiceSummary, StepError> {
     let (event, invoice, _) = read_event::<Invoice>(data, "invoice.")?;
+    Ok(summary(event, invoice))
+}
+
+fn summary(event: EventMeta, invoice: Invoice) -> InvoiceSummary {
     // The invoice's own metadata first, then the subscription's as copied onto the invoice.
     let user_id = direct_user(None, Some(&invoice.metadata))
         .or_else(|| direct_user(None, Some(&invoice.subscription_metadata)));
-    Ok(InvoiceSummary {
+    InvoiceSummary {
         party: Party {
             customer_id: invoice.customer.clone(),
             user_id,
@@ -132,7 +140,7 @@ fn summarize(data: serde_json::Value) -> Result<InvoiceSummary, StepError> {
         },
         invoice,
         event,
-    })
+    }
 }
 
 /// The failure message of an invoice: how much was due and which attempt failed.
@@ -210,6 +218,46 @@ async fn action_required(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt>
     log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
 }
 
+/// Stripe will charge the customer in a few days: said as `invoice.upcoming`. The
+/// invoice does not exist yet, so nothing is recorded.
+async fn upcoming(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+    let data = ctx.event.data.clone();
+    let invoice = ctx
+        .step
+        .compute(VALIDATE, || async {
+            faults.check(VALIDATE)?;
+            let (event, UpcomingInvoice(invoice), _) =
+                read_event::<UpcomingInvoice>(data, "invoice.")?;
+            Ok::<_, StepError>(summary(event, invoice))
+        })
+        .await?;
+    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+    let i = &invoice.invoice;
+    let data = UpcomingInvoiceData {
+        subscription_id: i.subscription.clone(),
+        customer_id: invoice.party.customer_id.clone(),
+        user_id: user_id.clone(),
+        amount_due: i.amount_due,
+        currency: i.currency.clone(),
+        next_payment_attempt: i.next_payment_attempt,
+        period_end: i.period_end,
+        stripe_event_id: invoice.event.id.clone(),
+    };
+    let notice = BusinessEvent::from_stripe(EventType::InvoiceUpcoming, &invoice.event.id, data);
+    crate::webhooks::notify(&ctx, notice).await?;
+    let action = format!(
+        "upcoming invoice of {} {} for {}",
+        i.amount_due,
+        i.currency,
+        i.subscription.as_deref().unwrap_or("the customer")
+    );
+    let outcome = Outcome {
+        object_id: i.subscription.clone().unwrap_or_else(|| i.id.clone()),
+        ..invoice.outcome(user_id, action)
+    };
+    log_success(&ctx, &faults, outcome).await
+}
+
 async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
     let invoice = validate(&ctx, &faults).await?;
     let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
@@ -233,6 +281,15 @@ async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> 
         )),
         event_id: Some(invoice.event.id.clone()),
         created: invoice.event.created,
+        links: AttemptLinks {
+            payment_intent_id: i.payment_intent.clone(),
+            charge_id: i.charge.clone(),
+            invoice_id: Some(i.id.clone()),
+            attempt_count: i64::try_from(i.attempt_count).ok(),
+            next_payment_attempt: i.next_payment_attempt,
+        },
+        livemode: invoice.event.livemode,
+        account: invoice.event.account.clone(),
     };
     write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;

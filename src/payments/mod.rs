@@ -6,13 +6,17 @@
 //! its business writes in transactional steps, and ends with `log-success`. Every function
 //! has a failure handler that logs the failed run in `payment_failures`.
 
+pub mod attempts;
 mod checkout;
+mod dispute;
 mod faults;
 mod invoice;
+pub mod money;
 mod notifications;
 pub mod ordering;
 mod payment_intent;
 mod processing;
+mod refund;
 pub mod repo;
 pub mod reports;
 pub mod rollup;
@@ -43,6 +47,8 @@ pub fn functions(faults: Faults, api: Option<StripeApi>) -> Vec<Function> {
     all.extend(subscription::functions(&faults, api));
     all.extend(invoice::functions(&faults));
     all.extend(payment_intent::functions(&faults));
+    all.extend(refund::functions(&faults));
+    all.extend(dispute::functions(&faults));
     all.push(rollup::function());
     all
 }
@@ -437,6 +443,16 @@ mod tests {
             "payment_intent.payment_failed",
             "payment_intent.processing",
             "payment_intent.canceled",
+            "charge.refunded",
+            "refund.created",
+            "refund.updated",
+            "refund.failed",
+            "charge.dispute.created",
+            "charge.dispute.updated",
+            "charge.dispute.closed",
+            "charge.dispute.funds_withdrawn",
+            "charge.dispute.funds_reinstated",
+            "invoice.upcoming",
         ] {
             assert!(triggers.contains(&format!("stripe/{event}")), "{event}");
         }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, NewFailure, PaymentRecord};
 use super::{
     EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
@@ -65,6 +66,12 @@ struct IntentSummary {
     amount: i64,
     currency: String,
     decline: Option<Decline>,
+    /// The charge of the attempt the event reports.
+    #[serde(default)]
+    charge_id: Option<String>,
+    /// The invoice it pays (API versions before 2025-03-31.basil).
+    #[serde(default)]
+    invoice_id: Option<String>,
 }
 
 fn summarize(data: serde_json::Value) -> Result<IntentSummary, StepError> {
@@ -75,6 +82,12 @@ fn summarize(data: serde_json::Value) -> Result<IntentSummary, StepError> {
             user_id: direct_user(None, Some(&pi.metadata)),
             email: pi.receipt_email,
         },
+        charge_id: pi
+            .last_payment_error
+            .as_ref()
+            .and_then(|e| e.charge.clone())
+            .or(pi.latest_charge),
+        invoice_id: pi.invoice,
         intent_id: pi.id,
         amount: pi.amount,
         currency: pi.currency,
@@ -103,6 +116,14 @@ fn failure(intent: &IntentSummary, user_id: Option<String>) -> NewFailure {
         message: decline.message,
         event_id: Some(intent.event.id.clone()),
         created: intent.event.created,
+        links: AttemptLinks {
+            payment_intent_id: Some(intent.intent_id.clone()),
+            charge_id: intent.charge_id.clone(),
+            invoice_id: intent.invoice_id.clone(),
+            ..AttemptLinks::default()
+        },
+        livemode: intent.event.livemode,
+        account: intent.event.account.clone(),
     }
 }
 
@@ -125,6 +146,11 @@ async fn handle(ctx: Ctx, faults: Faults, status: &'static str) -> Result<Outcom
         status: status.to_owned(),
         checkout_session_id: None,
         event_created: intent.event.created,
+        charge_id: intent.charge_id.clone(),
+        succeeded_at: (status == "succeeded").then_some(intent.event.created),
+        charge_amount_refunded: None,
+        livemode: intent.event.livemode,
+        account: intent.event.account.clone(),
     };
     let mut notice = notifications::payment(&intent.event, &payment, None);
     write_step(

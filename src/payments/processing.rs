@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::attempts::AttemptLinks;
 use super::repo::{self, FailureKind, NewFailure};
 use super::{Faults, direct_user};
 use crate::engine::{Ctx, Failure, Interrupt, system_now_ms};
@@ -60,6 +61,14 @@ fn failure_row(failure: &Failure) -> NewFailure {
         message: Some(failure.error.clone()),
         event_id: failure.event.external_id.clone(),
         created: 0,
+        links: AttemptLinks::default(),
+        livemode: failure.event.data.get("livemode") == Some(&Value::Bool(true)),
+        account: failure
+            .event
+            .data
+            .get("account")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     }
 }
 

@@ -12,12 +12,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::args;
+use crate::payments::attempts::AttemptLinks;
 use crate::store::{Dialect, Result, Store, StoreTx};
 
+mod disputes;
+mod failures;
 mod invoices;
+mod refunds;
 mod subscriptions;
 
+pub use disputes::{DisputeRecord, FundsRecord, upsert_dispute};
+pub use failures::record_failure;
 pub use invoices::{InvoiceRecord, invoice, upsert_invoice};
+pub use refunds::{RefundRecord, settle_refunds, upsert_refund};
 pub use subscriptions::{
     Entitlement, ItemRow, SubscriptionView, UserSubscription, Written, user_subscriptions,
     write_subscription,
@@ -61,23 +68,50 @@ const LINK_CUSTOMER: &str = concat!(
     watermark!("customers")
 );
 
+/// The earlier of the two times that are known.
+#[rustfmt::skip]
+macro_rules! earliest {
+    ($table:literal, $col:literal) => { concat!(
+        $col, " = CASE WHEN ", $table, ".", $col, " IS NULL OR excluded.", $col, " < ",
+        $table, ".", $col, " THEN COALESCE(excluded.", $col, ", ", $table, ".", $col, ") ",
+        "ELSE ", $table, ".", $col, " END, "
+    ) };
+}
+
+/// The charge's refunded figure of the newer charge event (the larger in one second).
+#[rustfmt::skip]
+macro_rules! charge_figure {
+    ($col:literal) => { concat!(
+        $col, " = CASE WHEN excluded.charge_refunds_as_of IS NOT NULL AND ",
+        "(payments.charge_refunds_as_of IS NULL ",
+        "OR excluded.charge_refunds_as_of > payments.charge_refunds_as_of ",
+        "OR (excluded.charge_refunds_as_of = payments.charge_refunds_as_of ",
+        "AND excluded.charge_amount_refunded > payments.charge_amount_refunded)) ",
+        "THEN excluded.", $col, " ELSE payments.", $col, " END, "
+    ) };
+}
+
 #[rustfmt::skip]
 const UPSERT_PAYMENT: &str = concat!(
     "INSERT INTO payments (id, user_id, customer_id, amount, currency, status, ",
-    "checkout_session_id, event_created, updated_at) ",
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET ",
+    "checkout_session_id, event_created, updated_at, charge_id, succeeded_at, ",
+    "charge_amount_refunded, charge_refunds_as_of, livemode, account) ",
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ",
+    "ON CONFLICT (id) DO UPDATE SET ",
     known!("payments", "user_id"),
     known!("payments", "customer_id"),
     known!("payments", "amount"),
     known!("payments", "currency"),
     newest!("payments", "status"),
     known!("payments", "checkout_session_id"),
+    known!("payments", "charge_id"),
+    earliest!("payments", "succeeded_at"),
+    charge_figure!("charge_amount_refunded"),
+    charge_figure!("charge_refunds_as_of"),
+    known!("payments", "account"),
+    "livemode = excluded.livemode, ",
     watermark!("payments")
 );
-
-const INSERT_FAILURE: &str = "INSERT INTO payment_failures (id, kind, user_id, customer_id, \
-     object_id, amount, currency, code, decline_code, message, event_id, created) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
 
 /// A customer's application user, as learned from an event created at `event_created`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +145,22 @@ pub struct PaymentRecord {
     pub checkout_session_id: Option<String>,
     /// The event's `created`, in seconds since the Unix epoch (the row's watermark).
     pub event_created: i64,
+    /// The payment's charge, `ch_…`.
+    #[serde(default)]
+    pub charge_id: Option<String>,
+    /// When the event says the payment succeeded, if it says so: the stored time is the
+    /// earliest any event gave.
+    #[serde(default)]
+    pub succeeded_at: Option<i64>,
+    /// The charge's `amount_refunded`, as of `event_created`, from a charge event.
+    #[serde(default)]
+    pub charge_amount_refunded: Option<i64>,
+    /// False for test mode.
+    #[serde(default)]
+    pub livemode: bool,
+    /// The connected account; `None` for the platform.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// What kind of failure a `payment_failures` row records.
@@ -164,6 +214,15 @@ pub struct NewFailure {
     pub event_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub created: i64,
+    /// What else the report names, to find the other report of the same attempt.
+    #[serde(default)]
+    pub links: AttemptLinks,
+    /// False for test mode.
+    #[serde(default)]
+    pub livemode: bool,
+    /// The connected account; `None` for the platform.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// The user a customer is linked to, if any.
@@ -175,6 +234,20 @@ pub async fn linked_user(tx: &mut StoreTx, customer_id: &str) -> Result<Option<S
         )
         .await?;
     Ok(row.and_then(|(user,)| user))
+}
+
+/// The user and customer of a recorded payment (`None`s when it is not recorded).
+pub async fn payment_party(
+    tx: &mut StoreTx,
+    payment_id: &str,
+) -> Result<(Option<String>, Option<String>)> {
+    let row: Option<(Option<String>, Option<String>)> = tx
+        .fetch_optional(
+            "SELECT user_id, customer_id FROM payments WHERE id = $1",
+            args![payment_id],
+        )
+        .await?;
+    Ok(row.unwrap_or_default())
 }
 
 /// Links a customer to a user and gives the customer's earlier subscriptions, payments and
@@ -227,35 +300,17 @@ pub async fn upsert_payment(tx: &mut StoreTx, p: &PaymentRecord, now_ms: i64) ->
             &p.status,
             p.checkout_session_id.as_deref(),
             p.event_created,
-            now_ms
+            now_ms,
+            p.charge_id.as_deref(),
+            p.succeeded_at,
+            p.charge_amount_refunded,
+            p.charge_amount_refunded.map(|_| p.event_created),
+            i64::from(p.livemode),
+            p.account.as_deref()
         ],
     )
     .await?;
-    Ok(())
-}
-
-/// Logs a failure once: returns false when a failure with this id is already logged.
-pub async fn record_failure(tx: &mut StoreTx, f: &NewFailure) -> Result<bool> {
-    let inserted = tx
-        .execute(
-            INSERT_FAILURE,
-            args![
-                &f.id,
-                f.kind.as_str(),
-                f.user_id.as_deref(),
-                f.customer_id.as_deref(),
-                f.object_id.as_deref(),
-                f.amount,
-                f.currency.as_deref(),
-                f.code.as_deref(),
-                f.decline_code.as_deref(),
-                f.message.as_deref(),
-                f.event_id.as_deref(),
-                f.created
-            ],
-        )
-        .await?;
-    Ok(inserted > 0)
+    refunds::settle_refunds(tx, &p.id, now_ms).await
 }
 
 /// A payment as stored in the `payments` table.

@@ -1,10 +1,23 @@
 //! The `daily_reports` table: revenue and failed payments per UTC day and currency,
 //! recomputed from the business tables by the daily rollup and read by the API.
 //!
-//! A payment counts on the UTC day of its `event_created` (the newest event applied to it)
-//! and only once it has succeeded; a failure counts on the day of its `created`. Only
-//! payment and invoice failures count (not failed processing runs), and only rows that
-//! know their currency.
+//! Each figure counts on the UTC day the money moved:
+//!
+//! - gross revenue: a succeeded payment on the day of `succeeded_at`, the earliest time
+//!   an event reported its success (the PaymentIntent's event or the charge itself, not
+//!   the Checkout session's completion that may arrive after midnight);
+//! - refunds: a refund that is not failed or canceled on the day it was made, and the
+//!   part of a charge's refunded figure no stored refund accounts for on the day of that
+//!   figure;
+//! - disputed: money a dispute withdrew, less money it reinstated, on the day of each
+//!   balance transaction;
+//! - net: gross − refunds − disputed;
+//! - failed payments: one per failed charge attempt (see
+//!   [`attempts`](crate::payments::attempts)), on the day of its earliest report. Failed
+//!   processing runs are not payments.
+//!
+//! Amounts stay in the currency's minor unit (zero-decimal currencies such as `jpy` in
+//! whole units); only rows that know their currency count.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -113,8 +126,14 @@ pub struct DailyReport {
     /// How many payments succeeded.
     pub payments: i64,
     /// How many payment attempts failed (declined PaymentIntents, failed invoices and
-    /// failed asynchronous checkout payments).
+    /// failed asynchronous checkout payments), each attempt once.
     pub failed_payments: i64,
+    /// Refunds made that day (pending or succeeded), in the currency's minor unit.
+    pub refunds: i64,
+    /// Money disputes withdrew that day, less money they reinstated.
+    pub disputed: i64,
+    /// `revenue − refunds − disputed`.
+    pub net: i64,
     /// When the row was last recomputed, in milliseconds since the Unix epoch.
     pub computed_at: i64,
 }
@@ -125,42 +144,79 @@ struct Totals {
     revenue: i64,
     payments: i64,
     failed_payments: i64,
+    refunds: i64,
+    disputed: i64,
 }
 
-const FAILURE_KINDS: &str = "kind IN ('payment', 'invoice')";
+/// The failures a report counts: the first report of each failed payment attempt.
+const COUNTED_FAILURES: &str = "kind IN ('payment', 'invoice') AND id = attempt";
+
+/// Refunds that still take the money (not failed or canceled).
+const LIVE_REFUNDS: &str = "status NOT IN ('failed', 'canceled')";
+
+/// How many days apart a payment's reported success and its newest event may be for the
+/// rollup to look at every day in between.
+const MAX_PAYMENT_SPAN_DAYS: i64 = 31;
 
 /// The days (besides the ones a rollup always recomputes) whose stored rows may be out of
-/// date: days of payments changed since `changed_since_ms` (every day with payments when
-/// `None`), each with the day before it, and days whose failure count differs from the
-/// stored one (failures are only ever added, and carry no write time of their own).
+/// date, from rows written since `changed_since_ms` (every row when `None`):
 ///
-/// A payment's day only moves forward, when a newer event about it arrives; those come
-/// close together (a PaymentIntent's success, then its Checkout session's completion), so
-/// the day a changed payment may have left is the day before its own.
+/// - a changed payment: every day from its `succeeded_at` to its newest event (its
+///   success time only moves earlier, and was some event's time), each with the day
+///   before, and the day of its charge's refunded figure;
+/// - a changed refund: the day it was made;
+/// - a changed dispute: the days of its balance transactions;
+/// - failures carry no write time, and linking two reports of one attempt can move a
+///   count from one day to another: every day whose count differs from the stored one.
 pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Result<BTreeSet<Day>> {
+    let since = changed_since_ms.unwrap_or(i64::MIN);
     let mut days = BTreeSet::new();
-    let changed: Vec<(i64,)> = tx
+    let changed: Vec<(Option<i64>, i64, Option<i64>)> = tx
         .fetch_all(
-            "SELECT DISTINCT event_created / 86400 FROM payments \
+            "SELECT succeeded_at, event_created, charge_refunds_as_of FROM payments \
              WHERE updated_at >= $1 AND currency IS NOT NULL",
-            args![changed_since_ms.unwrap_or(i64::MIN)],
+            args![since],
         )
         .await?;
-    for (n,) in changed {
-        let day = Day::of_epoch_day(n);
-        days.extend([day.previous(), day]);
+    for (succeeded_at, event_created, refunds_as_of) in changed {
+        let last = Day::of_secs(event_created);
+        let first = Day::of_secs(succeeded_at.unwrap_or(event_created).min(event_created));
+        let span = last.days_since(first).clamp(0, MAX_PAYMENT_SPAN_DAYS);
+        for back in 0..=span.unsigned_abs() + 1 {
+            days.insert(last.minus_days(back));
+        }
+        days.extend(refunds_as_of.map(Day::of_secs));
     }
+    let refunds: Vec<(i64,)> = tx
+        .fetch_all(
+            "SELECT DISTINCT created / 86400 FROM refunds WHERE updated_at >= $1",
+            args![since],
+        )
+        .await?;
+    days.extend(refunds.into_iter().map(|(n,)| Day::of_epoch_day(n)));
+    let funds: Vec<(i64,)> = tx
+        .fetch_all(
+            "SELECT DISTINCT f.created / 86400 FROM dispute_funds f \
+             JOIN disputes d ON d.id = f.dispute_id WHERE d.updated_at >= $1",
+            args![since],
+        )
+        .await?;
+    days.extend(funds.into_iter().map(|(n,)| Day::of_epoch_day(n)));
 
     let failures: Vec<(i64, String, i64)> = tx
         .fetch_all(
             &format!(
                 "SELECT created / 86400, currency, COUNT(*) FROM payment_failures \
-                 WHERE {FAILURE_KINDS} AND currency IS NOT NULL \
+                 WHERE {COUNTED_FAILURES} AND currency IS NOT NULL \
                  GROUP BY created / 86400, currency"
             ),
             vec![],
         )
         .await?;
+    let counted: HashMap<(String, String), i64> = failures
+        .into_iter()
+        .map(|(n, currency, count)| ((Day::of_epoch_day(n).to_string(), currency), count))
+        .collect();
     let stored: Vec<(String, String, i64)> = tx
         .fetch_all(
             "SELECT day, currency, failed_payments FROM daily_reports",
@@ -171,9 +227,19 @@ pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Resu
         .into_iter()
         .map(|(day, currency, failed)| ((day, currency), failed))
         .collect();
-    for (n, currency, count) in failures {
-        let day = Day::of_epoch_day(n);
-        if stored.get(&(day.to_string(), currency)) != Some(&count) {
+    let differs = |key: &(String, String), a: Option<&i64>, b: Option<&i64>| {
+        (a.copied().unwrap_or(0) != b.copied().unwrap_or(0)).then(|| key.0.clone())
+    };
+    let moved = counted
+        .iter()
+        .filter_map(|(key, count)| differs(key, Some(count), stored.get(key)))
+        .chain(
+            stored
+                .iter()
+                .filter_map(|(key, count)| differs(key, Some(count), counted.get(key))),
+        );
+    for day in moved {
+        if let Ok(day) = day.parse::<Day>() {
             days.insert(day);
         }
     }
@@ -198,7 +264,7 @@ pub async fn recompute_day(tx: &mut StoreTx, day: Day, computed_at: i64) -> Resu
         .fetch_all(
             "SELECT currency, CAST(COALESCE(SUM(amount), 0) AS BIGINT), COUNT(*) FROM payments \
              WHERE status = 'succeeded' AND currency IS NOT NULL \
-             AND event_created >= $1 AND event_created < $2 GROUP BY currency",
+             AND succeeded_at >= $1 AND succeeded_at < $2 GROUP BY currency",
             args![start, end],
         )
         .await?;
@@ -211,7 +277,7 @@ pub async fn recompute_day(tx: &mut StoreTx, day: Day, computed_at: i64) -> Resu
         .fetch_all(
             &format!(
                 "SELECT currency, COUNT(*) FROM payment_failures \
-                 WHERE {FAILURE_KINDS} AND currency IS NOT NULL \
+                 WHERE {COUNTED_FAILURES} AND currency IS NOT NULL \
                  AND created >= $1 AND created < $2 GROUP BY currency"
             ),
             args![start, end],
@@ -219,6 +285,34 @@ pub async fn recompute_day(tx: &mut StoreTx, day: Day, computed_at: i64) -> Resu
         .await?;
     for (currency, count) in failed {
         totals.entry(currency).or_default().failed_payments = count;
+    }
+    let refunded: Vec<(String, i64)> = tx
+        .fetch_all(
+            &format!(
+                "SELECT currency, CAST(SUM(amount) AS BIGINT) FROM ( \
+                 SELECT currency, amount FROM refunds WHERE {LIVE_REFUNDS} \
+                 AND created >= $1 AND created < $2 \
+                 UNION ALL \
+                 SELECT currency, refunds_unattributed FROM payments \
+                 WHERE refunds_unattributed > 0 AND currency IS NOT NULL \
+                 AND charge_refunds_as_of >= $1 AND charge_refunds_as_of < $2 \
+                 ) refunded GROUP BY currency"
+            ),
+            args![start, end],
+        )
+        .await?;
+    for (currency, amount) in refunded {
+        totals.entry(currency).or_default().refunds = amount;
+    }
+    let disputed: Vec<(String, i64)> = tx
+        .fetch_all(
+            "SELECT currency, CAST(-SUM(amount) AS BIGINT) FROM dispute_funds \
+             WHERE created >= $1 AND created < $2 GROUP BY currency",
+            args![start, end],
+        )
+        .await?;
+    for (currency, amount) in disputed {
+        totals.entry(currency).or_default().disputed = amount;
     }
 
     let day_text = day.to_string();
@@ -240,16 +334,22 @@ pub async fn recompute_day(tx: &mut StoreTx, day: Day, computed_at: i64) -> Resu
     for (currency, t) in &totals {
         tx.execute(
             "INSERT INTO daily_reports \
-             (day, currency, revenue, payments, failed_payments, computed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day, currency) DO UPDATE SET \
+             (day, currency, revenue, payments, failed_payments, refunds, disputed, net, \
+             computed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (day, currency) DO UPDATE SET \
              revenue = excluded.revenue, payments = excluded.payments, \
-             failed_payments = excluded.failed_payments, computed_at = excluded.computed_at",
+             failed_payments = excluded.failed_payments, refunds = excluded.refunds, \
+             disputed = excluded.disputed, net = excluded.net, \
+             computed_at = excluded.computed_at",
             args![
                 &day_text,
                 currency,
                 t.revenue,
                 t.payments,
                 t.failed_payments,
+                t.refunds,
+                t.disputed,
+                t.revenue - t.refunds - t.disputed,
                 computed_at
             ],
         )
@@ -266,8 +366,9 @@ pub async fn daily_reports(
     to: Day,
     currency: Option<&str>,
 ) -> Result<Vec<DailyReport>> {
-    const COLUMNS: &str = "SELECT day, currency, revenue, payments, failed_payments, \
-                           computed_at FROM daily_reports WHERE day >= $1 AND day <= $2";
+    const COLUMNS: &str = "SELECT day, currency, revenue, payments, failed_payments, refunds, \
+                           disputed, net, computed_at FROM daily_reports \
+                           WHERE day >= $1 AND day <= $2";
     let (from, to) = (from.to_string(), to.to_string());
     match currency {
         Some(currency) => {

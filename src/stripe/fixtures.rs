@@ -83,6 +83,34 @@ const FIXTURES: &[(&str, &str)] = &[
         "refund.created",
         include_str!("../../fixtures/refund.created.json"),
     ),
+    (
+        "refund.failed",
+        include_str!("../../fixtures/refund.failed.json"),
+    ),
+    (
+        "charge.dispute.funds_withdrawn",
+        include_str!("../../fixtures/charge.dispute.funds_withdrawn.json"),
+    ),
+    (
+        "charge.dispute.updated",
+        include_str!("../../fixtures/charge.dispute.updated.json"),
+    ),
+    (
+        "charge.dispute.funds_reinstated",
+        include_str!("../../fixtures/charge.dispute.funds_reinstated.json"),
+    ),
+    (
+        "invoice.upcoming",
+        include_str!("../../fixtures/invoice.upcoming.json"),
+    ),
+    (
+        "payment_intent.processing",
+        include_str!("../../fixtures/payment_intent.processing.json"),
+    ),
+    (
+        "payment_intent.canceled",
+        include_str!("../../fixtures/payment_intent.canceled.json"),
+    ),
 ];
 
 /// The names `fixture` knows: event types, plus `checkout.session.completed.payment`

@@ -45,6 +45,17 @@ pub enum EventType {
     /// (`invoice.payment_action_required`); without them the renewal fails.
     #[serde(rename = "invoice.payment_action_required")]
     InvoicePaymentActionRequired,
+    /// An invoice will be charged in a few days (`invoice.upcoming`), as Stripe's
+    /// upcoming-renewal notice says (Billing settings decide how many).
+    #[serde(rename = "invoice.upcoming")]
+    InvoiceUpcoming,
+    /// A customer disputed a payment (`dispute.created`): evidence is due by
+    /// `evidence_due_by`.
+    #[serde(rename = "dispute.created")]
+    DisputeCreated,
+    /// A dispute ended (`dispute.closed`), won or lost.
+    #[serde(rename = "dispute.closed")]
+    DisputeClosed,
     /// A function exhausted its retries.
     #[serde(rename = "run.failed")]
     RunFailed,
@@ -55,7 +66,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in documentation order.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 16] = [
         EventType::SubscriptionActivated,
         EventType::SubscriptionUpdated,
         EventType::SubscriptionCanceled,
@@ -67,6 +78,9 @@ impl EventType {
         EventType::InvoicePaid,
         EventType::InvoicePaymentFailed,
         EventType::InvoicePaymentActionRequired,
+        EventType::InvoiceUpcoming,
+        EventType::DisputeCreated,
+        EventType::DisputeClosed,
         EventType::RunFailed,
         EventType::EndpointDisabled,
     ];
@@ -85,6 +99,9 @@ impl EventType {
             EventType::InvoicePaid => "invoice.paid",
             EventType::InvoicePaymentFailed => "invoice.payment_failed",
             EventType::InvoicePaymentActionRequired => "invoice.payment_action_required",
+            EventType::InvoiceUpcoming => "invoice.upcoming",
+            EventType::DisputeCreated => "dispute.created",
+            EventType::DisputeClosed => "dispute.closed",
             EventType::RunFailed => "run.failed",
             EventType::EndpointDisabled => "endpoint.disabled",
         }
@@ -234,6 +251,56 @@ pub struct InvoiceData {
     pub next_payment_attempt: Option<i64>,
     /// Where the customer can pay (or confirm the payment of) the invoice.
     pub hosted_invoice_url: Option<String>,
+    /// The Stripe event that caused this one, `evt_…`.
+    pub stripe_event_id: String,
+}
+
+/// `data` of `invoice.upcoming`: the invoice Stripe will make, which has no id yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpcomingInvoiceData {
+    /// Stripe's subscription id, `sub_…`, for a subscription's renewal.
+    pub subscription_id: Option<String>,
+    /// Stripe's customer id, `cus_…`.
+    pub customer_id: Option<String>,
+    /// The application's user id the customer is linked to, if known.
+    pub user_id: Option<String>,
+    /// What will be charged, in the currency's minor unit.
+    pub amount_due: i64,
+    /// Three-letter ISO currency code in lowercase, as Stripe gives it (`eur`).
+    pub currency: String,
+    /// When Stripe will try to charge it, in seconds since the Unix epoch.
+    pub next_payment_attempt: Option<i64>,
+    /// The latest line period end, in seconds since the Unix epoch.
+    pub period_end: Option<i64>,
+    /// The Stripe event that caused this one, `evt_…`.
+    pub stripe_event_id: String,
+}
+
+/// `data` of `dispute.created` and `dispute.closed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeData {
+    /// Stripe's dispute id, `dp_…`.
+    pub dispute_id: String,
+    /// The disputed payment: its PaymentIntent id (the charge's when it has none).
+    pub payment_id: String,
+    /// The disputed charge, `ch_…`.
+    pub charge_id: Option<String>,
+    /// Stripe's customer id, `cus_…`, when the payment is recorded.
+    pub customer_id: Option<String>,
+    /// The application's user id, when the payment is linked to one.
+    pub user_id: Option<String>,
+    /// The disputed amount, in the currency's minor unit.
+    pub amount: i64,
+    /// Three-letter ISO currency code in lowercase, as Stripe gives it (`eur`).
+    pub currency: String,
+    /// Stripe's reason: `fraudulent`, `product_not_received`…
+    pub reason: Option<String>,
+    /// Stripe's dispute status: `needs_response`, `under_review`, `won`, `lost`…
+    pub status: String,
+    /// The deadline for evidence, in seconds since the Unix epoch.
+    pub evidence_due_by: Option<i64>,
+    /// For `dispute.closed`: `won` or `lost` (or `warning_closed` for an inquiry).
+    pub outcome: Option<String>,
     /// The Stripe event that caused this one, `evt_…`.
     pub stripe_event_id: String,
 }

@@ -13,6 +13,7 @@ mod engine;
 mod event_api;
 mod flow;
 mod group_commit;
+mod money;
 mod operations;
 mod outgoing_webhooks;
 mod payments;

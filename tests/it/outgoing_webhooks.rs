@@ -832,6 +832,9 @@ async fn the_events_billing_teams_act_on_are_delivered_and_verify(backend: Backe
             "invoice.payment_action_required",
             "payment.processing",
             "payment.canceled",
+            "invoice.upcoming",
+            "dispute.created",
+            "dispute.closed",
         ],
     )
     .await;
@@ -868,6 +871,17 @@ async fn the_events_billing_teams_act_on_are_delivered_and_verify(backend: Backe
         "the newer event's status"
     );
 
+    for name in [
+        "invoice.upcoming",
+        "charge.dispute.created",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+    ] {
+        app.deliver_fixture(name, Overrides::default()).await;
+        app.settle().await;
+    }
+
     let got = receiver.received();
     let types: Vec<String> = got
         .iter()
@@ -879,7 +893,10 @@ async fn the_events_billing_teams_act_on_are_delivered_and_verify(backend: Backe
             "subscription.trial_will_end",
             "invoice.payment_action_required",
             "payment.processing",
-            "payment.canceled"
+            "payment.canceled",
+            "invoice.upcoming",
+            "dispute.created",
+            "dispute.closed",
         ],
         "{types:?}"
     );
@@ -896,4 +913,22 @@ async fn the_events_billing_teams_act_on_are_delivered_and_verify(backend: Backe
     );
     assert_eq!(got[2].json()["data"]["status"], "processing");
     assert_eq!(got[3].json()["data"]["status"], "canceled");
+    let upcoming = got[4].json();
+    assert_eq!(upcoming["data"]["amount_due"], 2_000, "{upcoming}");
+    assert_eq!(
+        upcoming["data"]["subscription_id"], "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw",
+        "{upcoming}"
+    );
+    assert!(
+        upcoming["data"]["next_payment_attempt"].is_i64(),
+        "{upcoming}"
+    );
+    let opened = got[5].json();
+    assert_eq!(opened["data"]["dispute_id"], "dp_1Pgc71B7WZ01zgkWMevJiAUx");
+    assert_eq!(opened["data"]["evidence_due_by"], 1_793_750_399, "{opened}");
+    assert_eq!(opened["data"]["reason"], "fraudulent");
+    assert_eq!(opened["data"]["outcome"], Value::Null);
+    let closed = got[6].json();
+    assert_eq!(closed["data"]["outcome"], "lost", "{closed}");
+    assert_eq!(closed["data"]["payment_id"], "pi_3Pgc6tB7WZ01zgkW1j59pjom");
 }

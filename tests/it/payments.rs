@@ -241,6 +241,11 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         status: "succeeded".into(),
         checkout_session_id: None,
         event_created: 10,
+        charge_id: None,
+        succeeded_at: Some(10),
+        charge_amount_refunded: None,
+        livemode: false,
+        account: None,
     };
     let payments = [
         payment("pi_unlinked", None, "cus_1"),

@@ -15,7 +15,8 @@ crate::on_both_backends!(
     the_rollup_sums_each_day_and_currency_and_a_second_tick_changes_nothing,
     one_tick_after_days_of_downtime_fills_every_missed_day,
     bad_query_parameters_are_refused_and_change_nothing,
-    a_payment_moved_past_midnight_by_a_newer_event_leaves_its_earlier_day,
+    a_sale_at_midnight_counts_on_its_day_whichever_event_comes_first,
+    a_day_nets_its_sales_refunds_disputes_and_counts_each_failed_attempt_once,
 );
 
 const HOUR: i64 = 3_600;
@@ -306,32 +307,207 @@ async fn bad_query_parameters_are_refused_and_change_nothing(backend: Backend) {
     assert_eq!(rollup_runs(&app).await.len(), 1);
 }
 
-async fn a_payment_moved_past_midnight_by_a_newer_event_leaves_its_earlier_day(backend: Backend) {
+async fn a_sale_at_midnight_counts_on_its_day_whichever_event_comes_first(backend: Backend) {
     let app = TestApp::start(backend).await;
     let (x, y) = (today(&app), after(today(&app), 1));
-    // The fixtures' Checkout session pays this PaymentIntent: 1099 usd.
-    let pi = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
-    intent(&app, true, pi, 1_099, "usd", y.start_secs() - 10).await;
-    app.settle().await;
     fire(&app).await;
-    move_to(&app, y, 6);
+    // The PaymentIntent succeeds at 23:59:58; its Checkout session's completion is
+    // created at 00:00:02. Told twice: the completion first, then the success first.
+    for (tag, completion_first) in [("late", true), ("early", false)] {
+        let pi = format!("pi_1PgafyB7WZ01zgkWSjxsAJo3_{tag}");
+        let mut completed = fixture_event(
+            "checkout.session.completed.payment",
+            Overrides {
+                created: Some(y.start_secs() + 2),
+                ..Overrides::default()
+            },
+        );
+        completed["data"]["object"]["payment_intent"] = json!(pi);
+        completed["data"]["object"]["id"] = json!(format!("cs_{tag}"));
+        if completion_first {
+            let (status, body) = app.deliver(&completed).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            app.settle().await;
+        }
+        intent(&app, true, &pi, 1_099, "usd", y.start_secs() - 2).await;
+        app.settle().await;
+        if !completion_first {
+            let (status, body) = app.deliver(&completed).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            app.settle().await;
+        }
+    }
+    move_to(&app, after(y, 1), 6);
     assert_eq!(fire(&app).await, 1);
     let range = format!("?from={x}&to={y}");
-    assert_eq!(rows(&app, &range).await, vec![row(x, "usd", 1_099, 1, 0)]);
+    assert_eq!(rows(&app, &range).await, vec![row(x, "usd", 2_198, 2, 0)]);
+}
 
-    // The session's completion, 15 s later, is the payment's newest event: it now
-    // belongs to the next day, and only there.
-    let completed = fixture_event(
-        "checkout.session.completed.payment",
+/// `(day, revenue, payments, refunds, disputed, net, failed_payments)` of each USD row.
+type Money = (String, i64, i64, i64, i64, i64, i64);
+
+async fn money_rows(app: &TestApp, query: &str) -> Vec<Money> {
+    let (status, body) = app.get(&format!("/api/v1/reports/daily{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let field = |r: &Value, name: &str| r[name].as_i64().unwrap_or_else(|| panic!("{name}: {r}"));
+    body["days"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no days in {body}"))
+        .iter()
+        .filter(|r| r["currency"] == "usd")
+        .map(|r| {
+            (
+                r["day"].as_str().expect("day").to_owned(),
+                field(r, "revenue"),
+                field(r, "payments"),
+                field(r, "refunds"),
+                field(r, "disputed"),
+                field(r, "net"),
+                field(r, "failed_payments"),
+            )
+        })
+        .collect()
+}
+
+/// A fixture at `created`, with the changes `edit` makes.
+async fn deliver_edited(app: &TestApp, name: &str, created: i64, edit: impl FnOnce(&mut Value)) {
+    let mut event = fixture_event(
+        name,
         Overrides {
-            created: Some(y.start_secs() + 5),
+            created: Some(created),
             ..Overrides::default()
         },
     );
-    let (status, body) = app.deliver(&completed).await;
+    edit(&mut event["data"]["object"]);
+    let (status, body) = app.deliver(&event).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     app.settle().await;
-    move_to(&app, after(y, 1), 6);
+}
+
+async fn a_day_nets_its_sales_refunds_disputes_and_counts_each_failed_attempt_once(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let d = today(&app);
+    let (before, next) = (d.previous(), after(d, 1));
+    fire(&app).await;
+
+    // Sold the day before: 3000 (refunded on d, but the refund fails) and the 2000 that
+    // is disputed on d.
+    intent(&app, true, "pi_refund_fails", 3_000, "usd", at(before, 10)).await;
+    intent(
+        &app,
+        true,
+        "pi_3Pgc6tB7WZ01zgkW1j59pjom",
+        2_000,
+        "usd",
+        at(before, 11),
+    )
+    .await;
+    // Sold on d: 1099 at 23:59:58 (its checkout completes after midnight) and 5000.
+    intent(
+        &app,
+        true,
+        "pi_1PgafyB7WZ01zgkWSjxsAJo3",
+        1_099,
+        "usd",
+        d.end_secs() - 2,
+    )
+    .await;
+    deliver_edited(
+        &app,
+        "checkout.session.completed.payment",
+        d.end_secs() + 2,
+        |_| {},
+    )
+    .await;
+    intent(&app, true, "pi_partly_refunded", 5_000, "usd", at(d, 1)).await;
+    app.settle().await;
+
+    // 2000 of the 5000 refunded at noon: the refund, then the charge's figure.
+    let refund = |id: &'static str, pi: &'static str, amount: i64, created: i64| {
+        move |o: &mut Value| {
+            o["id"] = json!(id);
+            o["payment_intent"] = json!(pi);
+            o["charge"] = json!(format!("ch_{pi}"));
+            o["amount"] = json!(amount);
+            o["created"] = json!(created);
+        }
+    };
+    let noon = at(d, 12);
+    deliver_edited(
+        &app,
+        "refund.created",
+        noon,
+        refund("re_part", "pi_partly_refunded", 2_000, noon),
+    )
+    .await;
+    deliver_edited(&app, "charge.refunded", noon + 1, |o| {
+        o["id"] = json!("ch_pi_partly_refunded");
+        o["payment_intent"] = json!("pi_partly_refunded");
+        o["amount"] = json!(5_000);
+        o["amount_refunded"] = json!(2_000);
+        o["created"] = json!(at(d, 1));
+        o.as_object_mut().expect("charge").remove("refunds");
+    })
+    .await;
+    // The whole 3000 refunded at 13:00, and the refund fails at 14:00.
+    let one_pm = at(d, 13);
+    deliver_edited(
+        &app,
+        "refund.created",
+        one_pm,
+        refund("re_fails", "pi_refund_fails", 3_000, one_pm),
+    )
+    .await;
+    deliver_edited(
+        &app,
+        "refund.failed",
+        at(d, 14),
+        refund("re_fails", "pi_refund_fails", 3_000, one_pm),
+    )
+    .await;
+    // The 2000 disputed: withdrawn at 15:00 on d, reinstated on the next day.
+    let withdrawal = at(d, 15);
+    deliver_edited(&app, "charge.dispute.funds_withdrawn", withdrawal, |o| {
+        o["balance_transactions"][0]["created"] = json!(withdrawal);
+    })
+    .await;
+    deliver_edited(&app, "charge.dispute.funds_reinstated", at(next, 10), |o| {
+        o["balance_transactions"][0]["created"] = json!(withdrawal);
+        o["balance_transactions"][1]["created"] = json!(at(next, 10));
+    })
+    .await;
+    // A renewal fails at 16:00: the invoice and its PaymentIntent each report it.
+    deliver_edited(&app, "payment_intent.payment_failed", at(d, 16), |o| {
+        o["id"] = json!("pi_renewal");
+        o["amount"] = json!(2_000);
+        o["metadata"] = json!({});
+    })
+    .await;
+    deliver_edited(&app, "invoice.payment_failed", at(d, 16) + 1, |_| {}).await;
+
+    move_to(&app, after(next, 1), 6);
     assert_eq!(fire(&app).await, 1);
-    assert_eq!(rows(&app, &range).await, vec![row(y, "usd", 1_099, 1, 0)]);
+    let range = format!("?from={before}&to={next}");
+    let day = |d: Day, revenue, payments, refunds, disputed, failed| {
+        let net = revenue - refunds - disputed;
+        (
+            d.to_string(),
+            revenue,
+            payments,
+            refunds,
+            disputed,
+            net,
+            failed,
+        )
+    };
+    assert_eq!(
+        money_rows(&app, &range).await,
+        vec![
+            day(before, 5_000, 2, 0, 0, 0),
+            day(d, 6_099, 2, 2_000, 2_000, 1),
+            day(next, 0, 0, 0, -2_000, 0),
+        ]
+    );
 }

@@ -188,6 +188,9 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
         message: None,
         event_id: Some("evt_1".into()),
         created: 7,
+        links: Default::default(),
+        livemode: false,
+        account: None,
     };
     let old = SubscriptionView {
         id: "sub_0".into(),

@@ -137,3 +137,17 @@ impl StripeObject for Invoice {
         })
     }
 }
+
+/// The invoice of `invoice.upcoming`: one Stripe will make, which has no id yet (its
+/// `id` reads as `upcoming`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpcomingInvoice(pub Invoice);
+
+impl StripeObject for UpcomingInvoice {
+    type Raw = RawInvoice;
+
+    fn from_raw(mut raw: RawInvoice) -> Result<UpcomingInvoice, &'static str> {
+        raw.id = Some("upcoming".to_owned());
+        Invoice::from_raw(raw).map(UpcomingInvoice)
+    }
+}

@@ -10,6 +10,7 @@
 //! `None`. A payload that cannot be read fails with a [`ReadError`] naming the field and
 //! the event's API version.
 
+mod charge;
 mod checkout;
 mod invoice;
 mod payment_intent;
@@ -21,8 +22,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use charge::{Charge, Dispute, DisputeFunds, Refund};
 pub use checkout::CheckoutSession;
-pub use invoice::Invoice;
+pub use invoice::{Invoice, UpcomingInvoice};
 pub use payment_intent::{PaymentError, PaymentIntent};
 pub use subscription::{Subscription, SubscriptionItem, Terms};
 

@@ -196,3 +196,71 @@ fn expanded_ids_and_legacy_plans_are_read() {
     );
     assert_eq!(event.api_version, None);
 }
+
+#[test]
+fn every_api_version_gives_the_same_refund_facts() {
+    for folder in folders() {
+        let at = folder.display();
+        let charge: Charge = event(&folder, "charge.refunded.json")
+            .object()
+            .expect("charge");
+        assert_eq!(charge.id, "ch_1PgafuB7WZ01zgkWXYmPNZs8", "{at}");
+        assert_eq!(
+            charge.payment_intent.as_deref(),
+            Some("pi_1PgafyB7WZ01zgkWSjxsAJo3"),
+            "{at}"
+        );
+        assert_eq!(
+            (charge.amount, charge.amount_refunded),
+            (1099, 1099),
+            "{at}"
+        );
+        assert_eq!(charge.created, 1_791_814_950, "{at}");
+        assert!(charge.paid, "{at}");
+        // Only versions before 2022-11-15 list the refunds on the charge (the current
+        // set's file still lists them as Stripe's fixture does).
+        for refund in &charge.refunds {
+            assert_eq!(refund.id, "re_1Pgc72B7WZ01zgkWqPvrRrPE", "{at}");
+            assert_eq!(refund.amount, 1099, "{at}");
+        }
+    }
+    let refund: Refund = event(&folders()[0], "refund.created.json")
+        .object()
+        .expect("refund");
+    assert_eq!(
+        (refund.amount, refund.status.as_str(), refund.created),
+        (1099, "succeeded", 1_792_487_701)
+    );
+    assert_eq!(
+        refund.payment_intent.as_deref(),
+        Some("pi_1PgafyB7WZ01zgkWSjxsAJo3")
+    );
+}
+
+#[test]
+fn disputes_give_their_deadline_and_the_money_they_moved() {
+    let dispute: Dispute = event(&folders()[0], "charge.dispute.created.json")
+        .object()
+        .expect("dispute");
+    assert_eq!(dispute.id, "dp_1Pgc71B7WZ01zgkWMevJiAUx");
+    assert_eq!(dispute.status, "needs_response");
+    assert_eq!(dispute.reason.as_deref(), Some("fraudulent"));
+    assert_eq!(dispute.evidence_due_by, Some(1_793_750_399));
+    assert_eq!(
+        dispute.payment_intent.as_deref(),
+        Some("pi_3Pgc6tB7WZ01zgkW1j59pjom")
+    );
+    assert_eq!(
+        dispute.balance_transactions,
+        [DisputeFunds {
+            id: "txn_1PgvJ9B7WZ01zgkWrt93l4Bc".into(),
+            amount: -2000,
+            currency: "usd".into(),
+            created: 1_792_946_537,
+        }]
+    );
+    let closed: Dispute = event(&folders()[0], "charge.dispute.closed.json")
+        .object()
+        .expect("closed");
+    assert_eq!(closed.status, "lost");
+}
