@@ -4,6 +4,9 @@
 use axum::http::StatusCode;
 use paysteps::args;
 use paysteps::stripe::fixtures::Overrides;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::common::{Backend, TestApp, fixture_event};
@@ -16,6 +19,7 @@ crate::on_both_backends!(
     a_won_dispute_gives_the_money_back_and_stays_won,
     a_failed_renewal_is_one_failure_whichever_report_comes_first,
     an_ach_failure_is_one_failure_and_other_customers_stay_apart,
+    shuffled_and_duplicated_deliveries_end_every_payment_on_its_newest_state,
 );
 
 const PI: &str = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
@@ -457,4 +461,130 @@ async fn an_ach_failure_is_one_failure_and_other_customers_stay_apart(backend: B
         .await,
         1
     );
+}
+
+/// What a payment story ends with: the payment's refunded amount, and its dispute's
+/// status and withdrawn money when it has one.
+struct Ending {
+    payment: String,
+    refunded: i64,
+    dispute: Option<(String, &'static str, i64)>,
+}
+
+/// Story `n`: one of five payment lifecycles, its events in the order Stripe made them.
+fn chaos_story(n: usize) -> (Vec<Value>, Ending) {
+    let tag = format!("chaos{n:02}");
+    let t1 = 1_792_487_701;
+    let paid = fixture("payment_intent.succeeded");
+    let mut disputed_paid = fixture("payment_intent.succeeded");
+    disputed_paid["id"] = json!("evt_disputed_paid");
+    disputed_paid["data"]["object"]["id"] = json!(DISPUTED_PI);
+    disputed_paid["data"]["object"]["amount"] = json!(2_000);
+    let mut won = fixture("charge.dispute.closed");
+    let reinstated = fixture("charge.dispute.funds_reinstated");
+    won["created"] = json!(reinstated["created"].as_i64().expect("created") + 5);
+    won["data"]["object"] = reinstated["data"]["object"].clone();
+    let (events, refunded, dispute) = match n % 5 {
+        0 => (
+            vec![
+                paid,
+                fixture("refund.created"),
+                charge_refunded(1_099, t1 + 1, "evt_full"),
+            ],
+            1_099,
+            None,
+        ),
+        1 => (
+            vec![
+                paid,
+                refund("refund.created", "re_a", 400, t1, t1),
+                charge_refunded(400, t1 + 1, "evt_charge_a"),
+                refund("refund.created", "re_b", 300, t1 + 50, t1 + 50),
+                charge_refunded(700, t1 + 51, "evt_charge_b"),
+            ],
+            700,
+            None,
+        ),
+        2 => (
+            vec![
+                paid,
+                fixture("refund.created"),
+                charge_refunded(1_099, t1 + 1, "evt_full"),
+                fixture("refund.failed"),
+            ],
+            0,
+            None,
+        ),
+        3 => (
+            vec![
+                disputed_paid,
+                fixture("charge.dispute.created"),
+                fixture("charge.dispute.funds_withdrawn"),
+                fixture("charge.dispute.updated"),
+                fixture("charge.dispute.closed"),
+            ],
+            0,
+            Some(("lost", 2_000)),
+        ),
+        _ => (
+            vec![
+                disputed_paid,
+                fixture("charge.dispute.created"),
+                fixture("charge.dispute.funds_withdrawn"),
+                reinstated,
+                won,
+            ],
+            0,
+            Some(("won", 0)),
+        ),
+    };
+    let payment = if dispute.is_some() { DISPUTED_PI } else { PI };
+    let ending = Ending {
+        payment: tagged(payment, &tag),
+        refunded,
+        dispute: dispute.map(|(status, withdrawn)| (tagged(DISPUTE, &tag), status, withdrawn)),
+    };
+    let events = events.iter().map(|e| in_story(e, &tag)).collect();
+    (events, ending)
+}
+
+/// Twenty payment stories, all their events shuffled (a seeded order), about 30% of
+/// them delivered twice, runs executed at a few points in between: every payment ends
+/// with the refunded amount and every dispute with the status and withdrawn money the
+/// last event of its story says.
+async fn shuffled_and_duplicated_deliveries_end_every_payment_on_its_newest_state(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    let stories: Vec<(Vec<Value>, Ending)> = (0..20).map(chaos_story).collect();
+    let mut rng = StdRng::seed_from_u64(20_221_115);
+    let mut deliveries: Vec<&Value> = stories.iter().flat_map(|(events, _)| events).collect();
+    let distinct = deliveries.len();
+    for n in 0..distinct {
+        if rng.random_bool(0.3) {
+            deliveries.push(deliveries[n]);
+        }
+    }
+    deliveries.shuffle(&mut rng);
+    for (n, event) in deliveries.iter().enumerate() {
+        let (status, body) = app.deliver(event).await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", event["type"]);
+        if n % 45 == 44 {
+            app.settle().await;
+        }
+    }
+    app.settle().await;
+
+    let unfinished = app
+        .count("SELECT COUNT(*) FROM runs WHERE status <> 'completed'")
+        .await;
+    assert_eq!(unfinished, 0, "every run completes");
+    for (_, ending) in &stories {
+        let state = payment(&app, &ending.payment).await.expect("payment");
+        assert_eq!(state.2, ending.refunded, "{}", ending.payment);
+        if let Some((id, status, withdrawn)) = &ending.dispute {
+            let (stored, _, moved) = dispute(&app, id).await;
+            assert_eq!((stored.as_str(), moved), (*status, *withdrawn), "{id}");
+        }
+    }
 }
