@@ -34,7 +34,17 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
 
 /// The dispute as the event shows it. A balance transaction in the dispute's currency
 /// counts as it is; one in another settlement currency counts the disputed amount.
-fn record(event: &EventMeta, d: &Dispute) -> DisputeRecord {
+fn record(event: &EventMeta, d: &Dispute) -> Result<DisputeRecord, StepError> {
+    let payment_id = d
+        .payment_intent
+        .clone()
+        .or_else(|| d.charge.clone())
+        .ok_or_else(|| {
+            StepError::non_retriable(super::Error::MissingField {
+                object: d.id.clone(),
+                field: "payment_intent or charge",
+            })
+        })?;
     let funds = d
         .balance_transactions
         .iter()
@@ -48,13 +58,9 @@ fn record(event: &EventMeta, d: &Dispute) -> DisputeRecord {
             created: t.created,
         })
         .collect();
-    DisputeRecord {
+    Ok(DisputeRecord {
         id: d.id.clone(),
-        payment_id: d
-            .payment_intent
-            .clone()
-            .or_else(|| d.charge.clone())
-            .unwrap_or_else(|| d.id.clone()),
+        payment_id,
         charge_id: d.charge.clone(),
         amount: d.amount,
         currency: d.currency.clone(),
@@ -66,7 +72,7 @@ fn record(event: &EventMeta, d: &Dispute) -> DisputeRecord {
         livemode: i64::from(event.livemode),
         account: event.account.clone(),
         funds,
-    }
+    })
 }
 
 /// What recording the dispute found: the status stored before, and the payment's user
@@ -111,7 +117,7 @@ async fn handle(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         .compute(VALIDATE, || async {
             faults.check(VALIDATE)?;
             let (event, dispute, _) = read_event::<Dispute>(data, "charge.dispute.")?;
-            let record = record(&event, &dispute);
+            let record = record(&event, &dispute)?;
             Ok::<_, StepError>((event, record))
         })
         .await?;

@@ -410,6 +410,17 @@ pub struct PaymentFailure {
     pub event_id: Option<String>,
     /// When the failure happened, in seconds since the Unix epoch.
     pub created: i64,
+    /// The failed charge attempt it reports: the id of the attempt's earliest report. An
+    /// invoice and its PaymentIntent reporting one attempt share it; reports count it once.
+    pub attempt: Option<String>,
+    /// The PaymentIntent of the attempt, `pi_…`, when the report names it.
+    pub payment_intent_id: Option<String>,
+    /// The charge that failed, `ch_…`, when the report names it.
+    pub charge_id: Option<String>,
+    /// For an invoice: attempts made so far.
+    pub attempt_count: Option<i64>,
+    /// For an invoice: when Stripe tries again; `None` after the final attempt.
+    pub next_payment_attempt: Option<i64>,
 }
 
 /// The most recent failures, newest first.
@@ -417,7 +428,8 @@ pub async fn payment_failures(store: &Store, limit: i64) -> Result<Vec<PaymentFa
     store
         .fetch_all(
             "SELECT id, kind, user_id, customer_id, object_id, amount, currency, code, \
-             decline_code, message, event_id, created FROM payment_failures \
+             decline_code, message, event_id, created, attempt, payment_intent_id, charge_id, \
+             attempt_count, next_payment_attempt FROM payment_failures \
              ORDER BY created DESC, id LIMIT $1",
             args![limit],
         )
