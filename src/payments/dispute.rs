@@ -35,16 +35,7 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
 /// The dispute as the event shows it. A balance transaction in the dispute's currency
 /// counts as it is; one in another settlement currency counts the disputed amount.
 fn record(event: &EventMeta, d: &Dispute) -> Result<DisputeRecord, StepError> {
-    let payment_id = d
-        .payment_intent
-        .clone()
-        .or_else(|| d.charge.clone())
-        .ok_or_else(|| {
-            StepError::non_retriable(super::Error::MissingField {
-                object: d.id.clone(),
-                field: "payment_intent or charge",
-            })
-        })?;
+    let payment_id = super::payment_of(&d.id, &d.payment_intent, &d.charge)?;
     let funds = d
         .balance_transactions
         .iter()

@@ -194,6 +194,24 @@ pub(crate) fn read_event<T: StripeObject>(
     Ok((meta, object, event))
 }
 
+/// The payment a refund or dispute of `object` belongs to: its PaymentIntent, else its
+/// charge (for a charge made without one). Naming neither fails the run.
+pub(crate) fn payment_of(
+    object: &str,
+    payment_intent: &Option<String>,
+    charge: &Option<String>,
+) -> Result<String, StepError> {
+    payment_intent
+        .clone()
+        .or_else(|| charge.clone())
+        .ok_or_else(|| {
+            StepError::non_retriable(Error::MissingField {
+                object: object.to_owned(),
+                field: "payment_intent or charge",
+            })
+        })
+}
+
 /// The error for an event of another type than the function handles.
 pub(crate) fn unexpected(expected: &'static str, event: &EventMeta) -> StepError {
     StepError::non_retriable(Error::UnexpectedEvent {

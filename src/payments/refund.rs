@@ -166,16 +166,7 @@ async fn refund_changed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> 
         .compute(VALIDATE_REFUND, || async {
             faults.check(VALIDATE_REFUND)?;
             let (event, refund, _) = read_event::<Refund>(data, "refund.")?;
-            let payment_id = refund
-                .payment_intent
-                .clone()
-                .or_else(|| refund.charge.clone())
-                .ok_or_else(|| {
-                    StepError::non_retriable(super::Error::MissingField {
-                        object: refund.id.clone(),
-                        field: "payment_intent or charge",
-                    })
-                })?;
+            let payment_id = super::payment_of(&refund.id, &refund.payment_intent, &refund.charge)?;
             let record = refund_record(&event, &refund, &payment_id);
             Ok::<_, StepError>((event, record))
         })

@@ -20,6 +20,7 @@ crate::on_both_backends!(
     a_failed_renewal_is_one_failure_whichever_report_comes_first,
     an_ach_failure_is_one_failure_and_other_customers_stay_apart,
     shuffled_and_duplicated_deliveries_end_every_payment_on_its_newest_state,
+    unreadable_refunds_and_disputes_fail_at_once_and_change_nothing,
 );
 
 const PI: &str = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
@@ -587,4 +588,49 @@ async fn shuffled_and_duplicated_deliveries_end_every_payment_on_its_newest_stat
             assert_eq!((stored.as_str(), moved), (*status, *withdrawn), "{id}");
         }
     }
+}
+
+/// A refund naming no payment, a dispute without an amount and a charge whose
+/// `amount_refunded` is text each fail their run at once, with the field named, and
+/// change nothing.
+async fn unreadable_refunds_and_disputes_fail_at_once_and_change_nothing(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let mut no_payment = fixture("refund.created");
+    let refund = no_payment["data"]["object"]
+        .as_object_mut()
+        .expect("refund");
+    refund.remove("payment_intent");
+    refund.remove("charge");
+    let mut no_amount = fixture("charge.dispute.created");
+    no_amount["data"]["object"]
+        .as_object_mut()
+        .expect("dispute")
+        .remove("amount");
+    let mut text_amount = fixture("charge.refunded");
+    text_amount["data"]["object"]["amount_refunded"] = json!("all of it");
+    for (event, says) in [
+        (no_payment, "payment_intent or charge"),
+        (no_amount, "data.object.amount is missing"),
+        (text_amount, "data.object.amount_refunded"),
+    ] {
+        let (status, answer) = app.deliver(&event).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        app.settle().await;
+        let run = app.run(&crate::common::first_run(&answer)).await;
+        assert_eq!(run["status"], "failed", "{run}");
+        let error = run["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "the error says {says}: {run}");
+        let validate = &run["steps"][0];
+        assert_eq!(validate["attempts"], 1, "not retried: {run}");
+    }
+    for table in ["payments", "refunds", "disputes", "dispute_funds"] {
+        let rows = app.count(&format!("SELECT COUNT(*) FROM {table}")).await;
+        assert_eq!(rows, 0, "{table}");
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM payment_failures WHERE kind = 'processing'")
+            .await,
+        3,
+        "each failed run is logged for the team"
+    );
 }
