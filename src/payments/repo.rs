@@ -18,12 +18,18 @@ use crate::store::{Dialect, Result, Store, StoreTx};
 mod disputes;
 mod failures;
 mod invoices;
+mod read;
 mod refunds;
 mod subscriptions;
 
 pub use disputes::{DisputeRecord, FundsRecord, upsert_dispute};
 pub use failures::record_failure;
 pub use invoices::{InvoiceRecord, invoice, upsert_invoice};
+pub use read::{
+    DEFAULT_LIMIT, DisputeFilter, DisputeRow, DisputeStatus, MAX_LIMIT, PaymentFilter,
+    PaymentStatus, PaymentView, RecentRefund, RefundRow, UnknownDisputeStatus,
+    UnknownPaymentStatus, list_disputes, list_payments, recent_refunds,
+};
 pub use refunds::{RefundRecord, settle_refunds, upsert_refund};
 pub use subscriptions::{
     Entitlement, ItemRow, SubscriptionView, UserSubscription, Written, user_subscriptions,
