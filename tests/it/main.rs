@@ -17,6 +17,7 @@ mod money;
 mod operations;
 mod outgoing_webhooks;
 mod payments;
+mod payments_api;
 mod recovery;
 mod reports;
 mod step_tools;

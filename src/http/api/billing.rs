@@ -1,5 +1,5 @@
-//! The billing summary: subscriptions by status, recent payments and payment failures,
-//! and paying customers not linked to a user yet.
+//! The billing summary: subscriptions by status, recent payments, refunds and payment
+//! failures, and paying customers not linked to a user yet.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -31,6 +31,7 @@ async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
         "subscriptions_by_status": store.subscriptions_by_status().await?,
         "subscriptions": subscriptions,
         "payments": repo::payments(store, 50).await?,
+        "refunds": repo::recent_refunds(store, 50).await?,
         "payment_failures": repo::payment_failures(store, 50).await?,
         "unlinked_customers": repo::unlinked_customers(store, 50).await?,
     })))

@@ -1,11 +1,13 @@
 //! The JSON API under `/api/v1`.
 
 mod billing;
+mod disputes;
 mod events;
 mod functions;
 mod openapi;
 mod operations;
 mod params;
+mod payments;
 mod reports;
 mod runs;
 mod subscriptions;
@@ -26,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(operations::router())
         .merge(billing::router())
+        .merge(payments::router())
+        .merge(disputes::router())
         .merge(openapi::router())
 }
 

@@ -23,13 +23,15 @@ mod tests {
     use super::*;
 
     /// The API's route registrations, read from the sources that make them.
-    const SOURCES: [&str; 10] = [
+    const SOURCES: [&str; 12] = [
         include_str!("runs.rs"),
         include_str!("events.rs"),
         include_str!("functions.rs"),
         include_str!("subscriptions.rs"),
         include_str!("operations.rs"),
         include_str!("billing.rs"),
+        include_str!("payments.rs"),
+        include_str!("disputes.rs"),
         include_str!("reports.rs"),
         include_str!("webhooks.rs"),
         include_str!("openapi.rs"),

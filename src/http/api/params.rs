@@ -1,4 +1,4 @@
-//! Query and body values shared by the operations endpoints: times, statuses, selections.
+//! Query and body values shared by the endpoints: times, limits, statuses, selections.
 
 use crate::engine::RunStatus;
 use crate::engine::operations::Selection;
@@ -44,6 +44,39 @@ pub fn parse_opt_time(
         .filter(|v| !v.trim().is_empty())
         .map(|v| parse_time(field, v, now))
         .transpose()
+}
+
+/// A list's `limit`: a whole number from 1 to `max`, `default` when absent.
+pub fn parse_limit(value: Option<&str>, default: i64, max: i64) -> Result<i64, ApiError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(default);
+    };
+    match value.parse::<i64>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be a whole number from 1 to {max} (got '{value}')"),
+        )),
+    }
+}
+
+/// An optional time bound in seconds since the Unix epoch, as Stripe gives times.
+pub fn parse_opt_seconds(
+    field: &'static str,
+    value: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    match value.parse::<i64>() {
+        Ok(secs) if secs >= 0 => Ok(Some(secs)),
+        _ => Err(ApiError::bad_request(
+            "invalid_time",
+            format!(
+                "{field} must be a time in seconds since the Unix epoch, such as 1790000000 (got '{value}')"
+            ),
+        )),
+    }
 }
 
 /// Comma-separated run statuses (`failed,cancelled`); empty means all.
@@ -96,6 +129,32 @@ mod tests {
         assert_eq!(parse_time("since", "2d", now).unwrap(), now - 172_800_000);
         for bad in ["", "h", "1w", "1.5h", "yesterday"] {
             assert!(parse_time("since", bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limits_are_whole_numbers_within_bounds() {
+        assert_eq!(parse_limit(None, 50, 500).unwrap(), 50);
+        assert_eq!(parse_limit(Some(""), 50, 500).unwrap(), 50);
+        assert_eq!(parse_limit(Some("500"), 50, 500).unwrap(), 500);
+        for bad in ["0", "501", "-1", "ten", "1.5"] {
+            let err = parse_limit(Some(bad), 50, 500).expect_err(bad);
+            assert_eq!(err.code, "invalid_limit");
+            assert!(err.message.contains(bad), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn seconds_are_non_negative_whole_numbers() {
+        assert_eq!(parse_opt_seconds("since", None).unwrap(), None);
+        assert_eq!(
+            parse_opt_seconds("since", Some("1790000000")).unwrap(),
+            Some(1_790_000_000)
+        );
+        for bad in ["yesterday", "-5", "1h", "17e8"] {
+            let err = parse_opt_seconds("until", Some(bad)).expect_err(bad);
+            assert_eq!(err.code, "invalid_time");
+            assert!(err.message.starts_with("until "), "{}", err.message);
         }
     }
 
