@@ -17,7 +17,7 @@ const app = document.getElementById("app");
 let timer = null;
 let pending = false;
 // Filters and panels survive re-renders.
-const state = { runs: { status: "", function: "", since: "", until: "", q: "" }, events: { name: "", q: "" }, bulk: null, message: null };
+const state = { runs: { status: "", function: "", since: "", until: "", q: "" }, events: { name: "", q: "" }, bulk: null, message: null, reportTables: {} };
 
 // ---------- helpers ----------
 
@@ -47,11 +47,6 @@ function duration(from, to) {
   if (ms < 1000) return ms + " ms";
   if (ms < 60000) return (ms / 1000).toFixed(1) + " s";
   return Math.round(ms / 60000) + " min";
-}
-
-function money(amount, currency) {
-  if (amount === null || amount === undefined) return "—";
-  return (amount / 100).toFixed(2) + " " + (currency || "").toUpperCase();
 }
 
 function badge(status) {
@@ -420,10 +415,49 @@ async function functionsPage() {
 
 // ---------- billing ----------
 
+/** How long until evidence is due, in whole days, from the dispute's `evidence_due_by`. */
+function dueIn(seconds) {
+  if (!seconds) return "—";
+  const ms = seconds * 1000 - Date.now();
+  if (ms < 0) {
+    const late = Math.ceil(-ms / 86400000);
+    return `overdue by ${late} day${late === 1 ? "" : "s"}`;
+  }
+  const days = Math.floor(ms / 86400000);
+  return days === 0 ? "less than a day left" : `${days} day${days === 1 ? "" : "s"} left`;
+}
+
+function disputesTable(disputes) {
+  if (!disputes.length) return h("p", { class: "muted", testid: "disputes-none" }, "No open disputes.");
+  return h("table", { testid: "disputes-table" },
+    h("thead", {}, h("tr", {}, ["Dispute", "Payment", "Amount", "Reason", "Status", "Evidence due", "Withdrawn"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, disputes.map((d) => h("tr", { testid: "dispute-row", "data-dispute-id": d.id },
+      h("td", {}, d.id), h("td", {}, d.payment_id), h("td", {}, money(d.amount, d.currency)), h("td", {}, d.reason || "—"),
+      h("td", {}, badge(d.status)),
+      h("td", { testid: "dispute-due" }, d.evidence_due_by ? time(d.evidence_due_by * 1000) + " · " : "", h("strong", {}, dueIn(d.evidence_due_by))),
+      h("td", {}, money(d.withdrawn, d.currency))))));
+}
+
+function refundsTable(refunds) {
+  if (!refunds.length) return h("p", { class: "muted", testid: "refunds-none" }, "No refunds yet.");
+  return h("table", { testid: "refunds-table" },
+    h("thead", {}, h("tr", {}, ["Made", "Refund", "Payment", "Customer", "Amount", "Status", "Reason"].map((t) => h("th", {}, t)))),
+    h("tbody", {}, refunds.map((r) => h("tr", { testid: "refund-row", "data-refund-id": r.id },
+      h("td", {}, time(r.created * 1000)), h("td", {}, r.id), h("td", {}, r.payment_id), h("td", {}, r.customer_id || r.user_id || "—"),
+      h("td", {}, money(r.amount, r.currency)), h("td", {}, badge(r.status)),
+      h("td", {}, r.failure_reason ? `${r.reason || "—"} (failed: ${r.failure_reason})` : r.reason || "—")))));
+}
+
 async function billingPage() {
-  const b = await api("/billing");
+  const [b, disputes, payments, report] = await Promise.all([
+    api("/billing"), api("/disputes?status=open"), api("/payments?limit=50"), api("/reports/daily"),
+  ]);
   return h("section", { testid: "billing-page" },
     h("h1", {}, "Billing"),
+    h("h2", {}, "Daily report"),
+    h("div", { testid: "daily-report" }, dailyCharts(report, state.reportTables)),
+    h("h2", {}, "Open disputes"),
+    disputesTable(disputes.disputes),
     h("h2", {}, "Subscriptions by status"),
     h("div", { class: "counts", testid: "subscriptions-by-status" },
       b.subscriptions_by_status.length ? b.subscriptions_by_status.map((s) => h("span", { class: "count " + s.status }, h("strong", {}, s.count), " " + s.status)) : h("span", { class: "muted" }, "No subscriptions yet.")),
@@ -442,10 +476,13 @@ async function billingPage() {
       : h("p", { class: "muted", testid: "unlinked-none" }, "Every paying customer is linked to a user."),
     h("h2", {}, "Recent payments"),
     h("table", { testid: "payments-table" },
-      h("thead", {}, h("tr", {}, ["Payment", "User", "Customer", "Amount", "Status", "Updated"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, b.payments.map((p) => h("tr", {},
+      h("thead", {}, h("tr", {}, ["Payment", "User", "Customer", "Amount", "Refunded", "Status", "Updated"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, payments.payments.map((p) => h("tr", { testid: "payment-row", "data-payment-id": p.id },
         h("td", {}, p.id), h("td", {}, p.user_id || "—"), h("td", {}, p.customer_id || "—"),
-        h("td", {}, money(p.amount, p.currency)), h("td", {}, badge(p.status)), h("td", {}, time(p.updated_at)))))),
+        h("td", {}, money(p.amount, p.currency)), h("td", {}, p.amount_refunded ? money(p.amount_refunded, p.currency) : "—"),
+        h("td", {}, badge(p.status), p.disputed ? h("span", { class: "tag fail" }, "disputed") : null), h("td", {}, time(p.updated_at)))))),
+    h("h2", {}, "Recent refunds"),
+    refundsTable(b.refunds),
     h("h2", {}, "Recent payment failures"),
     h("table", { testid: "failures-table" },
       h("thead", {}, h("tr", {}, ["When", "Kind", "Customer", "Object", "Amount", "Code", "Message"].map((t) => h("th", {}, t)))),

@@ -1,4 +1,4 @@
-//! The dashboard: one HTML page, its script and its stylesheet, embedded in the binary.
+//! The dashboard: one HTML page, its scripts and its stylesheet, embedded in the binary.
 //! The page reads and acts through `/api/v1`, polling for live updates.
 
 use axum::Router;
@@ -11,12 +11,14 @@ use super::state::AppState;
 
 const PAGE: &str = include_str!("dashboard.html");
 const SCRIPT: &str = include_str!("dashboard.js");
+const MONEY_SCRIPT: &str = include_str!("money.js");
 const STYLE: &str = include_str!("dashboard.css");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/assets/dashboard.js", get(script))
+        .route("/assets/money.js", get(money_script))
         .route("/assets/dashboard.css", get(style))
 }
 
@@ -46,14 +48,22 @@ async fn index(State(state): State<AppState>) -> Response {
     hardened(Html(page).into_response())
 }
 
-async fn script() -> Response {
+fn javascript(source: &'static str) -> Response {
     hardened(
         (
             [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-            SCRIPT,
+            source,
         )
             .into_response(),
     )
+}
+
+async fn script() -> Response {
+    javascript(SCRIPT)
+}
+
+async fn money_script() -> Response {
+    javascript(MONEY_SCRIPT)
 }
 
 async fn style() -> Response {

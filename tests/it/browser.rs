@@ -1,6 +1,7 @@
 //! The dashboard in headless Chromium through chromedriver: sign in, find a failed
 //! payment run, read its failing step's error, fix the step, replay it and see the
-//! replay complete; then replay several failed runs at once with a confirmation.
+//! replay complete; then replay several failed runs at once with a confirmation; then
+//! read the Billing page's daily report charts, open disputes and refunds.
 //! Screenshots land in `target/screenshots/`. Skipped when chromedriver is missing.
 
 use std::net::TcpStream;
@@ -8,15 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use paysteps::http::Access;
+use paysteps::payments::reports::{self, Day};
 use paysteps::stripe::fixtures::Overrides;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-use crate::common::{Backend, Setup, TestApp, first_run};
+use crate::common::{Backend, Setup, TestApp, first_run, until_idle};
+use crate::payments_api::{dispute, intent_of, refund};
 
 crate::on_both_backends!(an_operator_replays_failed_payment_runs_from_the_dashboard);
 
@@ -212,6 +216,90 @@ async fn failed_run(app: &TestApp, customer: &str) -> String {
     )
 }
 
+/// What the Billing page shows, delivered as Stripe would send it: payments in two
+/// currencies today and yesterday, a refund, an open dispute whose evidence is due in
+/// five and a half days, and a declined payment; then the daily rollup's figures for the
+/// two days, from those tables.
+async fn money_story(app: &TestApp) {
+    let now = app.clock.now_ms() / 1000;
+    let day = 86_400;
+    let (user, customer) = ("user_123", "cus_QXg1o8vcGmoR32");
+    let mut disputed = dispute(
+        "charge.dispute.created",
+        "dp_browser",
+        "pi_browser_disputed",
+        "needs_response",
+        Some(now + 5 * day + day / 2),
+        now,
+        true,
+    );
+    disputed["data"]["object"]["balance_transactions"][0]["created"] = json!(now);
+    let events = [
+        intent_of(
+            "pi_browser_yesterday",
+            true,
+            1099,
+            "usd",
+            now - day,
+            user,
+            customer,
+        ),
+        intent_of("pi_browser", true, 5000, "usd", now, user, customer),
+        refund(
+            "refund.created",
+            "re_browser",
+            "pi_browser",
+            1099,
+            "usd",
+            now,
+        ),
+        intent_of(
+            "pi_browser_disputed",
+            true,
+            2000,
+            "usd",
+            now,
+            user,
+            customer,
+        ),
+        disputed,
+        intent_of(
+            "pi_browser_yen",
+            true,
+            5000,
+            "jpy",
+            now,
+            "user_456",
+            "cus_yen",
+        ),
+        intent_of(
+            "pi_browser_declined",
+            false,
+            700,
+            "usd",
+            now,
+            user,
+            customer,
+        ),
+    ];
+    for event in &events {
+        let (status, body) = app.deliver(event).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    until_idle(&app.engine).await;
+    let today = Day::of_secs(now);
+    let computed_at = app.clock.now_ms();
+    app.store()
+        .write(move |tx| {
+            Box::pin(async move {
+                reports::recompute_day(tx, today.previous(), computed_at).await?;
+                reports::recompute_day(tx, today, computed_at).await
+            })
+        })
+        .await
+        .expect("the daily report's rows");
+}
+
 async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Backend) {
     let Some(binary) = chromedriver() else {
         static ONCE: std::sync::Once = std::sync::Once::new();
@@ -384,6 +472,8 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
     )
     .await;
     screenshot(&client, &format!("functions-{name}")).await;
+    money_story(&app).await;
+    let today = Day::of_millis(app.clock.now_ms()).to_string();
     click(&client, "[data-testid=nav-billing]").await;
     text_when(&client, "[data-testid=subscriptions-by-status]", |t| {
         t.contains("active")
@@ -393,7 +483,93 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         t.contains("function_failed")
     })
     .await;
+
+    // The daily report: one chart per currency, gross per day as a point that names its
+    // amount, failed payments as bars on their own axis, the days as a table.
+    let usd = "[data-testid=chart-usd]";
+    let gross =
+        format!("{usd} [data-testid=chart-money] [data-series=revenue][data-day='{today}']");
+    assert_eq!(
+        attribute(&client, &gross, "data-value").await.as_deref(),
+        Some("7000")
+    );
+    let net =
+        format!("{usd} [data-testid=chart-money] circle[data-series=net][data-day='{today}']");
+    assert_eq!(
+        attribute(&client, &net, "data-value").await.as_deref(),
+        Some("3901"),
+        "gross less the refund and the disputed amount"
+    );
+    let point = client
+        .find(Locator::Css(&format!("{gross} title")))
+        .await
+        .expect("the point's title")
+        .prop("textContent")
+        .await
+        .expect("its text");
+    assert_eq!(
+        point.as_deref(),
+        Some(&*format!("{today} gross: 70.00 USD"))
+    );
+    assert_eq!(
+        attribute(
+            &client,
+            &format!("{usd} [data-testid=chart-failed] rect[data-day='{today}']"),
+            "data-value"
+        )
+        .await
+        .as_deref(),
+        Some("1")
+    );
+    let described = attribute(&client, &format!("{usd} svg[role=img]"), "aria-labelledby")
+        .await
+        .expect("the chart names its title and description");
+    assert_eq!(described, "chart-usd-title chart-usd-desc");
+    let desc = client
+        .find(Locator::Css("#chart-usd-desc"))
+        .await
+        .expect("description")
+        .prop("textContent")
+        .await
+        .expect("its text")
+        .unwrap_or_default();
+    assert!(
+        desc.contains(
+            "gross 80.99 USD, refunds 10.99 USD, disputed 20.00 USD, net 50.00 USD; 1 failed payment."
+        ),
+        "{desc}"
+    );
+    click(&client, "[data-testid=chart-jpy] summary").await;
+    text_when(&client, "[data-testid=report-table-jpy]", |t| {
+        t.contains(&today) && t.contains("5,000 JPY")
+    })
+    .await;
+
+    // The open dispute with the days left to answer it, and the refund.
+    let due = text_when(
+        &client,
+        "[data-dispute-id=dp_browser] [data-testid=dispute-due]",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(due.ends_with("5 days left"), "{due}");
+    text_when(&client, "[data-testid=disputes-table]", |t| {
+        t.contains("pi_browser_disputed") && t.contains("20.00 USD") && t.contains("fraudulent")
+    })
+    .await;
+    text_when(&client, "[data-refund-id=re_browser]", |t| {
+        t.contains("10.99 USD") && t.contains("succeeded")
+    })
+    .await;
     screenshot(&client, &format!("billing-{name}")).await;
+    client
+        .execute(
+            "document.querySelector('[data-testid=disputes-table]').scrollIntoView()",
+            vec![],
+        )
+        .await
+        .expect("scroll to the disputes");
+    screenshot(&client, &format!("billing-disputes-{name}")).await;
 
     client.close().await.expect("close the browser");
     app.engine.shutdown().await;
