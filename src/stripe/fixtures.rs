@@ -84,6 +84,10 @@ const FIXTURES: &[(&str, &str)] = &[
         include_str!("../../fixtures/refund.created.json"),
     ),
     (
+        "refund.updated",
+        include_str!("../../fixtures/refund.updated.json"),
+    ),
+    (
         "refund.failed",
         include_str!("../../fixtures/refund.failed.json"),
     ),

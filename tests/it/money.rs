@@ -21,6 +21,7 @@ crate::on_both_backends!(
     an_ach_failure_is_one_failure_and_other_customers_stay_apart,
     shuffled_and_duplicated_deliveries_end_every_payment_on_its_newest_state,
     unreadable_refunds_and_disputes_fail_at_once_and_change_nothing,
+    every_fixture_runs_to_completion,
 );
 
 const PI: &str = "pi_1PgafyB7WZ01zgkWSjxsAJo3";
@@ -633,4 +634,22 @@ async fn unreadable_refunds_and_disputes_fail_at_once_and_change_nothing(backend
         3,
         "each failed run is logged for the team"
     );
+}
+
+/// Every fixture `paysteps trigger` can send starts a run that completes, except the
+/// one event type no function handles.
+async fn every_fixture_runs_to_completion(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    for name in paysteps::stripe::fixtures::names() {
+        let answer = app.deliver_fixture(name, Overrides::default()).await;
+        app.settle().await;
+        let runs = answer["runs"].as_array().cloned().unwrap_or_default();
+        if name == "customer.tax_id.created" {
+            assert!(runs.is_empty(), "{name}: {answer}");
+            continue;
+        }
+        assert_eq!(runs.len(), 1, "{name}: {answer}");
+        let run = app.run(runs[0].as_str().expect("run id")).await;
+        assert_eq!(run["status"], "completed", "{name}: {run}");
+    }
 }
