@@ -123,7 +123,12 @@ pub struct DevArgs {
     #[arg(long, env = "PAYSTEPS_BIND", default_value = "127.0.0.1:8288")]
     pub bind: String,
     /// SQLite file (or database URL).
-    #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "paysteps.db"
+    )]
     pub db: String,
     /// Credential for the dashboard and `/api/v1`: optional on a loopback address,
     /// required on any other.
@@ -141,7 +146,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PAYSTEPS_BIND", default_value = "0.0.0.0:8288")]
     pub bind: String,
     /// Database URL (required).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub db: Option<String>,
     /// Credential for the dashboard and `/api/v1`.
     #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
@@ -159,7 +164,12 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// SQLite file (or database URL).
-    #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "paysteps.db"
+    )]
     pub db: String,
 }
 

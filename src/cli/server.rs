@@ -11,7 +11,7 @@ use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig, Function};
 use crate::http::{self, Access, AppState, EventKeys};
 use crate::payments::{self, Faults};
-use crate::store::Store;
+use crate::store::{Store, redact_url};
 use crate::stripe::{signature::Verifier, signer};
 use crate::webhooks;
 
@@ -22,7 +22,7 @@ pub async fn migrate(db: &str) -> anyhow::Result<()> {
     let store = Store::connect(db).await.context("opening the database")?;
     store.migrate().await.context("applying migrations")?;
     store.close().await;
-    println!("migrations applied to {db}");
+    println!("migrations applied to {}", redact_url(db));
     Ok(())
 }
 
@@ -55,14 +55,14 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
         }
     };
     println!("paysteps dev");
-    println!("  database        {}", args.db);
+    println!("  database        {}", redact_url(&args.db));
     println!("  webhook URL     http://{addr}/api/stripe/webhook");
     println!("  dashboard/API   http://{addr}/  (JSON under http://{addr}/api/v1)");
     if generated {
         println!(
             "  webhook secret  {} (generated and kept in {}; set STRIPE_WEBHOOK_SECRET to use another)",
             secrets[0].expose(),
-            args.db
+            redact_url(&args.db)
         );
     } else {
         println!(
@@ -159,7 +159,7 @@ pub async fn serve(args: ServeArgs, functions: Vec<Function>) -> anyhow::Result<
 async fn open(db: &str) -> anyhow::Result<Store> {
     let store = Store::connect(db)
         .await
-        .with_context(|| format!("opening the database {db}"))?;
+        .with_context(|| format!("opening the database {}", redact_url(db)))?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }

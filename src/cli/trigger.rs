@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use super::server::DEV_SECRET_KEY;
 use crate::config::parse_secrets;
 use crate::engine::system_now_ms;
-use crate::store::Store;
+use crate::store::{Store, redact_url};
 use crate::stripe::fixtures::{self, Overrides};
 use crate::stripe::signer;
 
@@ -23,7 +23,12 @@ pub struct TriggerArgs {
     #[arg(long, env = "STRIPE_WEBHOOK_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
     /// The dev server's database, read for its generated secret.
-    #[arg(long, env = "DATABASE_URL", default_value = "paysteps.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "paysteps.db"
+    )]
     pub db: String,
     /// Checkout mode, for checkout.session.completed.
     #[arg(long, value_enum, default_value_t = Mode::Subscription)]
@@ -124,10 +129,13 @@ async fn resolve_secret(args: &TriggerArgs) -> anyhow::Result<String> {
         .or_else(|| args.db.strip_prefix("sqlite:"))
         .unwrap_or(&args.db);
     if !Path::new(path).exists() {
-        bail!("no --secret given and no dev database at {path}: start `paysteps dev` first");
+        bail!(
+            "no --secret given and no dev database at {}: start `paysteps dev` first",
+            redact_url(path)
+        );
     }
     let store = Store::connect(&args.db).await?;
     let secret = store.setting(DEV_SECRET_KEY).await?;
     store.close().await;
-    secret.ok_or_else(|| anyhow!("{path} holds no dev secret: pass --secret"))
+    secret.ok_or_else(|| anyhow!("{} holds no dev secret: pass --secret", redact_url(path)))
 }

@@ -23,6 +23,7 @@ pub mod operations;
 mod postgres;
 mod rows;
 mod sqlite;
+mod url;
 
 use std::future::Future;
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use journal::{
 };
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sqlite::Durability;
+pub use url::redact_url;
 
 /// A row type readable from every backend.
 pub trait Record:

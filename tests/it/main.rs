@@ -20,6 +20,7 @@ mod payments;
 mod payments_api;
 mod recovery;
 mod reports;
+mod secrets;
 mod step_tools;
 mod stripe_api;
 mod subscriptions;
