@@ -2,6 +2,7 @@
 //! that makes the signed POST and returns what happened as data; between attempts the
 //! run sleeps for the schedule's delay. No network I/O happens inside a transaction.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -313,15 +314,7 @@ async fn send(
         Ok(signature) => signature,
         Err(e) => return Sent::error(e),
     };
-    let mut client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(ATTEMPT_TIMEOUT)
-        .user_agent(concat!("paysteps-webhooks/", env!("CARGO_PKG_VERSION")));
-    // Connect to the address that was checked, not to a second lookup's answer.
-    if let Some(host) = url.host_str() {
-        client = client.resolve(host, addr);
-    }
-    let client = match client.build() {
+    let client = match client(&url, addr) {
         Ok(client) => client,
         Err(e) => return Sent::error(describe(e)),
     };
@@ -376,6 +369,21 @@ async fn send(
         error,
         retry_after,
     }
+}
+
+/// The client of one attempt: it connects to `addr`, the address that was checked, and
+/// to nothing else. No proxy (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` are ignored): a
+/// proxy would look the name up again and connect where the check never looked.
+fn client(url: &reqwest::Url, addr: SocketAddr) -> reqwest::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(ATTEMPT_TIMEOUT)
+        .user_agent(concat!("paysteps-webhooks/", env!("CARGO_PKG_VERSION")));
+    if let Some(host) = url.host_str() {
+        client = client.resolve(host, addr);
+    }
+    client.build()
 }
 
 /// The error without its URL: an endpoint URL may carry a credential in its path.

@@ -1,7 +1,10 @@
 //! Where deliveries may go. Under `serve`, addresses inside the host or its network
 //! (loopback, private, link-local, unique-local, CGNAT, cloud metadata…) are refused, at
 //! creation and again at delivery time after name resolution, so an endpoint cannot be
-//! used to reach internal services.
+//! used to reach internal services. An IPv6 address that carries an IPv4 one (mapped,
+//! compatible, NAT64, 6to4, Teredo) is judged by the IPv4 address. Deliveries connect
+//! to the checked address themselves, never through a proxy: a proxy would make its own
+//! lookup, past this check.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -154,26 +157,73 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
-    }
     let segments = ip.segments();
     if ip.is_loopback() {
-        Some("loopback")
-    } else if ip.is_unspecified() {
-        Some("unspecified")
+        return Some("loopback");
+    }
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    match embedded_v4(ip) {
+        Embedded::V4(v4) => return forbidden_v4(v4),
+        Embedded::Teredo { server, client } => {
+            return forbidden_v4(client).or_else(|| forbidden_v4(server));
+        }
+        Embedded::Unknown => return Some("NAT64 local-use (not a /96 prefix)"),
+        Embedded::None => {}
+    }
+    if segments[0] & 0xffc0 == 0xfec0 {
+        Some("site-local (deprecated)")
     } else if segments[0] & 0xfe00 == 0xfc00 {
         Some("unique-local")
     } else if segments[0] & 0xffc0 == 0xfe80 {
         Some("link-local")
     } else if ip.is_multicast() {
         Some("multicast")
-    } else if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        // NAT64: the IPv4 address it carries decides.
-        let [_, _, _, _, _, _, hi, lo] = segments;
-        forbidden_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)))
+    } else if segments[..2] == [0x2001, 0xdb8] {
+        Some("documentation")
+    } else if segments[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only")
     } else {
         None
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, in the forms that carry one: a packet
+/// to it ends up at that IPv4 address (through the host's own stack, a NAT64 gateway or
+/// a 6to4 or Teredo relay), so the IPv4 address decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Embedded {
+    /// No IPv4 address in it.
+    None,
+    /// `::ffff:a.b.c.d` (mapped), `::ffff:0:a.b.c.d` (translated), `::a.b.c.d`
+    /// (compatible, deprecated), `64:ff9b::a.b.c.d` and `64:ff9b:1::a.b.c.d` (NAT64),
+    /// `2002:aabb:ccdd::/48` (6to4).
+    V4(Ipv4Addr),
+    /// `2001:0:<server>:<flags>:<port>:<client>`, the client address stored inverted.
+    Teredo { server: Ipv4Addr, client: Ipv4Addr },
+    /// NAT64 local-use (`64:ff9b:1::/48`) with a prefix longer than /48 and shorter
+    /// than /96: where the IPv4 address sits depends on a prefix length only the local
+    /// network knows.
+    Unknown,
+}
+
+fn embedded_v4(ip: Ipv6Addr) -> Embedded {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, hi, lo]
+        | [0, 0, 0, 0, 0xffff, 0, hi, lo]
+        | [0, 0, 0, 0, 0, 0, hi, lo]
+        | [0x64, 0xff9b, 0, 0, 0, 0, hi, lo]
+        | [0x64, 0xff9b, 1, 0, 0, 0, hi, lo]
+        | [0x2002, hi, lo, ..] => Embedded::V4(v4(hi, lo)),
+        [0x64, 0xff9b, 1, ..] => Embedded::Unknown,
+        [0x2001, 0, server_hi, server_lo, _, _, client_hi, client_lo] => Embedded::Teredo {
+            server: v4(server_hi, server_lo),
+            client: Ipv4Addr::from(!u32::from(v4(client_hi, client_lo))),
+        },
+        _ => Embedded::None,
     }
 }
 
@@ -216,6 +266,93 @@ mod tests {
         }
         let local = reqwest::Url::parse("http://127.0.0.1/").unwrap();
         assert!(Destinations::AllowPrivate.check_url(&local).is_ok());
+    }
+
+    fn kind(ip: &str) -> Option<&'static str> {
+        forbidden_kind(ip.parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_forms_that_carry_an_ipv4_address_are_judged_by_it() {
+        // (form, inside address it may carry, public address it may carry)
+        let forms = [
+            ("mapped", "::ffff:127.0.0.1", "::ffff:93.184.215.14"),
+            ("translated", "::ffff:0:10.1.2.3", "::ffff:0:93.184.215.14"),
+            ("compatible", "::169.254.169.254", "::93.184.215.14"),
+            ("compatible", "::127.0.0.1", "::8.8.8.8"),
+            ("NAT64", "64:ff9b::10.0.0.1", "64:ff9b::93.184.215.14"),
+            (
+                "NAT64 local-use",
+                "64:ff9b:1::192.168.1.1",
+                "64:ff9b:1::93.184.215.14",
+            ),
+            // 6to4: 2002:<IPv4>::/48; c0a8:0101 is 192.168.1.1, 5db8:d70e 93.184.215.14.
+            ("6to4", "2002:c0a8:101::1", "2002:5db8:d70e::1"),
+            ("6to4", "2002:7f00:1:1::80", "2002:808:808::1"),
+            // Teredo: 2001:0:<server>:<flags>:<port>:<client XOR ffff:ffff>; 80ff:fffe is
+            // 127.0.0.1 inverted, f5ff:fffe 10.0.0.1, a247:28f1 93.184.215.14.
+            (
+                "Teredo",
+                "2001:0:4136:e378:8000:63bf:80ff:fffe",
+                "2001:0:4136:e378:8000:63bf:a247:28f1",
+            ),
+            (
+                "Teredo",
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                "2001:0:5db8:d70e:8000:63bf:a247:28f1",
+            ),
+        ];
+        for (form, inside, public) in forms {
+            assert!(kind(inside).is_some(), "{form} {inside} must be refused");
+            assert_eq!(kind(public), None, "{form} {public} must pass");
+        }
+        assert_eq!(kind("::ffff:10.0.0.1"), Some("private"));
+        assert_eq!(
+            kind("2001:0:4136:e378:8000:63bf:80ff:fffe"),
+            Some("loopback")
+        );
+        // A Teredo server inside the network is refused too.
+        assert_eq!(kind("2001:0:a00:1:8000:63bf:a247:28f1"), Some("private"));
+    }
+
+    #[test]
+    fn deprecated_and_unplaceable_ipv6_ranges_are_refused() {
+        for (ip, expected) in [
+            ("fec0::1", "site-local (deprecated)"),
+            ("feff:ffff::1", "site-local (deprecated)"),
+            ("64:ff9b:1:2::a00:1", "NAT64 local-use (not a /96 prefix)"),
+            (
+                "64:ff9b:1:0:0:1:5db8:d70e",
+                "NAT64 local-use (not a /96 prefix)",
+            ),
+            ("2001:db8::1", "documentation"),
+            ("100::1", "discard-only"),
+            ("fc00::1", "unique-local"),
+            ("fe80::1", "link-local"),
+            ("ff02::1", "multicast"),
+            ("::1", "loopback"),
+            ("::", "unspecified"),
+        ] {
+            assert_eq!(kind(ip), Some(expected), "{ip}");
+        }
+        for public in ["2606:4700::1111", "2001:4860:4860::8888", "2a00:1450::1"] {
+            assert_eq!(kind(public), None, "{public}");
+        }
+    }
+
+    #[test]
+    fn ipv6_literals_in_urls_are_judged_as_they_are_normalised() {
+        for url in [
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:169.254.169.254]/",
+            "http://[64:ff9b:1::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+            "http://[fec0::1]/",
+        ] {
+            assert!(refused(url), "{url}");
+        }
+        assert!(!refused("http://[2002:5db8:d70e::1]/"));
     }
 
     #[tokio::test]

@@ -108,6 +108,9 @@ pub enum EndpointError {
     /// The URL does not parse as an absolute URL; holds the parser's reason.
     #[error("url is not a valid absolute URL: {0}")]
     InvalidUrl(String),
+    /// The URL is longer than [`MAX_URL_BYTES`]; holds its length in bytes.
+    #[error("url is {0} bytes long; at most {MAX_URL_BYTES} are accepted")]
+    UrlTooLong(usize),
     /// The URL's scheme is neither `http` nor `https`; holds the scheme.
     #[error("url must use http or https, not {0}")]
     UnsupportedScheme(String),
@@ -136,6 +139,7 @@ impl EndpointError {
             EndpointError::InvalidUrl(_)
             | EndpointError::UnsupportedScheme(_)
             | EndpointError::CredentialsInUrl => "invalid_url",
+            EndpointError::UrlTooLong(_) => "url_too_long",
             EndpointError::UnknownEventType(_) => "unknown_event_type",
             EndpointError::Destination(_) => "destination_refused",
             EndpointError::DescriptionTooLong => "invalid_description",
@@ -143,10 +147,22 @@ impl EndpointError {
     }
 }
 
+/// The longest endpoint URL accepted, in bytes, as given and once normalised (what
+/// browsers and most HTTP servers accept).
+pub const MAX_URL_BYTES: usize = 2048;
+
 /// Parses and checks an endpoint URL's form (the address it names is checked apart).
 pub fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
-    let url = reqwest::Url::parse(text.trim())
-        .map_err(|e| EndpointError::InvalidUrl(format!("{text}: {e}")))?;
+    let text = text.trim();
+    if text.len() > MAX_URL_BYTES {
+        return Err(EndpointError::UrlTooLong(text.len()));
+    }
+    let url =
+        reqwest::Url::parse(text).map_err(|e| EndpointError::InvalidUrl(format!("{text}: {e}")))?;
+    // Percent-encoding can make the stored form longer than the given one.
+    if url.as_str().len() > MAX_URL_BYTES {
+        return Err(EndpointError::UrlTooLong(url.as_str().len()));
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(EndpointError::UnsupportedScheme(url.scheme().to_owned()));
     }
@@ -189,5 +205,21 @@ mod tests {
             EndpointError::CredentialsInUrl
         );
         assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn urls_are_at_most_2048_bytes_given_and_stored() {
+        let base = "https://crm.example.com/";
+        let longest = format!("{base}{}", "a".repeat(MAX_URL_BYTES - base.len()));
+        assert!(parse_url(&longest).is_ok());
+        let longer = format!("{longest}a");
+        assert_eq!(
+            parse_url(&longer),
+            Err(EndpointError::UrlTooLong(MAX_URL_BYTES + 1))
+        );
+        assert_eq!(parse_url(&longer).unwrap_err().code(), "url_too_long");
+        // 824 bytes as given, 2,424 once percent-encoded.
+        let encoded = format!("{base}{}", "é".repeat(400));
+        assert_eq!(parse_url(&encoded).unwrap_err().code(), "url_too_long");
     }
 }

@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod cron;
 mod db_faults;
+mod delivery_proxy;
 mod engine;
 mod event_api;
 mod flow;
