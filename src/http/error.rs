@@ -1,17 +1,21 @@
 //! The JSON error every API answers with, and how store, signature and envelope errors
 //! map onto it.
 
+use std::fmt;
+
 use axum::Json;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::engine::new_id;
 use crate::store;
 use crate::stripe::envelope::EnvelopeError;
 use crate::stripe::signature::SignatureError;
 
-/// An error answered as `{"error":{"code","message"}}`.
+/// An error answered as `{"error":{"code","message"}}`; a 5xx also carries the
+/// `request_id` its log line has, and never the text of its cause.
 #[derive(Debug)]
 pub struct ApiError {
     /// The HTTP status answered.
@@ -20,6 +24,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// For a 5xx: the id under which its cause was logged, answered so that a report
+    /// can be matched to the log.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -29,6 +36,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            request_id: None,
         }
     }
 
@@ -45,17 +53,49 @@ impl ApiError {
             format!("no {what} with id '{id}'"),
         )
     }
+
+    /// A 500 with code `internal` and a generic message; `cause` is logged, under a
+    /// fresh request id, and not answered.
+    pub fn internal(cause: impl fmt::Display) -> ApiError {
+        ApiError::server_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+            &cause,
+        )
+    }
+
+    /// A 5xx answered with `code` and `message`, its `cause` logged under a fresh request
+    /// id that the answer carries.
+    fn server_error(
+        status: StatusCode,
+        code: &'static str,
+        message: &str,
+        cause: &dyn fmt::Display,
+    ) -> ApiError {
+        let request_id = new_id("req");
+        tracing::error!(%request_id, status = status.as_u16(), code, error = %cause, "request failed");
+        ApiError {
+            request_id: Some(request_id),
+            ..ApiError::new(status, code, message)
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
         if self.status.is_server_error() {
-            tracing::error!(code = self.code, error = %self.message, "request failed");
+            // Made with `new`: the message is all there is to log.
+            let request_id = self.request_id.unwrap_or_else(|| {
+                let request_id = new_id("req");
+                tracing::error!(%request_id, status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
+                request_id
+            });
+            error["request_id"] = json!(request_id);
         }
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
-        let mut response = (self.status, body).into_response();
-        if retry {
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -82,16 +122,14 @@ impl From<store::Error> for ApiError {
             store::Error::NotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", "not found")
             }
-            err if err.is_unavailable() => ApiError::new(
+            // The driver's text may name tables, values or hosts: it is logged, not answered.
+            err if err.is_unavailable() => ApiError::server_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
-                format!("the database is unavailable, retry later ({err})"),
+                "the database is unavailable, retry later",
+                &err,
             ),
-            err => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("internal error: {err}"),
-            ),
+            err => ApiError::internal(err),
         }
     }
 }

@@ -236,11 +236,14 @@ fn read(event: Body<'_>) -> std::result::Result<Envelope, &'static str> {
         .as_str()
         .filter(|id| id.len() > "evt_".len() && id.starts_with("evt_") && plain(id))
         .ok_or("\"id\" is missing or is not an evt_ id")?;
+    if id.len() > MAX_ID_BYTES {
+        return Err("\"id\" is longer than 255 bytes");
+    }
     let event_type = event
         .event_type
         .as_str()
-        .filter(|t| !t.is_empty() && plain(t))
-        .ok_or("\"type\" is missing, empty or has control characters")?;
+        .filter(|t| !t.is_empty() && t.len() <= MAX_ID_BYTES && plain(t))
+        .ok_or("\"type\" is missing, empty, longer than 255 bytes or has control characters")?;
     let created = event
         .created
         .as_i64()
@@ -259,6 +262,9 @@ fn read(event: Body<'_>) -> std::result::Result<Envelope, &'static str> {
     if !object_id.is_none_or(plain) || !customer.is_none_or(plain) {
         return Err("\"data.object\" has an id with control characters");
     }
+    if !object_id.is_none_or(short) || !customer.is_none_or(short) {
+        return Err("\"data.object\" has an id longer than 255 bytes");
+    }
     Ok(Envelope {
         id: id.to_owned(),
         event_type: event_type.to_owned(),
@@ -272,6 +278,15 @@ fn read(event: Body<'_>) -> std::result::Result<Envelope, &'static str> {
 /// Ids and types are stored, indexed and shown as they are: no control characters.
 fn plain(text: &str) -> bool {
     !text.chars().any(char::is_control)
+}
+
+/// The longest id or type accepted, in bytes. Stripe's are a few dozen; an index entry
+/// has a size limit (about 2.7 kB on PostgreSQL), and an id past it would fail the
+/// insert with a 500 that Stripe retries for days.
+const MAX_ID_BYTES: usize = 255;
+
+fn short(text: &str) -> bool {
+    text.len() <= MAX_ID_BYTES
 }
 
 /// "an array", "a string", …: what a JSON value is, for error messages.
@@ -398,7 +413,20 @@ mod tests {
 
     #[test]
     fn each_missing_or_wrong_field_is_an_invalid_event() {
-        let cases: [(&str, Value, &str); 17] = [
+        let long = format!("evt_{}", "a".repeat(252));
+        let cases: [(&str, Value, &str); 21] = [
+            ("id", json!(long), "\"id\" is longer than 255 bytes"),
+            (
+                "id",
+                json!(format!("evt_{}", "a".repeat(10_000))),
+                "255 bytes",
+            ),
+            ("type", json!("a".repeat(256)), "\"type\""),
+            (
+                "data",
+                json!({ "object": { "id": "x".repeat(256) } }),
+                "\"data.object\" has an id longer",
+            ),
             ("object", Value::Null, "\"object\""),
             ("object", json!("customer"), "\"object\""),
             ("id", Value::Null, "\"id\""),
@@ -436,6 +464,17 @@ mod tests {
             assert_eq!(code, "invalid_event", "{value}");
             assert!(message.contains(named), "{message}");
         }
+    }
+
+    #[test]
+    fn ids_of_255_bytes_are_accepted() {
+        let mut value = event();
+        let id = format!("evt_{}", "a".repeat(251));
+        value["id"] = json!(id);
+        value["type"] = json!("t".repeat(255));
+        value["data"]["object"]["customer"] = json!("c".repeat(255));
+        let envelope = parse_value(&value).unwrap();
+        assert_eq!((envelope.id.len(), envelope.event_type.len()), (255, 255));
     }
 
     #[test]

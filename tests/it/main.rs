@@ -1,6 +1,7 @@
 //! Integration tests: the real router and engine on real SQLite files.
 
 mod access;
+mod bad_input;
 mod batched_writes;
 mod browser;
 mod cli;

@@ -17,7 +17,8 @@ use axum::Router;
 
 use super::state::AppState;
 
-/// The `/api/v1` routes, without access control: [`crate::http::router`] adds it.
+/// The `/api/v1` routes, without access control: [`crate::http::router`] adds it. A NUL
+/// character in a path or query string is refused before any route sees it.
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(runs::router())
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(payments::router())
         .merge(disputes::router())
         .merge(openapi::router())
+        .layer(axum::middleware::from_fn(params::refuse_nul_in_uri))
 }
 
 /// Stored JSON text as a JSON value (text that does not parse is returned as a string).

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::params::SelectionInput;
+use super::params::{JsonBody, SelectionInput};
 use super::runs::RunView;
 use crate::engine::operations::{BulkKind, OperationError, ReplayMode};
 use crate::http::error::ApiError;
@@ -102,9 +102,8 @@ impl BulkBody {
 
 async fn bulk_replay(
     State(state): State<AppState>,
-    body: Result<Json<BulkBody>, JsonRejection>,
+    JsonBody(body): JsonBody<BulkBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
     let now = state.engine.clock().now_ms();
     let selection = body.selection_input().selection(now)?;
     let mode = body.mode.unwrap_or_default();
@@ -130,9 +129,8 @@ async fn bulk_replay(
 
 async fn bulk_cancel(
     State(state): State<AppState>,
-    body: Result<Json<BulkBody>, JsonRejection>,
+    JsonBody(body): JsonBody<BulkBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
     if body.mode.is_some() {
         return Err(ApiError::bad_request(
             "invalid_selection",

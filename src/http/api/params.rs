@@ -1,8 +1,122 @@
-//! Query and body values shared by the endpoints: times, limits, statuses, selections.
+//! What every `/api/v1` route checks of its input (no NUL character anywhere: PostgreSQL's
+//! text refuses it), and the query and body values shared by the endpoints: times,
+//! limits, statuses, selections.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::engine::RunStatus;
 use crate::engine::operations::Selection;
 use crate::http::error::ApiError;
+
+/// The code of every refusal of a NUL character.
+pub const NUL_CODE: &str = "invalid_character";
+
+/// Middleware: refuses, before any handler runs, a request whose path or query string
+/// holds a NUL character (`%00`, the only way a URI can carry one), naming where.
+pub async fn refuse_nul_in_uri(request: Request, next: Next) -> Response {
+    match nul_in_uri(request.uri()) {
+        Some(err) => err.into_response(),
+        None => next.run(request).await,
+    }
+}
+
+fn nul_in_uri(uri: &Uri) -> Option<ApiError> {
+    if uri.path().contains("%00") {
+        return Some(ApiError::bad_request(
+            NUL_CODE,
+            "the path contains a NUL character (%00)",
+        ));
+    }
+    let pair = uri.query()?.split('&').find(|pair| pair.contains("%00"))?;
+    let name: String = pair
+        .split('=')
+        .next()
+        .unwrap_or_default()
+        .replace("%00", "")
+        .chars()
+        .take(64)
+        .collect();
+    Some(ApiError::bad_request(
+        NUL_CODE,
+        format!("query parameter '{name}' contains a NUL character (%00)"),
+    ))
+}
+
+/// A JSON request body read as `T`, refused when any string or key in it holds a NUL
+/// character (`\u0000`). Rejections are [`ApiError`]s: `invalid_json` (400 for a body
+/// that is not JSON, 415 without a JSON content type, 422 for one of the wrong shape)
+/// and `invalid_character` (400).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<Value>::from_request(request, state).await?;
+        let body = serde_path_to_error::deserialize(&value).map_err(|err| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_json",
+                format!("Failed to deserialize the JSON body into the target type: {err}"),
+            )
+        })?;
+        if let Some(at) = nul_in_json(&value) {
+            return Err(ApiError::bad_request(
+                NUL_CODE,
+                format!("{at} contains a NUL character (\\u0000)"),
+            ));
+        }
+        Ok(JsonBody(body))
+    }
+}
+
+/// Where in `value` a NUL character is, as `field 'a.b[2]'`, if anywhere.
+fn nul_in_json(value: &Value) -> Option<String> {
+    fn walk(value: &Value, path: &mut String) -> Option<String> {
+        match value {
+            Value::String(text) if text.contains('\0') => Some(format!("field '{path}'")),
+            Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = walk(item, path);
+                path.truncate(len);
+                found
+            }),
+            Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+                if key.contains('\0') {
+                    return Some("a field name".to_owned());
+                }
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+                let found = walk(item, path);
+                path.truncate(len);
+                found
+            }),
+            _ => None,
+        }
+    }
+    walk(value, &mut String::new()).map(|at| {
+        if at == "field ''" {
+            "the body".to_owned()
+        } else {
+            at
+        }
+    })
+}
 
 /// A time bound: milliseconds since the Unix epoch (`1732400000000`), or a span back
 /// from now (`30s`, `15m`, `1h`, `7d`).
@@ -118,7 +232,45 @@ impl SelectionInput {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    #[test]
+    fn a_nul_anywhere_in_the_uri_is_named() {
+        let refusal = |uri: &str| nul_in_uri(&uri.parse().unwrap()).map(|e| e.message);
+        assert_eq!(refusal("/api/v1/runs/run_1?status=failed&q=cus_1"), None);
+        assert_eq!(refusal("/api/v1/runs/run_%2500"), None);
+        assert!(refusal("/api/v1/runs/run%00").unwrap().contains("path"));
+        assert!(
+            refusal("/api/v1/runs?status=failed&q=a%00b")
+                .unwrap()
+                .contains("'q'")
+        );
+        assert!(
+            refusal("/api/v1/events?na%00me=x")
+                .unwrap()
+                .contains("'name'")
+        );
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_json_body_is_named() {
+        assert_eq!(nul_in_json(&json!({"a": ["x", {"b": "y"}], "c": 1})), None);
+        assert_eq!(
+            nul_in_json(&json!({"a": ["x", {"b": "y\u{0}"}]})).as_deref(),
+            Some("field 'a[1].b'")
+        );
+        assert_eq!(
+            nul_in_json(&json!({"description": "\u{0}"})).as_deref(),
+            Some("field 'description'")
+        );
+        assert_eq!(
+            nul_in_json(&json!({"a\u{0}": 1})).as_deref(),
+            Some("a field name")
+        );
+        assert_eq!(nul_in_json(&json!("\u{0}")).as_deref(), Some("the body"));
+    }
 
     #[test]
     fn times_are_epoch_ms_or_spans_back_from_now() {

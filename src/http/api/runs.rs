@@ -188,13 +188,7 @@ async fn show(
         .into_iter()
         .map(RunView::from)
         .collect();
-    let mut body = serde_json::to_value(RunView::from(run)).map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-    })?;
+    let mut body = serde_json::to_value(RunView::from(run)).map_err(ApiError::internal)?;
     body["steps"] = serde_json::to_value(steps).unwrap_or_default();
     body["failed_step"] = json!(failed_step);
     body["history"] = serde_json::to_value(history).unwrap_or_default();

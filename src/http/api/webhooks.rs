@@ -1,7 +1,7 @@
 //! `/api/v1/webhooks`: outgoing webhook endpoints, their deliveries and attempts.
 //! Secrets are answered only by creation and rotation, never by a listing.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::params::JsonBody;
 use crate::engine::new_id;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -84,9 +85,8 @@ fn checked_description(text: Option<String>) -> Result<Option<String>, ApiError>
 
 async fn create(
     State(state): State<AppState>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
     let url = checked_url(&state, &body.url).await?;
     let events = Subscription::parse(&body.events)?;
     let description = checked_description(body.description)?;
@@ -139,9 +139,8 @@ async fn show(
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
+    JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
     load(&state, &id).await?;
     let url = match &body.url {
         Some(url) => Some(checked_url(&state, url).await?),
