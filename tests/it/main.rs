@@ -19,6 +19,7 @@ mod outgoing_webhooks;
 mod payments;
 mod recovery;
 mod reports;
+mod sessions;
 mod step_tools;
 mod stripe_api;
 mod subscriptions;
