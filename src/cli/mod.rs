@@ -137,6 +137,9 @@ pub struct DevArgs {
     /// Webhook and worker settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Host names, sign-ins and cookies.
+    #[command(flatten)]
+    pub access: crate::http::access::AccessArgs,
 }
 
 /// Options of `paysteps serve`.
@@ -158,6 +161,9 @@ pub struct ServeArgs {
     /// Webhook and worker settings.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Host names, sign-ins and cookies.
+    #[command(flatten)]
+    pub access: crate::http::access::AccessArgs,
 }
 
 /// Options of `paysteps migrate`.

@@ -36,11 +36,12 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
     let port = addr.port();
     let access = match args.dashboard_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => Access::token(token),
-        None if addr.ip().is_loopback() => Access::Open,
+        None if addr.ip().is_loopback() => Access::open(),
         None => bail!(
             "paysteps dev on {addr} (not a loopback address) refuses to start without PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)"
         ),
     };
+    let access = args.access.dev(access, addr);
     let store = open(&args.db).await?;
     let (secrets, generated) = match args.engine.webhook_secret.as_deref().map(parse_secrets) {
         Some(secrets) if !secrets.is_empty() => (secrets, false),
@@ -132,7 +133,10 @@ pub async fn serve(args: ServeArgs, functions: Vec<Function>) -> anyhow::Result<
             missing.join(", ")
         );
     }
-    let access = Access::token(args.dashboard_token.as_deref().unwrap_or_default());
+    let access = args.access.serve(
+        args.dashboard_token.as_deref().unwrap_or_default(),
+        &args.bind,
+    )?;
     let event_keys = EventKeys::only(args.event_key.as_deref().unwrap_or_default());
     if matches!(&event_keys, EventKeys::Only(keys) if keys.is_empty()) {
         tracing::warn!("no PAYSTEPS_EVENT_KEY: the event API (POST /e/{{key}}) refuses every key");

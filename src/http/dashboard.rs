@@ -1,12 +1,13 @@
 //! The dashboard: one HTML page, its scripts and its stylesheet, embedded in the binary.
 //! The page reads and acts through `/api/v1`, polling for live updates.
 
-use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 
+use super::access::{Session, page_headers};
 use super::state::AppState;
 
 const PAGE: &str = include_str!("dashboard.html");
@@ -24,26 +25,15 @@ pub fn router() -> Router<AppState> {
 
 /// Headers that keep the page from being framed or loading anything from elsewhere.
 fn hardened(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        HeaderName::from_static("referrer-policy"),
-        HeaderValue::from_static("same-origin"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    page_headers::apply(response.headers_mut());
     response
 }
 
-async fn index(State(state): State<AppState>) -> Response {
-    let signed_in = matches!(state.access, super::access::Access::Token(_));
+async fn index(State(state): State<AppState>, session: Option<Extension<Session>>) -> Response {
+    let signed_in = state.access.requires_token();
+    let csrf = session.as_ref().map_or("", |Extension(s)| s.csrf.as_str());
     let page = PAGE
-        .replace("{{csrf}}", state.access.csrf_token())
+        .replace("{{csrf}}", csrf)
         .replace("{{signout}}", if signed_in { "" } else { "hidden" });
     hardened(Html(page).into_response())
 }

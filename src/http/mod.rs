@@ -33,6 +33,10 @@ pub fn router(state: AppState) -> Router {
         .merge(access::protect(dashboard::router(), &state))
         .merge(access::router())
         .merge(access::protect(webhooks_page::router(), &state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::screen,
+        ))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 tracing::debug_span!(
@@ -52,7 +56,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -575,3 +575,112 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
     app.engine.shutdown().await;
     server.abort();
 }
+
+/// The outgoing webhooks page as under `serve` (a dashboard token, so a signed-in session
+/// whose CSRF token every write must carry): an operator adds an endpoint, pauses it,
+/// rotates its secret and deletes it, and each action reaches the database.
+#[tokio::test]
+async fn an_operator_manages_webhook_endpoints_on_their_page() {
+    let Some(binary) = chromedriver() else {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        crate::common::db::skipped(
+            &ONCE,
+            "browser test of the webhooks page skipped: no chromedriver",
+        );
+        return;
+    };
+    let _one_browser = BROWSER.lock().await;
+    let token = "browser-serve-dashboard-token-0123456789";
+    let access = paysteps::http::access::AccessArgs {
+        allowed_hosts: Vec::new(),
+        session_hours: 12,
+        insecure_cookies: true,
+    }
+    .serve(token, "127.0.0.1:0")
+    .expect("a long token");
+    let app = TestApp::start_with(Setup {
+        access,
+        webhooks: Some(paysteps::webhooks::Destinations::AllowPrivate),
+        ..Setup::default()
+    })
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = app
+        .router
+        .clone()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, service).await });
+    let driver = Driver::start(&binary);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let client = browser(&driver, profile.path()).await;
+    let endpoints =
+        |status: &str| format!("SELECT COUNT(*) FROM webhook_endpoints WHERE status = '{status}'");
+
+    client
+        .goto(&format!("{base}/webhooks"))
+        .await
+        .expect("open");
+    fill(&client, "[data-testid=signin-token]", token).await;
+    click(&client, "[data-testid=signin-submit]").await;
+    present(&client, "[data-testid=app]").await;
+    click(&client, "[data-testid=nav-webhooks]").await;
+
+    fill(
+        &client,
+        "[data-testid=webhook-url]",
+        "http://127.0.0.1:9/hook",
+    )
+    .await;
+    fill(&client, "[data-testid=webhook-events]", "payment.failed").await;
+    click(&client, "[data-testid=webhook-add-submit]").await;
+    let first = text_when(&client, "[data-testid=webhook-secret]", |t| {
+        t.starts_with("whsec_")
+    })
+    .await;
+    let row = "[data-testid=webhook-endpoints] tr";
+    text_when(&client, row, |t| t.contains("127.0.0.1:9/hook")).await;
+    let id = attribute(&client, row, "data-webhook-id")
+        .await
+        .expect("the row names its endpoint");
+    let row = format!("tr[data-webhook-id='{id}']");
+    assert_eq!(app.count(&endpoints("active")).await, 1);
+    screenshot(&client, "webhooks-added").await;
+
+    click(&client, &format!("{row} [data-testid=webhook-pause]")).await;
+    present(&client, &format!("{row}[data-status=paused]")).await;
+    assert_eq!(app.count(&endpoints("paused")).await, 1);
+
+    click(&client, &format!("{row} [data-testid=webhook-rotate]")).await;
+    let rotated = text_when(&client, "[data-testid=webhook-secret]", |t| {
+        t.starts_with("whsec_") && t != first
+    })
+    .await;
+    assert_ne!(rotated, first);
+
+    click(&client, &format!("{row} [data-testid=webhook-delete]")).await;
+    let deadline = Instant::now() + WAIT;
+    while let Err(err) = client.accept_alert().await {
+        assert!(Instant::now() < deadline, "no confirmation asked: {err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    while app.count("SELECT COUNT(*) FROM webhook_endpoints").await > 0 {
+        assert!(Instant::now() < deadline, "the endpoint was not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    text_when(&client, "[data-testid=webhook-endpoints]", |t| {
+        !t.contains("127.0.0.1:9/hook")
+    })
+    .await;
+    assert_eq!(
+        attribute(&client, "[data-testid=webhook-problem]", "hidden")
+            .await
+            .as_deref(),
+        Some("true"),
+        "no action was refused"
+    );
+
+    client.close().await.expect("close the browser");
+    server.abort();
+}

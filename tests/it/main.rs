@@ -23,6 +23,7 @@ mod payments_api;
 mod recovery;
 mod reports;
 mod secrets;
+mod sessions;
 mod step_tools;
 mod stripe_api;
 mod subscriptions;

@@ -715,7 +715,11 @@ async fn endpoints_are_managed_and_secrets_stay_out_of_listings(backend: Backend
     let page = app
         .router
         .clone()
-        .oneshot(Request::get("/webhooks").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/assets/webhooks.js")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
@@ -731,7 +735,7 @@ fn cli(port: u16, args: &[&str]) -> (bool, String, String) {
         .arg("webhooks")
         .args(args)
         .args(["--url", &format!("http://127.0.0.1:{port}")])
-        .args(["--token", "test-dashboard-token"])
+        .args(["--token", crate::common::serve::DASHBOARD_TOKEN])
         .env_remove("PAYSTEPS_URL")
         .env_remove("PAYSTEPS_DASHBOARD_TOKEN")
         .output()

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use sqlx::Connection;
 
 /// The dashboard credential the servers run with.
-pub const DASHBOARD_TOKEN: &str = "bench-dashboard-token";
+pub const DASHBOARD_TOKEN: &str = "bench-dashboard-token-0123456789abcdef";
 
 /// Where the servers keep their data; created fresh for each bench and dropped after.
 pub enum Database {

@@ -94,7 +94,7 @@ impl Default for Setup {
             workers: 4,
             poll_interval: Duration::from_millis(50),
             webhooks: None,
-            access: Access::Open,
+            access: Access::open(),
             entitlement: Default::default(),
             stripe_mode: None,
             stripe_api: None,

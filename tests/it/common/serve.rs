@@ -38,6 +38,9 @@ pub(crate) const CHECKOUT_STEPS: [&str; 5] = [
     "log-success",
 ];
 
+/// The dashboard token every `serve` child process is started with.
+pub(crate) const DASHBOARD_TOKEN: &str = "test-dashboard-token-0123456789abcdef";
+
 /// One `paysteps serve` child process on a fixed loopback port. Dropping it kills it; a
 /// test that panics also prints the end of its log.
 pub(crate) struct Serve {
@@ -80,7 +83,7 @@ impl Serve {
             .arg("serve")
             .env("DATABASE_URL", &self.database_url)
             .env("STRIPE_WEBHOOK_SECRET", SECRET)
-            .env("PAYSTEPS_DASHBOARD_TOKEN", "test-dashboard-token")
+            .env("PAYSTEPS_DASHBOARD_TOKEN", DASHBOARD_TOKEN)
             .env("PAYSTEPS_BIND", format!("127.0.0.1:{}", self.port))
             .env("PAYSTEPS_LEASE_SECS", "2")
             .env("PAYSTEPS_WORKERS", self.workers.to_string())
