@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use server::{build_app, serve_until};
+pub use server::{LimitArgs, build_app, serve_until};
 
 /// The command line: one of the [`Command`]s.
 #[derive(Debug, Parser)]
@@ -104,6 +104,9 @@ pub struct EngineArgs {
     /// Where the Stripe API is (a stand-in for tests).
     #[arg(long = "stripe-api-base", env = "STRIPE_API_BASE", default_value = crate::stripe::api::DEFAULT_BASE)]
     pub stripe_api_base: String,
+    /// The HTTP server's time limits and caps.
+    #[command(flatten)]
+    pub limits: server::LimitArgs,
 }
 
 impl EngineArgs {

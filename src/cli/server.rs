@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Args;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
-use crate::engine::{Engine, EngineConfig, Function};
-use crate::http::{self, Access, AppState, EventKeys};
+use crate::engine::{Engine, EngineConfig, Function, Stopped};
+use crate::http::{self, Access, AppState, EventKeys, Limits};
 use crate::payments::{self, Faults};
 use crate::store::{Store, redact_url};
 use crate::stripe::{signature::Verifier, signer};
@@ -17,6 +19,67 @@ use crate::webhooks;
 
 /// Settings key of the secret `dev` generates when none is configured.
 pub const DEV_SECRET_KEY: &str = "dev_webhook_secret";
+
+/// Open files kept for the database, the log and the rest when the open file limit
+/// caps the connections.
+const FILES_BESIDE_CONNECTIONS: u64 = 256;
+
+/// The HTTP server's time limits and caps (`dev` and `serve`).
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Seconds a client has to send a request's headers, from connecting or from the
+    /// request's first byte; the connection is closed after that.
+    #[arg(long, env = "PAYSTEPS_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its headers are in;
+    /// after that it is answered 408 and the connection closed.
+    #[arg(long, env = "PAYSTEPS_BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request; 0 answers one
+    /// request per connection.
+    #[arg(long, env = "PAYSTEPS_KEEP_ALIVE_SECS", default_value_t = 75)]
+    pub keep_alive_secs: u64,
+    /// Connections open at once; the next ones are answered 503 and closed.
+    #[arg(long, env = "PAYSTEPS_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Memory the request bodies being received may hold between them, in bytes; a body
+    /// waits (within its timeout) for its share.
+    #[arg(long, env = "PAYSTEPS_BODY_BUFFER_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub body_buffer_bytes: usize,
+    /// Seconds Ctrl-C or SIGTERM waits for requests and steps in flight before closing
+    /// what is left.
+    #[arg(long, env = "PAYSTEPS_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl LimitArgs {
+    /// The limits, with the connections capped below `open_files` (the open file limit
+    /// in force, when known).
+    pub fn limits(&self, open_files: Option<u64>) -> Limits {
+        let mut max_connections = self.max_connections.max(1);
+        if let Some(files) = open_files {
+            let room = files.saturating_sub(FILES_BESIDE_CONNECTIONS).max(16);
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if room < max_connections {
+                tracing::warn!(
+                    max_connections,
+                    open_file_limit = files,
+                    "PAYSTEPS_MAX_CONNECTIONS lowered to {room} to stay within the open file limit"
+                );
+                max_connections = room;
+            }
+        }
+        Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            keep_alive: (self.keep_alive_secs > 0)
+                .then(|| Duration::from_secs(self.keep_alive_secs)),
+            max_connections,
+            body_buffer_bytes: self.body_buffer_bytes,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
 
 pub async fn migrate(db: &str) -> anyhow::Result<()> {
     let store = Store::connect(db).await.context("opening the database")?;
@@ -218,8 +281,10 @@ pub fn build_app(
     }
 }
 
-/// Starts the workers, serves until `shutdown`, then stops the workers gracefully:
-/// in-flight steps finish and checkpoint, cut-short runs are handed back to the queue.
+/// Starts the workers and serves until `shutdown`; then stops accepting and gives the
+/// requests and steps in flight the shutdown grace to finish (steps checkpoint, runs cut
+/// short are handed back to the queue); whatever is left then is closed, and the runs
+/// of steps stopped mid-way are released for another process or the next start.
 pub async fn serve_until(
     listener: TcpListener,
     engine: Engine,
@@ -229,13 +294,32 @@ pub async fn serve_until(
     args: &EngineArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let limits = args.limits.limits(http::serve::raise_open_file_limit());
+    let grace = limits.shutdown_grace;
     engine.start();
     let state = build_app(engine.clone(), secrets, event_keys, access, args);
-    let served = http::serve(listener, state, shutdown).await;
-    tracing::info!("shutting down: finishing in-flight steps");
-    engine.shutdown().await;
+    let stop = CancellationToken::new();
+    let signalled = stop.clone();
+    let watcher = tokio::spawn(async move {
+        shutdown.await;
+        signalled.cancel();
+    });
+    let workers = async {
+        stop.cancelled().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing requests and steps in flight"
+        );
+        engine.shutdown_within(grace).await
+    };
+    let (served, stopped) =
+        tokio::join!(http::serve(listener, state, limits, stop.clone()), workers);
+    watcher.abort();
     engine.store().close().await;
-    served.context("serving HTTP")
+    if served.cut_short > 0 || stopped != Stopped::Drained {
+        tracing::warn!(connections = served.cut_short, engine = ?stopped, "stopped after the shutdown grace");
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

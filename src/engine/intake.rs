@@ -3,10 +3,11 @@
 
 use serde_json::Value;
 
-use super::event::Event;
+use super::event::{Event, EventInput};
 use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
-use super::{clock::duration_ms, new_id, path};
+use super::{Engine, clock::duration_ms, new_id, path};
+use crate::metrics::SourceLabels;
 use crate::store::{self, IngestOutcome, NewEvent, NewLease, NewListener, NewRun, Store, StoreTx};
 
 /// An event about to be stored and the runs it may start.
@@ -86,6 +87,59 @@ impl Registry {
             runs,
             lease: None,
         }
+    }
+}
+
+impl Engine {
+    /// Stores `events` and the runs they start in one transaction, so with one commit:
+    /// all of them or, when the database fails, none. Answers each event's outcome in
+    /// order; an event whose dedupe key an earlier one of the batch took is a duplicate
+    /// of it. The runs are queued for the workers, which are woken once it committed.
+    ///
+    /// # Errors
+    ///
+    /// A [`store::Error`] when the database fails; nothing of the batch is stored then.
+    pub async fn ingest_batch(&self, events: Vec<EventInput>) -> store::Result<Vec<IngestOutcome>> {
+        let inner = &self.inner;
+        let now = inner.config.clock.now_ms();
+        let sources: Vec<&'static str> = events.iter().map(|e| e.source).collect();
+        let intakes: Vec<Intake> = events
+            .into_iter()
+            .map(|event| inner.registry.plan(event.into_new_event(now)))
+            .collect();
+        let admitted = inner
+            .store
+            .write(move |tx| {
+                Box::pin(async move {
+                    let mut admitted = Vec::with_capacity(intakes.len());
+                    for intake in &intakes {
+                        admitted.push(admit(tx, intake).await?);
+                    }
+                    Ok(admitted)
+                })
+            })
+            .await?;
+        let mut claimable = false;
+        let outcomes = admitted
+            .into_iter()
+            .zip(sources)
+            .map(|(admitted, source)| {
+                let labels = SourceLabels {
+                    source: source.to_owned(),
+                };
+                let counter = match &admitted.outcome {
+                    IngestOutcome::Accepted { .. } => &inner.metrics.events_received,
+                    IngestOutcome::Duplicate { .. } => &inner.metrics.events_duplicate,
+                };
+                counter.get_or_create(&labels).inc();
+                claimable |= admitted.claimable;
+                admitted.outcome
+            })
+            .collect();
+        if claimable {
+            inner.wake.notify_waiters();
+        }
+        Ok(outcomes)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod path;
 mod registry;
 mod retry;
 mod run;
+mod shutdown;
 mod step;
 mod step_events;
 mod worker;
@@ -36,6 +37,7 @@ pub use flow::{CancelOn, Concurrency, Throttle};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use run::{RunStatus, UnknownStatus};
+pub use shutdown::Stopped;
 pub use step::{Ctx, Interrupt, Step};
 pub use step_events::WaitFor;
 

@@ -14,15 +14,18 @@
 //! ignores it and answers its own ids. Only an `id` set by the sender makes a resend
 //! (or an SDK retry) a duplicate.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
 
@@ -90,28 +93,24 @@ pub fn router() -> Router<AppState> {
     )
 }
 
-/// A refusal, with the ids of the events stored before it (a batch that fails part way,
-/// e.g. when the database goes down, keeps what it stored).
+/// A refusal, answered in the SDK's shape. A batch is stored whole or not at all, so a
+/// refusal never has ids.
 struct Refusal {
     error: ApiError,
-    ids: Vec<String>,
 }
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        Refusal {
-            error,
-            ids: Vec::new(),
-        }
+        Refusal { error }
     }
 }
 
 async fn receive(
     State(state): State<AppState>,
     key: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
-    match accept(&state, key, body).await {
+    match accept(&state, key, request).await {
         Ok(ids) => Json(json!({ "ids": ids, "status": 200 })).into_response(),
         Err(refusal) => {
             if refusal.error.status.is_client_error() {
@@ -125,11 +124,13 @@ async fn receive(
 async fn accept(
     state: &AppState,
     key: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Vec<String>, Refusal> {
-    // A key that does not even decode cannot be a configured one.
+    // The key is checked before a byte of the body is read: a sender without one costs
+    // neither the time nor the memory of its body.
     let known = match &key {
         Ok(Path(key)) => state.event_keys.accepts(key),
+        // A key that does not even decode cannot be a configured one.
         Err(_) => matches!(state.event_keys, EventKeys::Any),
     };
     if !known {
@@ -140,28 +141,34 @@ async fn accept(
         )
         .into());
     }
-    let body = body.map_err(ApiError::from)?;
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(ApiError::from)?;
     // The whole batch is checked before anything is stored.
     let events = parse_batch(&body)?;
+    drop(body);
     let count = events.len();
+    let outcomes = match <[EventInput; 1]>::try_from(events) {
+        // One event takes the engine's quickest way in.
+        Ok([event]) => vec![state.engine.ingest(event).await.map_err(ApiError::from)?],
+        Err(events) => state
+            .engine
+            .ingest_batch(events)
+            .await
+            .map_err(ApiError::from)?,
+    };
     let mut ids = Vec::with_capacity(count);
     let mut runs = 0;
-    for event in events {
-        match state.engine.ingest(event).await {
-            Ok(IngestOutcome::Accepted {
+    for outcome in outcomes {
+        match outcome {
+            IngestOutcome::Accepted {
                 event_id,
                 runs: started,
-            }) => {
+            } => {
                 runs += started.len();
                 ids.push(event_id);
             }
-            Ok(IngestOutcome::Duplicate { event_id }) => ids.push(event_id),
-            Err(err) => {
-                return Err(Refusal {
-                    error: err.into(),
-                    ids,
-                });
-            }
+            IngestOutcome::Duplicate { event_id } => ids.push(event_id),
         }
     }
     tracing::info!(events = count, runs, "api events accepted");
@@ -170,7 +177,7 @@ async fn accept(
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let Refusal { error, ids } = self;
+        let Refusal { error } = self;
         if error.status.is_server_error() {
             tracing::error!(code = error.code, error = %error.message, "event api request failed");
         }
@@ -179,7 +186,7 @@ impl IntoResponse for Refusal {
             // As Inngest answers an unknown key: no ids.
             json!({ "status": status, "error": error.message, "code": error.code })
         } else {
-            json!({ "ids": ids, "status": status, "error": error.message, "code": error.code })
+            json!({ "ids": [], "status": status, "error": error.message, "code": error.code })
         };
         let mut response = (error.status, Json(body)).into_response();
         if error.status == StatusCode::SERVICE_UNAVAILABLE {
@@ -193,52 +200,109 @@ impl IntoResponse for Refusal {
 
 /// Reads a body the way Inngest's event API does (an array of events, or one event),
 /// checks every event, and returns them in order, ready for [`crate::engine::Engine::ingest`].
+///
+/// The body is split into the text of each event first, reading an array no further than
+/// one event past [`MAX_EVENTS`]; each event is then parsed on its own into what is
+/// stored, so no tree of the whole batch is ever built.
 pub(crate) fn parse_batch(body: &[u8]) -> Result<Vec<EventInput>, ApiError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|err| ApiError::bad_request("invalid_json", format!("invalid JSON: {err}")))?;
-    let events = match value {
-        Value::Array(events) => events,
-        event @ Value::Object(_) => vec![event],
-        _ => {
-            return Err(ApiError::bad_request(
-                "invalid_json",
-                "the body must be an event object or an array of events",
-            ));
-        }
-    };
-    if events.len() > MAX_EVENTS {
-        return Err(ApiError::bad_request(
-            "too_many_events",
-            format!(
-                "{} events in one request; at most {MAX_EVENTS} are accepted",
-                events.len()
-            ),
-        ));
-    }
-    events
+    split_batch(body)?
         .into_iter()
         .enumerate()
         .map(|(index, event)| parse_event(index, event))
         .collect()
 }
 
-fn parse_event(index: usize, event: Value) -> Result<EventInput, ApiError> {
+/// The text of each event of the body, in order.
+fn split_batch(body: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
+    let invalid = |err: serde_json::Error| {
+        ApiError::bad_request("invalid_json", format!("invalid JSON: {err}"))
+    };
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(vec![serde_json::from_slice(body).map_err(invalid)?]),
+        Some(b'[') => {
+            let over = Cell::new(false);
+            let mut reader = serde_json::Deserializer::from_slice(body);
+            let events = UpToMax { over: &over }
+                .deserialize(&mut reader)
+                .and_then(|events| reader.end().map(|()| events));
+            match events {
+                Ok(events) => Ok(events),
+                Err(_) if over.get() => Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_many_events",
+                    format!(
+                        "more than {MAX_EVENTS} events in one request; at most {MAX_EVENTS} are accepted"
+                    ),
+                )),
+                Err(err) => Err(invalid(err)),
+            }
+        }
+        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            Err(err) => Err(invalid(err)),
+            Ok(_) => Err(ApiError::bad_request(
+                "invalid_json",
+                "the body must be an event object or an array of events",
+            )),
+        },
+    }
+}
+
+/// An array of at most [`MAX_EVENTS`] values, read as their text; `over` says when it
+/// stopped at one more.
+struct UpToMax<'a> {
+    over: &'a Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for UpToMax<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UpToMax<'_> {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "an array of at most {MAX_EVENTS} events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut events = Vec::new();
+        while let Some(event) = seq.next_element::<&'de RawValue>()? {
+            if events.len() == MAX_EVENTS {
+                self.over.set(true);
+                return Err(serde::de::Error::custom("too many events"));
+            }
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+fn parse_event(index: usize, event: &RawValue) -> Result<EventInput, ApiError> {
     let bad = |code: &'static str, what: String| {
         ApiError::bad_request(code, format!("event {index}: {what}"))
     };
-    let size = event.to_string().len();
-    let Value::Object(mut fields) = event else {
+    let text = event.get();
+    if !text.starts_with('{') {
         return Err(bad(
             "invalid_event",
             "an event must be a JSON object".into(),
         ));
-    };
-    if size > MAX_EVENT_BYTES {
+    }
+    if text.len() > MAX_EVENT_BYTES {
         return Err(bad(
             "event_too_large",
-            format!("{size} bytes; an event may have at most {MAX_EVENT_BYTES}"),
+            format!(
+                "{} bytes; an event may have at most {MAX_EVENT_BYTES}",
+                text.len()
+            ),
         ));
     }
+    let mut fields: Map<String, Value> = serde_json::from_str(text)
+        .map_err(|err| bad("invalid_event", format!("unreadable: {err}")))?;
     let name = match fields.remove("name") {
         None | Some(Value::Null) => return Err(bad("missing_name", "`name` is required".into())),
         Some(Value::String(name)) if name.trim().is_empty() => {
@@ -438,7 +502,18 @@ mod tests {
             "[{}]",
             vec![r#"{"name":"app/a"}"#; MAX_EVENTS + 1].join(",")
         );
-        assert_eq!(code(&many), "too_many_events");
+        let over = parse_batch(many.as_bytes()).expect_err("one too many");
+        assert_eq!(
+            (over.status, over.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events")
+        );
+        // Counted before the rest is read: what follows the last event allowed is not
+        // even looked at.
+        let cut = format!("{},{{not json", &many[..many.len() - 1]);
+        assert_eq!(
+            parse_batch(cut.as_bytes()).expect_err("over").code,
+            "too_many_events"
+        );
         let most = format!("[{}]", vec![r#"{"name":"app/a"}"#; MAX_EVENTS].join(","));
         assert_eq!(
             parse_batch(most.as_bytes()).expect("at the limit").len(),

@@ -7,18 +7,19 @@ pub mod error;
 mod event_api;
 mod health;
 mod metrics;
+pub mod serve;
 pub mod state;
 mod stripe_webhook;
 mod webhooks_page;
 
-use std::future::Future;
-
 use axum::Router;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 pub use access::Access;
 pub use event_api::EventKeys;
+pub use serve::{Limits, Served};
 pub use state::AppState;
 
 /// Every route of the server (Stripe webhook, event API, health, metrics, `/api/v1`,
@@ -50,16 +51,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` completes, then stops accepting and drains open requests.
+/// Serves the router until `stop` is cancelled, under `limits`; then stops accepting,
+/// lets requests in flight finish within the shutdown grace and closes what is left.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    limits: Limits,
+    stop: CancellationToken,
+) -> Served {
+    let largest_body = state.max_body_bytes.max(event_api::MAX_BODY_BYTES);
+    serve::serve(listener, router(state), limits, largest_body, stop).await
 }

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 use crate::common::serve::{free_port, http_client, post_event};
 use crate::common::{SECRET, eventually, fixture_event};
 
-const TOKEN: &str = "proxy-test-dashboard-token";
+const TOKEN: &str = "proxy-test-dashboard-token-of-32-chars";
 const PROXY_VARIABLES: [&str; 6] = [
     "HTTP_PROXY",
     "HTTPS_PROXY",

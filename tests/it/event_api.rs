@@ -341,7 +341,6 @@ async fn a_repeated_id_is_one_event_for_24_hours(backend: Backend) {
 async fn bad_requests_are_400_with_their_code_and_store_nothing(backend: Backend) {
     let (app, _) = start(backend, EventKeys::Any).await;
     let good = json!({"name": "app/order.placed", "data": {"order": 1}});
-    let over_limit = Value::Array(vec![good.clone(); 5_001]).to_string();
     let cases: Vec<(&str, String)> = vec![
         ("invalid_json", r#"[{"name": "app/order.placed""#.into()),
         ("invalid_json", "".into()),
@@ -362,7 +361,6 @@ async fn bad_requests_are_400_with_their_code_and_store_nothing(backend: Backend
             "invalid_data",
             json!([{"name": "app/a", "data": 7}]).to_string(),
         ),
-        ("too_many_events", over_limit),
         (
             "reserved_name",
             json!([good, {"name": "stripe/invoice.paid", "data": {}}]).to_string(),

@@ -15,6 +15,7 @@ mod engine;
 mod event_api;
 mod flow;
 mod group_commit;
+mod limits;
 mod money;
 mod operations;
 mod outgoing_webhooks;

@@ -13,7 +13,7 @@ use crate::common::{Backend, TestDb};
 
 const PASSWORD: &str = "pw-Never-Shown-5f3e";
 const WEBHOOK_SECRET: &str = "whsec_never_shown_0a1b2c3d4e5f";
-const DASHBOARD_TOKEN: &str = "dashboard-token-never-shown-77";
+const DASHBOARD_TOKEN: &str = "dashboard-token-that-is-never-shown-77";
 const EVENT_KEY: &str = "event-key-never-shown-88";
 const API_KEY: &str = "rk_test_never_shown_99";
 
