@@ -146,7 +146,7 @@ async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
 
 async fn get_health(stream: &mut TcpStream) -> Answer {
     stream
-        .write_all(b"GET /health HTTP/1.1\r\nHost: paysteps\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("send");
     read_answer(stream).await
@@ -174,7 +174,7 @@ async fn a_half_sent_header_is_closed_after_the_header_timeout() {
     )
     .await;
     let mut slow = server.connect().await;
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: paysteps\r\nX-Slow: ")
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
         .expect("send");
     assert_eq!(
@@ -230,7 +230,7 @@ async fn a_body_not_received_in_time_is_408_and_the_connection_closed() {
     for path in ["/e/any-key", "/api/stripe/webhook"] {
         let mut slow = server.connect().await;
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: paysteps\r\nContent-Type: application/json\r\n\
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
              Stripe-Signature: t=1,v1=00\r\nContent-Length: 100\r\n\r\n[{{\"name\":"
         );
         slow.write_all(head.as_bytes()).await.expect("send");
@@ -262,7 +262,7 @@ async fn connections_over_the_cap_are_refused_while_open_ones_keep_working() {
     for _ in 0..2 {
         let mut holder = server.connect().await;
         holder
-            .write_all(b"GET /health HTTP/1.1\r\nHost: paysteps\r\n")
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
             .await
             .expect("send");
         holders.push(holder);
@@ -278,7 +278,7 @@ async fn connections_over_the_cap_are_refused_while_open_ones_keep_working() {
     // A connection already open keeps being served, the webhook included.
     assert_eq!(get_health(&mut kept).await.status, 200);
     kept.write_all(
-        b"POST /api/stripe/webhook HTTP/1.1\r\nHost: paysteps\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /api/stripe/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
     )
     .await
     .expect("send");
@@ -313,7 +313,7 @@ async fn a_wrong_event_key_is_refused_before_the_body_is_read() {
     let mut sender = server.connect().await;
     let length = 3 * 1024 * 1024 - 1;
     let head = format!(
-        "POST /e/key_live_wrong HTTP/1.1\r\nHost: paysteps\r\nContent-Type: application/json\r\n\
+        "POST /e/key_live_wrong HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {length}\r\n\r\n"
     );
     sender.write_all(head.as_bytes()).await.expect("send");
@@ -541,7 +541,7 @@ async fn sigterm_with_a_half_sent_request_exits_within_the_grace(backend: Backen
         .await
         .expect("connect");
     half.write_all(
-        b"POST /e/key_live_one HTTP/1.1\r\nHost: paysteps\r\nContent-Type: application/json\r\n\
+        b"POST /e/key_live_one HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
           Content-Length: 1000\r\n\r\n[{\"name\":\"app/",
     )
     .await
