@@ -10,10 +10,11 @@
 mod failures;
 mod hosts;
 pub mod page_headers;
+mod proxies;
 mod session;
 mod signin;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use subtle::ConstantTimeEq;
 use self::failures::{Client, Failures};
 pub use self::hosts::Hosts;
 use self::hosts::Site;
+pub use self::proxies::TrustedProxies;
 pub use self::session::Session;
 pub use self::signin::router;
 use super::error::ApiError;
@@ -55,6 +57,7 @@ pub struct Access {
     secure_cookies: bool,
     session_ttl: Duration,
     failures: Arc<Failures>,
+    proxies: Arc<TrustedProxies>,
 }
 
 /// The token and what is derived from it.
@@ -79,6 +82,7 @@ impl Access {
             secure_cookies: false,
             session_ttl: Duration::from_secs(DEFAULT_SESSION_HOURS * 3600),
             failures: Arc::default(),
+            proxies: Arc::default(),
         }
     }
 
@@ -115,6 +119,19 @@ impl Access {
             session_ttl: ttl,
             ..self
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies when counting wrong tokens.
+    pub fn trusted_proxies(self, proxies: TrustedProxies) -> Access {
+        Access {
+            proxies: Arc::new(proxies),
+            ..self
+        }
+    }
+
+    /// The client a request comes from, for counting its wrong tokens.
+    fn client(&self, connection: Option<&ConnectInfo<SocketAddr>>, headers: &HeaderMap) -> Client {
+        Client::new(connection.map(|ConnectInfo(addr)| self.proxies.client(addr.ip(), headers)))
     }
 
     /// Whether a token is required (and the dashboard offers to sign out).
@@ -204,6 +221,15 @@ pub struct AccessArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_cookies: bool,
+    /// Reverse proxies (addresses or networks such as 10.0.0.0/8, comma-separated) whose
+    /// `X-Forwarded-For` names the client, so wrong tokens are counted per real client.
+    #[arg(
+        long = "trusted-proxies",
+        env = "PAYSTEPS_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_parser = proxies::parse_network
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Why access cannot be configured as asked.
@@ -228,6 +254,7 @@ impl AccessArgs {
         access
             .hosts(self.allowed_hosts(&bound))
             .session_ttl(self.session_ttl())
+            .trusted_proxies(self.trusted_proxies())
     }
 
     /// `serve`'s access with `token`, listening on `bind`: `Host` checked only when
@@ -246,13 +273,18 @@ impl AccessArgs {
         Ok(Access::token(token)
             .hosts(hosts)
             .secure_cookies(!self.insecure_cookies)
-            .session_ttl(self.session_ttl()))
+            .session_ttl(self.session_ttl())
+            .trusted_proxies(self.trusted_proxies()))
     }
 
     fn allowed_hosts(&self, bind: &str) -> Hosts {
         Hosts::loopback()
             .with([bind])
             .with(self.allowed_hosts.iter().map(|h| h.trim()))
+    }
+
+    fn trusted_proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(self.trusted_proxies.iter().copied())
     }
 
     fn session_ttl(&self) -> Duration {
@@ -301,10 +333,6 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, value)| value)
 }
 
-fn client(connection: Option<&ConnectInfo<SocketAddr>>) -> Client {
-    Client::new(connection.map(|ConnectInfo(addr)| -> IpAddr { addr.ip() }))
-}
-
 fn writes(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -350,7 +378,9 @@ pub fn protect(router: Router<AppState>, state: &AppState) -> Router<AppState> {
 }
 
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let client = client(request.extensions().get());
+    let client = state
+        .access
+        .client(request.extensions().get(), request.headers());
     let now_ms = state.engine.clock().now_ms();
     let identity = state
         .access
@@ -422,6 +452,7 @@ mod tests {
             allowed_hosts: allowed.iter().map(|h| (*h).to_owned()).collect(),
             session_hours: 12,
             insecure_cookies: insecure,
+            trusted_proxies: Vec::new(),
         }
     }
 

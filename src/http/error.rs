@@ -80,22 +80,36 @@ impl ApiError {
             ..ApiError::new(status, code, message)
         }
     }
+
+    /// The error, logged under a request id if it is a 5xx that was not logged yet (made
+    /// with `new`: the message is all there is to log).
+    pub fn logged(self) -> ApiError {
+        if !self.status.is_server_error() || self.request_id.is_some() {
+            return self;
+        }
+        let request_id = new_id("req");
+        tracing::error!(%request_id, status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
+        ApiError {
+            request_id: Some(request_id),
+            ..self
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if self.status.is_server_error() {
-            // Made with `new`: the message is all there is to log.
-            let request_id = self.request_id.unwrap_or_else(|| {
-                let request_id = new_id("req");
-                tracing::error!(%request_id, status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
-                request_id
-            });
+        let ApiError {
+            status,
+            code,
+            message,
+            request_id,
+        } = self.logged();
+        let mut error = json!({ "code": code, "message": message });
+        if let Some(request_id) = request_id {
             error["request_id"] = json!(request_id);
         }
-        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

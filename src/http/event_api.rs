@@ -177,17 +177,17 @@ async fn accept(
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let Refusal { error } = self;
-        if error.status.is_server_error() {
-            tracing::error!(code = error.code, error = %error.message, "event api request failed");
-        }
+        let error = self.error.logged();
         let status = error.status.as_u16();
-        let body = if error.status == StatusCode::UNAUTHORIZED {
+        let mut body = if error.status == StatusCode::UNAUTHORIZED {
             // As Inngest answers an unknown key: no ids.
             json!({ "status": status, "error": error.message, "code": error.code })
         } else {
             json!({ "ids": [], "status": status, "error": error.message, "code": error.code })
         };
+        if let Some(request_id) = &error.request_id {
+            body["request_id"] = json!(request_id);
+        }
         let mut response = (error.status, Json(body)).into_response();
         if error.status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -22,6 +22,7 @@ crate::on_both_backends!(
     an_over_long_or_unprintable_stripe_event_id_is_an_invalid_event,
     a_webhook_url_over_2048_bytes_is_refused,
     a_database_failure_answers_a_request_id_and_no_database_text,
+    an_event_api_failure_answers_a_request_id_and_no_database_text,
 );
 
 async fn app(backend: Backend) -> TestApp {
@@ -388,6 +389,42 @@ async fn a_database_failure_answers_a_request_id_and_no_database_text(backend: B
         .await
         .expect("rename");
 
+    let (status, text, logged) =
+        logging(call(&app, Method::GET, "/api/v1/reports/daily", None)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    let request_id = answered_request_id(&answer["error"]);
+    assert_eq!(
+        answer,
+        json!({"error": {"code": "internal", "message": "internal error", "request_id": request_id}})
+    );
+    assert_cause_logged_not_answered(&text, &logged, &request_id, "daily_reports");
+}
+
+async fn an_event_api_failure_answers_a_request_id_and_no_database_text(backend: Backend) {
+    let app = app(backend).await;
+    let event = r#"{"name":"shop/order.placed","data":{"order":1}}"#;
+    let (status, _) = call(&app, Method::POST, "/e/key", Some(event)).await;
+    assert_eq!(status, StatusCode::OK);
+    app.store()
+        .execute_statement("ALTER TABLE events RENAME TO events_gone".into(), vec![])
+        .await
+        .expect("rename");
+
+    let (status, text, logged) = logging(call(&app, Method::POST, "/e/key", Some(event))).await;
+    assert!(status.is_server_error(), "{status}: {text}");
+    let answer: Value = serde_json::from_str(&text).expect("JSON");
+    // The SDK reads the status and the error from the body.
+    assert_eq!(answer["status"], status.as_u16(), "{answer}");
+    assert!(answer["error"].is_string(), "{answer}");
+    let request_id = answered_request_id(&answer);
+    assert_cause_logged_not_answered(&text, &logged, &request_id, "events");
+}
+
+/// What `request` answers, and what was logged while it ran.
+async fn logging(
+    request: impl std::future::Future<Output = (StatusCode, String)>,
+) -> (StatusCode, String, String) {
     let log = Captured::default();
     let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -397,28 +434,28 @@ async fn a_database_failure_answers_a_request_id_and_no_database_text(backend: B
     // The test runtime has one thread: the handler logs on this one.
     let (status, text) = {
         let _guard = tracing::subscriber::set_default(subscriber);
-        call(&app, Method::GET, "/api/v1/reports/daily", None).await
+        request.await
     };
-    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
-    let answer: Value = serde_json::from_str(&text).expect("JSON");
-    let request_id = answer["error"]["request_id"]
+    let logged = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
+    (status, text, logged)
+}
+
+fn answered_request_id(holder: &Value) -> String {
+    holder["request_id"]
         .as_str()
-        .unwrap_or_else(|| panic!("no request id in {answer}"))
-        .to_owned();
-    assert_eq!(
-        answer,
-        json!({"error": {"code": "internal", "message": "internal error", "request_id": request_id}})
-    );
-    for database_text in ["daily_reports", "relation", "table", "database", "sql"] {
+        .unwrap_or_else(|| panic!("no request id in {holder}"))
+        .to_owned()
+}
+
+/// The answer names no table, statement or driver; the log line under `request_id`
+/// names `table`.
+fn assert_cause_logged_not_answered(text: &str, logged: &str, request_id: &str, table: &str) {
+    for database_text in [table, "relation", "table", "database", "sql"] {
         assert!(!text.to_lowercase().contains(database_text), "{text}");
     }
-    let logged = String::from_utf8(log.0.lock().expect("log").clone()).expect("utf-8");
     let line = logged
         .lines()
-        .find(|line| line.contains(&request_id))
+        .find(|line| line.contains(request_id))
         .unwrap_or_else(|| panic!("no log line with {request_id} in:\n{logged}"));
-    assert!(
-        line.contains("daily_reports"),
-        "the cause is logged: {line}"
-    );
+    assert!(line.contains(table), "the cause is logged: {line}");
 }

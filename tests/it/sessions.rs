@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
+use paysteps::http::access::TrustedProxies;
 use paysteps::http::{Access, AppState, EventKeys};
 use paysteps::stripe::signature::Verifier;
 use paysteps::webhooks::Destinations;
@@ -238,6 +239,53 @@ async fn wrong_tokens_are_limited_per_client_address() {
     assert_eq!(answer.status, StatusCode::OK);
     let answer = send(&app, from(typist, signin_form(TOKEN))).await;
     assert_eq!(answer.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_wrong_tokens_are_counted_per_forwarded_client() {
+    let proxy = "10.0.0.2:51000";
+    let trusted = TrustedProxies::new(["10.0.0.0/8".parse().unwrap()]);
+    let app = app(
+        Backend::Sqlite,
+        Access::token(TOKEN).trusted_proxies(trusted),
+    )
+    .await;
+    let forwarded_by_proxy = |client: &str, token: &str| {
+        let mut request = from(proxy, bearer(token));
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", client.parse().unwrap());
+        request
+    };
+    for n in 1..=10 {
+        let answer = send(
+            &app,
+            forwarded_by_proxy("203.0.113.7", &format!("guess-{n}")),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let answer = send(&app, forwarded_by_proxy("203.0.113.7", "guess-11")).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+    // The same proxy forwarding another user is not locked out with the guesser...
+    let answer = send(&app, forwarded_by_proxy("198.51.100.2", TOKEN)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // ...and the guesser cannot get out by claiming another address in front of it.
+    let answer = send(&app, forwarded_by_proxy("198.51.100.3, 203.0.113.7", TOKEN)).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // A client that is not a trusted proxy cannot choose its address at all.
+    let direct = "192.0.2.50:40000";
+    for n in 1..=10 {
+        let mut request = from(direct, bearer(&format!("guess-{n}")));
+        request.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{n}").parse().unwrap(),
+        );
+        assert_eq!(send(&app, request).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let answer = send(&app, from(direct, bearer(TOKEN))).await;
+    assert_eq!(answer.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 const PAGE_HEADERS: [(&str, &str); 4] = [

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
-use super::{Refused, SESSION_COOKIE, client, cookie, page_headers, session, too_many};
+use super::{Refused, SESSION_COOKIE, cookie, page_headers, session, too_many};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
@@ -66,6 +66,7 @@ struct SigninForm {
 async fn signin(
     State(state): State<AppState>,
     connection: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     form: Result<Form<SigninForm>, FormRejection>,
 ) -> Response {
     let Some(access) = &state.access.token else {
@@ -74,7 +75,9 @@ async fn signin(
     let Ok(Form(form)) = form else {
         return signin_error(StatusCode::BAD_REQUEST, "Enter the token.");
     };
-    let client = client(connection.as_ref().map(|Extension(c)| c));
+    let client = state
+        .access
+        .client(connection.as_ref().map(|Extension(c)| c), &headers);
     let now_ms = state.engine.clock().now_ms();
     match state
         .access
