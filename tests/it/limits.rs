@@ -578,3 +578,85 @@ async fn sigterm_with_a_half_sent_request_exits_within_the_grace(backend: Backen
     );
     assert_eq!(until_closed(&mut other).await, b"");
 }
+
+/// The attack of the issue this server's limits answer: 1,100 connections that each send
+/// half a header, against the real binary under a 1,024 open-file limit. A kept-alive
+/// connection and the Stripe webhook are served throughout; every half-open connection is
+/// closed once the header timeout has passed, and new connections are served again.
+#[tokio::test]
+async fn half_open_connections_beyond_the_file_limit_leave_health_and_the_webhook_served() {
+    const HALF_OPEN: usize = 1_100;
+    // This test process holds both ends' worth of its own descriptors.
+    rlimit::increase_nofile_limit(4 * HALF_OPEN as u64).expect("raise this process's limit");
+    let db = TestDb::create(Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    // `ulimit -n` sets the soft and the hard limit: the server cannot raise it.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 1024 && exec \"$0\" dev"])
+        .arg(env!("CARGO_BIN_EXE_paysteps"))
+        .env("DATABASE_URL", db.url())
+        .env("STRIPE_WEBHOOK_SECRET", SECRET)
+        .env("PAYSTEPS_BIND", format!("127.0.0.1:{port}"))
+        .env("PAYSTEPS_HEADER_TIMEOUT_SECS", "3")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start paysteps");
+    let connect = || TcpStream::connect(("127.0.0.1", port));
+    let deadline = Instant::now() + GUARD;
+    let mut kept = loop {
+        if let Ok(mut stream) = connect().await
+            && get_health(&mut stream).await.status == 200
+        {
+            break stream;
+        }
+        assert!(
+            child.try_wait().expect("child").is_none(),
+            "paysteps exited"
+        );
+        assert!(Instant::now() < deadline, "paysteps not healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let mut half_open = Vec::with_capacity(HALF_OPEN);
+    for _ in 0..HALF_OPEN {
+        let mut stream = connect().await.expect("connect");
+        // A refused connection may already be closed: its write may fail.
+        let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: loc").await;
+        half_open.push(stream);
+    }
+
+    assert_eq!(get_health(&mut kept).await.status, 200, "kept connection");
+    kept.write_all(
+        b"POST /api/stripe/webhook HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
+    )
+    .await
+    .expect("send");
+    let webhook = read_answer(&mut kept).await;
+    assert_eq!(webhook.status, 400, "{webhook:?}");
+    assert_eq!(webhook.body["error"]["code"], "missing_signature");
+
+    // Every one of them is closed: the accepted ones at the header timeout, the others
+    // at once with a 503 or nothing.
+    for (n, stream) in half_open.iter_mut().enumerate() {
+        let sent = until_closed(stream).await;
+        let sent = String::from_utf8_lossy(&sent);
+        assert!(
+            sent.is_empty() || sent.starts_with("HTTP/1.1 503") || sent.starts_with("HTTP/1.1 408"),
+            "connection {n} got {sent:?}"
+        );
+    }
+    drop(half_open);
+    let mut fresh = connect().await.expect("connect");
+    assert_eq!(get_health(&mut fresh).await.status, 200, "a new connection");
+    assert!(
+        child.try_wait().expect("child").is_none(),
+        "paysteps exited"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
