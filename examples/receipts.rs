@@ -88,7 +88,7 @@ async fn invoice_receipt(ctx: Ctx) -> Result<Outcome, Interrupt> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paysteps::cli::init_logging();
+    paysteps::cli::init_logging()?;
     let receipts = Function::new(
         "invoice-receipt",
         Trigger::event("stripe/invoice.paid"),

@@ -1,6 +1,7 @@
 //! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`.
 
 mod api;
+mod logging;
 mod operations;
 mod send;
 mod server;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use logging::{LogFormat, UnknownLogFormat, init_logging};
 pub use server::{LimitArgs, build_app, serve_until};
 
 /// The command line: one of the [`Command`]s.
@@ -196,19 +198,6 @@ impl EngineArgs {
             crate::webhooks::Destinations::PublicOnly
         }
     }
-}
-
-/// Reads `.env` when there is one and logs to stderr, filtered by `RUST_LOG` (default
-/// `info`, with sqlx's statement logs at `warn`): what the binary does before parsing its
-/// command line, for programs built on [`run_with`].
-pub fn init_logging() {
-    dotenvy::dotenv().ok();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
 }
 
 /// Runs the parsed command to its end (for `dev` and `serve`, until the server stops).

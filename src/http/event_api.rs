@@ -429,6 +429,9 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -302,6 +302,9 @@ pub(crate) fn kind(value: &Value) -> &'static str {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
 

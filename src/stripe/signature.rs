@@ -180,6 +180,9 @@ impl<'a> Header<'a> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::stripe::signer::sign;

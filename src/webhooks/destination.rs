@@ -228,6 +228,9 @@ fn embedded_v4(ip: Ipv6Addr) -> Embedded {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -16,6 +16,7 @@ mod event_api;
 mod flow;
 mod group_commit;
 mod limits;
+mod logs;
 mod money;
 mod operations;
 mod outgoing_webhooks;
