@@ -8,6 +8,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod payments;
+pub mod retention;
 pub mod store;
 pub mod stripe;
 pub mod webhooks;

@@ -1,4 +1,5 @@
-//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`.
+//! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`,
+//! `prune`, `backup`.
 
 mod api;
 mod logging;
@@ -6,6 +7,7 @@ mod operations;
 mod send;
 mod server;
 mod trigger;
+mod upkeep;
 mod webhooks;
 
 use std::time::Duration;
@@ -49,6 +51,10 @@ pub enum Command {
     Replay(operations::ReplayArgs),
     /// Cancel a run that has not ended, or every such run matching a filter.
     Cancel(operations::CancelArgs),
+    /// Delete what ended longer ago than the retention once, and print what went (or, with --dry-run, what would).
+    Prune(upkeep::PruneArgs),
+    /// Copy a live SQLite database to a new file (for PostgreSQL, use pg_dump).
+    Backup(upkeep::BackupArgs),
 }
 
 /// Settings shared by `dev` and `serve`.
@@ -109,6 +115,16 @@ pub struct EngineArgs {
     /// The HTTP server's time limits and caps.
     #[command(flatten)]
     pub limits: server::LimitArgs,
+    /// Days what ended (runs, their steps and history, events, webhook deliveries) is
+    /// kept before the daily retention function deletes it; 0 keeps it for ever.
+    #[arg(
+        long = "retention-days",
+        env = "PAYSTEPS_RETENTION_DAYS",
+        default_value = "30",
+        allow_hyphen_values = true,
+        value_parser = crate::retention::Retention::parse
+    )]
+    pub retention: crate::retention::Retention,
 }
 
 impl EngineArgs {
@@ -232,5 +248,7 @@ pub async fn run_with(cli: Cli, functions: Vec<crate::engine::Function>) -> anyh
         Command::Runs(args) => operations::runs(args).await,
         Command::Replay(args) => operations::replay(args).await,
         Command::Cancel(args) => operations::cancel(args).await,
+        Command::Prune(args) => upkeep::prune(args).await,
+        Command::Backup(args) => upkeep::backup(args).await,
     }
 }

@@ -13,6 +13,7 @@ use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig, Function, Stopped};
 use crate::http::{self, Access, AppState, EventKeys, Limits};
 use crate::payments::{self, Faults};
+use crate::retention;
 use crate::store::{Store, redact_url};
 use crate::stripe::{signature::Verifier, signer};
 use crate::webhooks;
@@ -158,6 +159,13 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
         "  entitled        {} (PAYSTEPS_ENTITLED_STATUSES)",
         args.engine.entitled_statuses.statuses().join(", ")
     );
+    println!(
+        "  retention       {} (PAYSTEPS_RETENTION_DAYS)",
+        match args.engine.retention {
+            retention::Retention::Forever => "everything kept for ever".to_owned(),
+            days => format!("what ended is deleted after {days}"),
+        }
+    );
     println!("  try it          paysteps trigger checkout.session.completed");
     println!("                  paysteps send app/hello --data '{{\"name\":\"Ada\"}}'");
     let engine = build_engine(store, &args.engine, functions)?;
@@ -251,6 +259,7 @@ fn build_engine(
     for function in payments::functions(Faults::default(), args.stripe_api())
         .into_iter()
         .chain(webhooks::functions(hooks))
+        .chain([retention::function(args.retention)])
         .chain(functions)
     {
         builder = builder.register(function);

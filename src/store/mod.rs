@@ -15,12 +15,14 @@ macro_rules! bind_args {
     };
 }
 
+mod backup;
 mod batch;
 mod error;
 mod flow;
 mod journal;
 pub mod operations;
 mod postgres;
+mod retention;
 mod rows;
 mod sqlite;
 mod url;
@@ -32,11 +34,13 @@ use futures::future::BoxFuture;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+pub use backup::{Backup, BackupError, backup};
 pub use error::{Error, Result};
 pub use flow::{ListenerRow, NewListener};
 pub use journal::{
     ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate, queues_runs,
 };
+pub use retention::Pruned;
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sqlite::Durability;
 pub use url::redact_url;

@@ -176,6 +176,11 @@ impl TestApp {
         self.engine.store()
     }
 
+    /// A URL of this test's database, for another process or connection.
+    pub fn database_url(&self) -> String {
+        self._db.url()
+    }
+
     /// Posts a raw body with an optional `Stripe-Signature` header.
     pub async fn post_webhook(
         &self,
