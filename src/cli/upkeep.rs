@@ -51,6 +51,12 @@ pub struct BackupArgs {
 }
 
 pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
+    // A mistyped path must not become a new, empty database that "pruned nothing".
+    if let Some(path) = store::sqlite_path(&args.db)
+        && !path.is_file()
+    {
+        anyhow::bail!("no SQLite database at {}", path.display());
+    }
     let store = Store::connect(&args.db)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&args.db)))?;

@@ -57,14 +57,7 @@ pub struct Backup {
 /// takes it) to `dest`, a file that must not exist yet; the copy is synced and opened
 /// again to read what it holds.
 pub async fn backup(url: &str, dest: &Path) -> Result<Backup, BackupError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(BackupError::Postgres);
-    }
-    let source = Path::new(
-        url.strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url),
-    );
+    let source = super::sqlite_path(url).ok_or(BackupError::Postgres)?;
     if !source.is_file() {
         return Err(BackupError::NoDatabase(source.to_owned()));
     }

@@ -43,7 +43,7 @@ pub use journal::{
 pub use retention::Pruned;
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sqlite::Durability;
-pub use url::redact_url;
+pub use url::{redact_url, sqlite_path};
 
 /// A row type readable from every backend.
 pub trait Record:
@@ -145,16 +145,12 @@ impl Store {
     /// Opens the database named by `url`: `postgres://…` (or `postgresql://…`), or
     /// SQLite as `sqlite://path`, `sqlite:path` or a plain file path.
     pub async fn connect(url: &str) -> Result<Store> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Store(Backend::Postgres(
+        match sqlite_path(url) {
+            Some(path) => Self::open_sqlite(path).await,
+            None => Ok(Store(Backend::Postgres(
                 postgres::PgStore::open(url).await?,
-            )));
+            ))),
         }
-        let path = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .unwrap_or(url);
-        Self::open_sqlite(Path::new(path)).await
     }
 
     /// Opens (creating if needed) an SQLite file in WAL mode.

@@ -1,7 +1,23 @@
-//! Database URLs as they may be shown: without their password.
+//! Database URLs: which database they name, and how they may be shown (without their
+//! password).
+
+use std::path::Path;
 
 /// What a password is shown as.
 const HIDDEN: &str = "***";
+
+/// The SQLite file `url` names (`sqlite://path`, `sqlite:path` or a plain path), or
+/// `None` for a PostgreSQL URL.
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    Some(Path::new(path))
+}
 
 /// `url` with its password replaced by `***`, wherever a URL or an error about it is
 /// shown (`postgres://user:***@host/db`). The password of the user-info part is hidden,

@@ -152,6 +152,21 @@ async fn negative_retention_days_are_refused() {
     }
 }
 
+#[tokio::test]
+async fn prune_of_a_missing_sqlite_file_is_refused_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    for args in [
+        &["prune", "--db", "typo.db"][..],
+        &["prune", "--dry-run", "--db", "sqlite://typo.db"][..],
+    ] {
+        let refused = output(paysteps(dir.path(), args)).await;
+        let said = text(&refused);
+        assert!(!refused.status.success(), "{said}");
+        assert!(said.contains("no SQLite database at typo.db"), "{said}");
+        assert!(!dir.path().join("typo.db").exists(), "typo.db was created");
+    }
+}
+
 /// `paysteps dev` on `db`, and the address it listens on.
 fn start_dev(dir: &Path, db: &str) -> (Child, String) {
     let mut child = paysteps(dir, &["dev", "--db", db, "--bind", "127.0.0.1:0"])
