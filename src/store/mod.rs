@@ -23,6 +23,7 @@ pub mod operations;
 mod postgres;
 mod rows;
 mod sqlite;
+pub mod stats;
 mod url;
 
 use std::future::Future;
