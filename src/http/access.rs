@@ -55,6 +55,8 @@ pub struct Access {
     secure_cookies: bool,
     session_ttl: Duration,
     failures: Arc<Failures>,
+    /// Required of `/metrics` as a bearer token when set.
+    metrics_token: Option<Arc<Secret>>,
 }
 
 /// The token and what is derived from it.
@@ -79,6 +81,7 @@ impl Access {
             secure_cookies: false,
             session_ttl: Duration::from_secs(DEFAULT_SESSION_HOURS * 3600),
             failures: Arc::default(),
+            metrics_token: None,
         }
     }
 
@@ -114,6 +117,60 @@ impl Access {
         Access {
             session_ttl: ttl,
             ..self
+        }
+    }
+
+    /// Requires `token` of `/metrics` as a bearer token; `None` or empty leaves it open.
+    pub fn metrics_token(self, token: Option<&str>) -> Access {
+        Access {
+            metrics_token: token
+                .filter(|t| !t.is_empty())
+                .map(|t| Arc::new(Secret::new(t))),
+            ..self
+        }
+    }
+
+    /// The answer refusing a `/metrics` request, if it is refused: never without a
+    /// metrics token; with one, unless the request bears it (wrong tokens are limited per
+    /// client as the dashboard's are).
+    pub fn metrics_refusal(&self, request: &Request, now_ms: i64) -> Option<Response> {
+        let token = self.metrics_token.as_ref()?;
+        let client = client(request.extensions().get());
+        if let Some(wait) = self.failures.blocked(client, now_ms) {
+            return Some(too_many(
+                wait,
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "too many wrong tokens from this address; retry later",
+                )
+                .into_response(),
+            ));
+        }
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            Some(given) if equal(given, token.expose()) => None,
+            given => {
+                if given.is_some() {
+                    self.failures.record(client, now_ms);
+                }
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "metrics require the metrics token: Authorization: Bearer <PAYSTEPS_METRICS_TOKEN>",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"paysteps metrics\""),
+                );
+                Some(response)
+            }
         }
     }
 
@@ -204,6 +261,13 @@ pub struct AccessArgs {
         value_parser = clap::builder::FalseyValueParser::new()
     )]
     pub insecure_cookies: bool,
+    /// Bearer token `/metrics` requires; unset, `/metrics` is open.
+    #[arg(
+        long = "metrics-token",
+        env = "PAYSTEPS_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 /// Why access cannot be configured as asked.
@@ -228,6 +292,7 @@ impl AccessArgs {
         access
             .hosts(self.allowed_hosts(&bound))
             .session_ttl(self.session_ttl())
+            .metrics_token(self.metrics_token.as_deref())
     }
 
     /// `serve`'s access with `token`, listening on `bind`: `Host` checked only when
@@ -246,7 +311,8 @@ impl AccessArgs {
         Ok(Access::token(token)
             .hosts(hosts)
             .secure_cookies(!self.insecure_cookies)
-            .session_ttl(self.session_ttl()))
+            .session_ttl(self.session_ttl())
+            .metrics_token(self.metrics_token.as_deref()))
     }
 
     fn allowed_hosts(&self, bind: &str) -> Hosts {
@@ -422,6 +488,7 @@ mod tests {
             allowed_hosts: allowed.iter().map(|h| (*h).to_owned()).collect(),
             session_hours: 12,
             insecure_cookies: insecure,
+            metrics_token: None,
         }
     }
 

@@ -267,6 +267,7 @@ fn access_args(allowed: &[&str]) -> AccessArgs {
         allowed_hosts: allowed.iter().map(|h| (*h).to_owned()).collect(),
         session_hours: 12,
         insecure_cookies: false,
+        metrics_token: None,
     }
 }
 
