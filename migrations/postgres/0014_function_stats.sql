@@ -91,11 +91,33 @@ GROUP BY 1, 2, 3;
 CREATE FUNCTION function_stats_insert() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 BEGIN
-    INSERT INTO function_stats (bucket, function_id, runs)
-        SELECT created_at / 300000 * 300000, function_id, COUNT(*) FROM inserted
-        GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (bucket, function_id) DO UPDATE
-        SET runs = function_stats.runs + excluded.runs;
+    -- A run stored already ended counts as one that ends.
+    WITH counted AS (
+        SELECT created_at / 300000 * 300000 AS bucket, function_id, COUNT(*) AS runs,
+               COUNT(*) FILTER (WHERE status = 'completed') AS completed,
+               COUNT(*) FILTER (WHERE status = 'failed') AS failed,
+               COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+               MAX(ended_at - started_at) FILTER (WHERE status IN ('completed', 'failed'))
+                   AS max_ms
+        FROM inserted GROUP BY 1, 2
+    )
+    INSERT INTO function_stats (bucket, function_id, runs, completed, failed, cancelled, max_ms)
+        SELECT * FROM counted ORDER BY 1, 2
+        ON CONFLICT (bucket, function_id) DO UPDATE SET
+            runs = function_stats.runs + excluded.runs,
+            completed = function_stats.completed + excluded.completed,
+            failed = function_stats.failed + excluded.failed,
+            cancelled = function_stats.cancelled + excluded.cancelled,
+            max_ms = GREATEST(function_stats.max_ms, excluded.max_ms);
+    INSERT INTO function_durations (bucket, function_id, le_ms, count)
+        SELECT created_at / 300000 * 300000, function_id,
+               (SELECT MIN(le_ms) FROM duration_bins WHERE le_ms >= ended_at - started_at),
+               COUNT(*)
+        FROM inserted
+        WHERE status IN ('completed', 'failed') AND ended_at - started_at IS NOT NULL
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (bucket, function_id, le_ms) DO UPDATE
+        SET count = function_durations.count + excluded.count;
     RETURN NULL;
 END
 $$;
@@ -152,3 +174,7 @@ ALTER FUNCTION record_run_history() SET search_path FROM CURRENT;
 
 -- The oldest due queued run, read by /metrics, without reading the other queued runs.
 CREATE INDEX runs_queued_at ON runs (run_at) WHERE status = 'queued';
+
+-- A function's latest failed runs, read by /api/v1/functions, without reading the failed
+-- runs of every other function.
+CREATE INDEX runs_failed ON runs (function_id, created_at) WHERE status = 'failed';

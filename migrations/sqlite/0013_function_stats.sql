@@ -95,5 +95,32 @@ BEGIN
         ON CONFLICT (bucket, function_id, le_ms) DO UPDATE SET count = count + 1;
 END;
 
+-- A run stored already ended counts as one that ends.
+CREATE TRIGGER function_stats_insert_ended AFTER INSERT ON runs
+WHEN NEW.status IN ('completed', 'failed', 'cancelled')
+BEGIN
+    INSERT INTO function_stats (bucket, function_id, completed, failed, cancelled, max_ms)
+        VALUES (NEW.created_at / 300000 * 300000, NEW.function_id,
+            NEW.status = 'completed', NEW.status = 'failed', NEW.status = 'cancelled',
+            CASE WHEN NEW.status IN ('completed', 'failed')
+                THEN NEW.ended_at - NEW.started_at END)
+        ON CONFLICT (bucket, function_id) DO UPDATE SET
+            completed = completed + excluded.completed,
+            failed = failed + excluded.failed,
+            cancelled = cancelled + excluded.cancelled,
+            max_ms = CASE WHEN max_ms IS NULL OR excluded.max_ms > max_ms
+                THEN excluded.max_ms ELSE max_ms END;
+    INSERT INTO function_durations (bucket, function_id, le_ms, count)
+        SELECT NEW.created_at / 300000 * 300000, NEW.function_id, MIN(le_ms), 1
+        FROM duration_bins WHERE le_ms >= NEW.ended_at - NEW.started_at
+            AND NEW.status IN ('completed', 'failed')
+        HAVING COUNT(*) > 0
+        ON CONFLICT (bucket, function_id, le_ms) DO UPDATE SET count = count + 1;
+END;
+
 -- The oldest due queued run, read by /metrics, without reading the other queued runs.
 CREATE INDEX runs_queued_at ON runs (run_at) WHERE status = 'queued';
+
+-- A function's latest failed runs, read by /api/v1/functions, without reading the failed
+-- runs of every other function.
+CREATE INDEX runs_failed ON runs (function_id, created_at) WHERE status = 'failed';
