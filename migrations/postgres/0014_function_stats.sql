@@ -3,9 +3,12 @@
 -- Times are milliseconds since the Unix epoch.
 --
 -- The triggers are per statement: a batch of rows adds to each aggregate row once, and
--- takes the aggregate rows in key order, so two batches never wait on each other in a
--- cycle. Their functions keep the search_path they were created with, so they write the
--- tables of this schema whatever the session's search_path is.
+-- takes the aggregate rows in key order. The statistics are kept per connection (shard =
+-- the server process's pid), so a transaction never waits for another's statistics row:
+-- a row shared by all would hold every run's insert and end in line behind each other,
+-- and deadlock transactions that take it and another lock in opposite orders. Reads add
+-- the shards up. The functions keep the search_path they were created with, so they
+-- write the tables of this schema whatever the session's search_path is.
 
 -- Every event name with the number of stored events of that name.
 CREATE TABLE event_names (
@@ -55,7 +58,8 @@ CREATE TABLE function_stats (
     failed      BIGINT NOT NULL DEFAULT 0,
     cancelled   BIGINT NOT NULL DEFAULT 0,
     max_ms      BIGINT,
-    PRIMARY KEY (bucket, function_id)
+    shard       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, function_id, shard)
 );
 
 -- The upper bounds (ms) of the duration histogram's bins; the last bin holds the rest.
@@ -70,7 +74,8 @@ CREATE TABLE function_durations (
     function_id TEXT NOT NULL,
     le_ms       BIGINT NOT NULL,
     count       BIGINT NOT NULL,
-    PRIMARY KEY (bucket, function_id, le_ms)
+    shard       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, function_id, le_ms, shard)
 );
 
 INSERT INTO function_stats (bucket, function_id, runs, completed, failed, cancelled, max_ms)
@@ -101,22 +106,23 @@ BEGIN
                    AS max_ms
         FROM inserted GROUP BY 1, 2
     )
-    INSERT INTO function_stats (bucket, function_id, runs, completed, failed, cancelled, max_ms)
-        SELECT * FROM counted ORDER BY 1, 2
-        ON CONFLICT (bucket, function_id) DO UPDATE SET
+    INSERT INTO function_stats
+        (bucket, function_id, runs, completed, failed, cancelled, max_ms, shard)
+        SELECT *, pg_backend_pid() FROM counted ORDER BY 1, 2
+        ON CONFLICT (bucket, function_id, shard) DO UPDATE SET
             runs = function_stats.runs + excluded.runs,
             completed = function_stats.completed + excluded.completed,
             failed = function_stats.failed + excluded.failed,
             cancelled = function_stats.cancelled + excluded.cancelled,
             max_ms = GREATEST(function_stats.max_ms, excluded.max_ms);
-    INSERT INTO function_durations (bucket, function_id, le_ms, count)
+    INSERT INTO function_durations (bucket, function_id, le_ms, count, shard)
         SELECT created_at / 300000 * 300000, function_id,
                (SELECT MIN(le_ms) FROM duration_bins WHERE le_ms >= ended_at - started_at),
-               COUNT(*)
+               COUNT(*), pg_backend_pid()
         FROM inserted
         WHERE status IN ('completed', 'failed') AND ended_at - started_at IS NOT NULL
         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (bucket, function_id, le_ms) DO UPDATE
+        ON CONFLICT (bucket, function_id, le_ms, shard) DO UPDATE
         SET count = function_durations.count + excluded.count;
     RETURN NULL;
 END
@@ -139,24 +145,26 @@ BEGIN
           AND o.status NOT IN ('completed', 'failed', 'cancelled')
     ),
     counted AS (
-        INSERT INTO function_stats (bucket, function_id, completed, failed, cancelled, max_ms)
+        INSERT INTO function_stats
+            (bucket, function_id, completed, failed, cancelled, max_ms, shard)
         SELECT bucket, function_id,
                COUNT(*) FILTER (WHERE status = 'completed'),
                COUNT(*) FILTER (WHERE status = 'failed'),
                COUNT(*) FILTER (WHERE status = 'cancelled'),
-               MAX(duration_ms)
+               MAX(duration_ms), pg_backend_pid()
         FROM ended GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (bucket, function_id) DO UPDATE SET
+        ON CONFLICT (bucket, function_id, shard) DO UPDATE SET
             completed = function_stats.completed + excluded.completed,
             failed = function_stats.failed + excluded.failed,
             cancelled = function_stats.cancelled + excluded.cancelled,
             max_ms = GREATEST(function_stats.max_ms, excluded.max_ms)
     )
-    INSERT INTO function_durations (bucket, function_id, le_ms, count)
+    INSERT INTO function_durations (bucket, function_id, le_ms, count, shard)
         SELECT bucket, function_id,
-               (SELECT MIN(le_ms) FROM duration_bins WHERE le_ms >= duration_ms), COUNT(*)
+               (SELECT MIN(le_ms) FROM duration_bins WHERE le_ms >= duration_ms), COUNT(*),
+               pg_backend_pid()
         FROM ended WHERE duration_ms IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (bucket, function_id, le_ms) DO UPDATE
+        ON CONFLICT (bucket, function_id, le_ms, shard) DO UPDATE
         SET count = function_durations.count + excluded.count;
     RETURN NULL;
 END
