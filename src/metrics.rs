@@ -62,7 +62,8 @@ pub struct Metrics {
     pub step_seconds: Family<FunctionLabels, Histogram>,
     /// From the run's creation (its event's commit) to its completion.
     pub run_latency_seconds: Family<FunctionLabels, Histogram>,
-    /// Runs waiting or in flight now, by status; set when scraped.
+    /// Runs waiting or in flight now, by status, each counted up to 100,000; set when
+    /// scraped.
     pub runs_open: Family<StatusLabels, Gauge>,
     /// Age of the oldest queued run that is due, in milliseconds; set when scraped.
     pub oldest_queued_ms: Gauge,

@@ -116,6 +116,7 @@ async fn prune_run(ctx: Ctx, retention: Retention) -> Result<Pruned, Interrupt> 
         payloads = total.payloads,
         deliveries = total.deliveries,
         sessions = total.sessions,
+        statistics = total.statistics,
         "journal pruned"
     );
     Ok(total)

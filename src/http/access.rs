@@ -58,6 +58,8 @@ pub struct Access {
     session_ttl: Duration,
     failures: Arc<Failures>,
     proxies: Arc<TrustedProxies>,
+    /// Required of `/metrics` as a bearer token when set.
+    metrics_token: Option<Arc<Secret>>,
 }
 
 /// The token and what is derived from it.
@@ -83,6 +85,7 @@ impl Access {
             session_ttl: Duration::from_secs(DEFAULT_SESSION_HOURS * 3600),
             failures: Arc::default(),
             proxies: Arc::default(),
+            metrics_token: None,
         }
     }
 
@@ -129,9 +132,63 @@ impl Access {
         }
     }
 
+    /// Requires `token` of `/metrics` as a bearer token; `None` or empty leaves it open.
+    pub fn metrics_token(self, token: Option<&str>) -> Access {
+        Access {
+            metrics_token: token
+                .filter(|t| !t.is_empty())
+                .map(|t| Arc::new(Secret::new(t))),
+            ..self
+        }
+    }
+
     /// The client a request comes from, for counting its wrong tokens.
     fn client(&self, connection: Option<&ConnectInfo<SocketAddr>>, headers: &HeaderMap) -> Client {
         Client::new(connection.map(|ConnectInfo(addr)| self.proxies.client(addr.ip(), headers)))
+    }
+
+    /// The answer refusing a `/metrics` request, if it is refused: never without a
+    /// metrics token; with one, unless the request bears it (wrong tokens are limited per
+    /// client as the dashboard's are).
+    pub fn metrics_refusal(&self, request: &Request, now_ms: i64) -> Option<Response> {
+        let token = self.metrics_token.as_ref()?;
+        let client = self.client(request.extensions().get(), request.headers());
+        if let Some(wait) = self.failures.blocked(client, now_ms) {
+            return Some(too_many(
+                wait,
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "too many wrong tokens from this address; retry later",
+                )
+                .into_response(),
+            ));
+        }
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            Some(given) if equal(given, token.expose()) => None,
+            given => {
+                if given.is_some() {
+                    self.failures.record(client, now_ms);
+                }
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "metrics require the metrics token: Authorization: Bearer <PAYSTEPS_METRICS_TOKEN>",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"paysteps metrics\""),
+                );
+                Some(response)
+            }
+        }
     }
 
     /// Whether a token is required (and the dashboard offers to sign out).
@@ -230,6 +287,13 @@ pub struct AccessArgs {
         value_parser = proxies::parse_network
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bearer token `/metrics` requires; unset, `/metrics` is open.
+    #[arg(
+        long = "metrics-token",
+        env = "PAYSTEPS_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 /// Why access cannot be configured as asked.
@@ -255,6 +319,7 @@ impl AccessArgs {
             .hosts(self.allowed_hosts(&bound))
             .session_ttl(self.session_ttl())
             .trusted_proxies(self.trusted_proxies())
+            .metrics_token(self.metrics_token.as_deref())
     }
 
     /// `serve`'s access with `token`, listening on `bind`: `Host` checked only when
@@ -274,7 +339,8 @@ impl AccessArgs {
             .hosts(hosts)
             .secure_cookies(!self.insecure_cookies)
             .session_ttl(self.session_ttl())
-            .trusted_proxies(self.trusted_proxies()))
+            .trusted_proxies(self.trusted_proxies())
+            .metrics_token(self.metrics_token.as_deref()))
     }
 
     fn allowed_hosts(&self, bind: &str) -> Hosts {
@@ -453,6 +519,7 @@ mod tests {
             session_hours: 12,
             insecure_cookies: insecure,
             trusted_proxies: Vec::new(),
+            metrics_token: None,
         }
     }
 

@@ -17,7 +17,7 @@ const app = document.getElementById("app");
 let timer = null;
 let pending = false;
 // Filters and panels survive re-renders.
-const state = { runs: { status: "", function: "", since: "", until: "", q: "" }, events: { name: "", q: "" }, bulk: null, message: null, reportTables: {} };
+const state = { runs: { status: "", function: "", since: "", until: "", q: "" }, events: { name: "", q: "", namesPrefix: "" }, bulk: null, message: null, reportTables: {} };
 
 // ---------- helpers ----------
 
@@ -345,7 +345,10 @@ async function runDetail(id) {
 
 async function eventsPage() {
   const f = state.events;
-  const list = await api("/events" + query({ name: f.name, q: f.q, limit: 200 }));
+  const list = await api("/events" + query({ name: f.name, q: f.q, limit: 200, names_prefix: f.namesPrefix }));
+  // The API answers the 100 most frequent names, or those starting with the prefix typed;
+  // the chosen name stays offered even when it is not among them.
+  const names = list.names.some((n) => n.name === f.name) || !f.name ? list.names : [{ name: f.name, count: null }, ...list.names];
   const rows = list.events.map((e) => h("tr", { testid: "event-row", "data-event-id": e.id },
     h("td", {}, h("a", { href: "#/events/" + encodeURIComponent(e.id) }, e.external_id || e.id)),
     h("td", {}, e.name),
@@ -357,9 +360,11 @@ async function eventsPage() {
   return h("section", { testid: "events-page" },
     h("h1", {}, "Events"),
     h("div", { class: "filters" },
+      h("form", { class: "search", onsubmit: (e) => { e.preventDefault(); f.namesPrefix = e.target.prefix.value.trim(); refresh(); } },
+        h("input", { type: "search", name: "prefix", value: f.namesPrefix, placeholder: "types starting with…", testid: "filter-event-name-prefix" })),
       h("label", {}, "Type ", h("select", { testid: "filter-event-name", onchange: (e) => { f.name = e.target.value; refresh(); } },
         h("option", { value: "" }, "all"),
-        list.names.map((n) => h("option", { value: n.name, selected: f.name === n.name }, `${n.name} (${n.count})`)))),
+        names.map((n) => h("option", { value: n.name, selected: f.name === n.name }, n.count === null ? n.name : `${n.name} (${n.count})`)))),
       searchForm(f, "events-search")),
     h("table", { testid: "events-table" },
       h("thead", {}, h("tr", {}, ["Event", "Type", "Received", "Object", "Customer", "Runs", "Duplicates"].map((t) => h("th", {}, t)))),

@@ -25,6 +25,7 @@ mod postgres;
 mod retention;
 mod rows;
 mod sqlite;
+pub mod stats;
 mod url;
 
 use std::future::Future;

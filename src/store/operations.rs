@@ -156,19 +156,6 @@ pub struct EventQuery {
     pub limit: i64,
 }
 
-/// An ended run's function, status and duration, for statistics.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct RunOutcome {
-    /// The id of the function the run executed.
-    pub function_id: String,
-    /// The run's final status (lowercase).
-    pub status: String,
-    /// When the run was created, in milliseconds since the Unix epoch.
-    pub created_at: i64,
-    /// From first claim to end, in ms; `None` when the run never started.
-    pub duration_ms: Option<i64>,
-}
-
 /// A failed run's error, for a function's latest errors.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunError {
@@ -315,25 +302,6 @@ impl Store {
             " ORDER BY e.received_at DESC, e.id DESC LIMIT {p}"
         ));
         self.fetch_all(&q.sql, q.args).await
-    }
-
-    /// Event names seen, for filters.
-    pub async fn event_names(&self) -> Result<Vec<(String, i64)>> {
-        self.fetch_all(
-            "SELECT name, COUNT(*) FROM events GROUP BY name ORDER BY name",
-            vec![],
-        )
-        .await
-    }
-
-    /// Every run created since `since`, with its outcome; at most `limit`, newest first.
-    pub async fn run_outcomes(&self, since: i64, limit: i64) -> Result<Vec<RunOutcome>> {
-        self.fetch_all(
-            "SELECT function_id, status, created_at, ended_at - started_at AS duration_ms \
-             FROM runs WHERE created_at >= $1 ORDER BY created_at DESC LIMIT $2",
-            args![since, limit],
-        )
-        .await
     }
 
     /// The latest errors of failed runs, newest first, per function at most `per_function`.

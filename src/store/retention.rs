@@ -35,6 +35,9 @@ pub struct Pruned {
     pub messages: u64,
     /// Dashboard sessions that expired.
     pub sessions: u64,
+    /// Rows of function statistics (counts and duration bins) of buckets before the
+    /// cutoff; the dashboard reads the last day only.
+    pub statistics: u64,
 }
 
 impl Pruned {
@@ -44,7 +47,7 @@ impl Pruned {
     }
 
     /// Every kind with its count, in the order an operator reads them.
-    pub fn kinds(&self) -> [(&'static str, u64); 9] {
+    pub fn kinds(&self) -> [(&'static str, u64); 10] {
         [
             ("runs", self.runs),
             ("steps", self.steps),
@@ -55,6 +58,7 @@ impl Pruned {
             ("webhook attempts", self.attempts),
             ("webhook messages", self.messages),
             ("dashboard sessions", self.sessions),
+            ("function statistics", self.statistics),
         ]
     }
 }
@@ -70,6 +74,7 @@ impl std::ops::AddAssign for Pruned {
         self.attempts += other.attempts;
         self.messages += other.messages;
         self.sessions += other.sessions;
+        self.statistics += other.statistics;
     }
 }
 
@@ -153,6 +158,17 @@ impl StoreTx {
                 )
                 .await?;
             self.prune_events(cutoff, now, limit, &mut pruned).await?;
+            for table in ["function_stats", "function_durations"] {
+                pruned.statistics += self
+                    .execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE bucket IN (SELECT DISTINCT bucket \
+                             FROM {table} WHERE bucket < $1 ORDER BY bucket LIMIT $2)"
+                        ),
+                        args![cutoff, limit],
+                    )
+                    .await?;
+            }
         }
         pruned.sessions = self
             .execute(
@@ -347,6 +363,10 @@ impl Store {
             message_goes("w")
         ))
         .await?;
+        for table in ["function_stats", "function_durations"] {
+            pruned.statistics +=
+                count(format!("SELECT COUNT(*) FROM {table} WHERE bucket < $1")).await?;
+        }
         Ok(pruned)
     }
 }

@@ -145,12 +145,14 @@ pub async fn insert_endpoint(tx: &mut StoreTx, e: &NewEndpoint, now: i64) -> Res
     Ok(())
 }
 
-/// Every endpoint, oldest first.
-pub async fn endpoints(store: &Store) -> Result<Vec<EndpointRow>> {
+/// The first `limit` endpoints, oldest first.
+pub async fn endpoints(store: &Store, limit: i64) -> Result<Vec<EndpointRow>> {
     store
         .fetch_all(
-            &format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"),
-            vec![],
+            &format!(
+                "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id LIMIT $1"
+            ),
+            crate::args![limit],
         )
         .await
 }

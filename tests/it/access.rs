@@ -268,6 +268,7 @@ fn access_args(allowed: &[&str]) -> AccessArgs {
         session_hours: 12,
         insecure_cookies: false,
         trusted_proxies: Vec::new(),
+        metrics_token: None,
     }
 }
 

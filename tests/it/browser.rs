@@ -596,6 +596,7 @@ async fn an_operator_manages_webhook_endpoints_on_their_page() {
         session_hours: 12,
         insecure_cookies: true,
         trusted_proxies: Vec::new(),
+        metrics_token: None,
     }
     .serve(token, "127.0.0.1:0")
     .expect("a long token");

@@ -3,6 +3,7 @@
 mod access;
 mod bad_input;
 mod batched_writes;
+mod bounded_reads;
 mod browser;
 mod cli;
 mod cli_operations;

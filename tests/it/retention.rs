@@ -124,6 +124,10 @@ async fn what_ended_goes_and_what_runs_stays(backend: Backend) {
     assert_eq!(pruned.runs, 1, "{pruned:?}");
     assert!(pruned.steps >= 3 && pruned.history >= 3, "{pruned:?}");
     assert_eq!((pruned.payloads, pruned.events), (1, 0), "{pruned:?}");
+    assert!(
+        pruned.statistics > 0,
+        "old statistics buckets go: {pruned:?}"
+    );
     assert_eq!(
         statuses(&app).await,
         ["completed", "queued", "running", "sleeping"]
@@ -150,7 +154,13 @@ async fn what_ended_goes_and_what_runs_stays(backend: Backend) {
         .await
         .expect("prune");
     assert_eq!((pruned.runs, pruned.events), (4, 3), "{pruned:?}");
-    for table in ["runs", "steps", "run_history"] {
+    for table in [
+        "runs",
+        "steps",
+        "run_history",
+        "function_stats",
+        "function_durations",
+    ] {
         assert_eq!(
             app.count(&format!("SELECT COUNT(*) FROM {table}")).await,
             0,

@@ -1,11 +1,14 @@
 //! The billing summary: subscriptions by status, recent payments, refunds and payment
 //! failures, and paying customers not linked to a user yet.
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::params::parse_limit;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
 use crate::payments::repo;
@@ -14,10 +17,25 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/billing", get(show))
 }
 
-async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Deserialize)]
+struct BillingQuery {
+    /// Rows of each list.
+    limit: Option<String>,
+}
+
+/// Rows of each list when the request names no `limit`, and the most it may name.
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 500;
+
+async fn show(
+    State(state): State<AppState>,
+    query: Result<Query<BillingQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let store = state.engine.store();
     let subscriptions: Vec<Value> = store
-        .recent_subscriptions(50)
+        .recent_subscriptions(limit)
         .await?
         .into_iter()
         .map(|s| {
@@ -30,9 +48,9 @@ async fn show(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({
         "subscriptions_by_status": store.subscriptions_by_status().await?,
         "subscriptions": subscriptions,
-        "payments": repo::payments(store, 50).await?,
-        "refunds": repo::recent_refunds(store, 50).await?,
-        "payment_failures": repo::payment_failures(store, 50).await?,
-        "unlinked_customers": repo::unlinked_customers(store, 50).await?,
+        "payments": repo::payments(store, limit).await?,
+        "refunds": repo::recent_refunds(store, limit).await?,
+        "payment_failures": repo::payment_failures(store, limit).await?,
+        "unlinked_customers": repo::unlinked_customers(store, limit).await?,
     })))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::json_field;
-use super::params::parse_opt_time;
+use super::params::{parse_limit, parse_opt_time};
 use super::runs::RunView;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -26,16 +26,26 @@ struct ListQuery {
     until: Option<String>,
     /// Event id (paysteps' or the sender's), Stripe object id or customer id.
     q: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
+    /// Only names starting with this in `names`.
+    names_prefix: Option<String>,
 }
 
+/// Events listed when the request names no `limit`, and the most it may name.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+/// Most names answered in `names`.
+pub const MAX_NAMES: i64 = 100;
+
 /// Events newest first, each with the number of runs it started and its duplicate
-/// deliveries, and the event names seen (for filters).
+/// deliveries, and up to [`MAX_NAMES`] event names with their counts (for filters): the
+/// most frequent, or those starting with `names_prefix`.
 async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let now = state.engine.clock().now_ms();
     let store = state.engine.store();
     let events = store
@@ -44,15 +54,12 @@ async fn list(
             since: parse_opt_time("since", query.since.as_deref(), now)?,
             until: parse_opt_time("until", query.until.as_deref(), now)?,
             search: query.q,
-            limit: query.limit.unwrap_or(100).clamp(1, 1000),
+            limit,
         })
         .await?;
-    let names: Vec<Value> = store
-        .event_names()
-        .await?
-        .into_iter()
-        .map(|(name, count)| json!({ "name": name, "count": count }))
-        .collect();
+    let names = store
+        .event_names(query.names_prefix.as_deref(), MAX_NAMES)
+        .await?;
     Ok(Json(json!({ "events": events, "names": names })))
 }
 

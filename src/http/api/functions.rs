@@ -1,14 +1,12 @@
-use std::collections::HashMap;
-
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::operations::RunOutcome;
+use crate::store::stats::{DurationBin, FunctionCounts};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/functions", get(list))
@@ -16,10 +14,9 @@ pub fn router() -> Router<AppState> {
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-/// Most runs read for a day's statistics.
-const STATS_LIMIT: i64 = 200_000;
 
-/// How a function did over a window.
+/// How a function did over a window: the five-minute buckets from the one holding the
+/// window's start to now.
 #[derive(Debug, Default, Serialize, PartialEq)]
 struct WindowStats {
     /// Runs created in the window.
@@ -29,67 +26,64 @@ struct WindowStats {
     cancelled: i64,
     /// Completed out of ended (completed + failed), or `None` when none ended.
     success_rate: Option<f64>,
-    /// Duration from first start to end of the runs that ended, in ms.
+    /// Duration from first start to end of the runs that completed or failed, in ms: the
+    /// upper bound of the histogram bin holding the percentile (never above the longest).
     p50_ms: Option<i64>,
     p95_ms: Option<i64>,
 }
 
-fn window_stats<'a>(outcomes: impl Iterator<Item = &'a RunOutcome>) -> WindowStats {
-    let mut stats = WindowStats::default();
-    let mut durations = Vec::new();
-    for outcome in outcomes {
-        stats.runs += 1;
-        match outcome.status.as_str() {
-            "completed" => stats.completed += 1,
-            "failed" => stats.failed += 1,
-            "cancelled" => stats.cancelled += 1,
-            _ => {}
-        }
-        if matches!(outcome.status.as_str(), "completed" | "failed") {
-            durations.extend(outcome.duration_ms);
-        }
+/// The statistics of one function from its counts and its duration bins (ascending).
+fn window_stats(counts: Option<&FunctionCounts>, bins: &[&DurationBin]) -> WindowStats {
+    let Some(counts) = counts else {
+        return WindowStats::default();
+    };
+    let ended = counts.completed + counts.failed;
+    WindowStats {
+        runs: counts.runs,
+        completed: counts.completed,
+        failed: counts.failed,
+        cancelled: counts.cancelled,
+        success_rate: (ended > 0).then(|| counts.completed as f64 / ended as f64),
+        p50_ms: percentile(bins, counts.max_ms, 50),
+        p95_ms: percentile(bins, counts.max_ms, 95),
     }
-    let ended = stats.completed + stats.failed;
-    if ended > 0 {
-        stats.success_rate = Some(stats.completed as f64 / ended as f64);
-    }
-    durations.sort_unstable();
-    stats.p50_ms = percentile(&durations, 50);
-    stats.p95_ms = percentile(&durations, 95);
-    stats
 }
 
-/// The nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
+/// The nearest-rank percentile of a histogram, as its bin's upper bound, capped by the
+/// largest value seen.
+fn percentile(bins: &[&DurationBin], max_ms: Option<i64>, p: i64) -> Option<i64> {
+    let total: i64 = bins.iter().map(|b| b.count).sum();
+    if total == 0 {
         return None;
     }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
+    let rank = ((p * total + 99) / 100).max(1);
+    let mut seen = 0;
+    let bound = bins.iter().find_map(|bin| {
+        seen += bin.count;
+        (seen >= rank).then_some(bin.le_ms)
+    })?;
+    Some(max_ms.map_or(bound, |max| bound.min(max)))
 }
 
 /// Every registered function with its trigger and configuration, its volume, success
-/// rate and p50/p95 duration over the last hour and day, and its latest errors.
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// rate and p50/p95 duration over the last hour and day, and its latest errors; read
+/// from the statistics kept as runs are created and end.
+async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = state.engine.clock().now_ms();
     let store = state.engine.store();
-    let outcomes = store.run_outcomes(now - DAY_MS, STATS_LIMIT).await?;
-    let mut by_function: HashMap<&str, Vec<&RunOutcome>> = HashMap::new();
-    for outcome in &outcomes {
-        by_function
-            .entry(outcome.function_id.as_str())
-            .or_default()
-            .push(outcome);
-    }
+    let hour_counts = store.function_counts(now - HOUR_MS).await?;
+    let day_counts = store.function_counts(now - DAY_MS).await?;
+    let hour_bins = store.function_durations(now - HOUR_MS).await?;
+    let day_bins = store.function_durations(now - DAY_MS).await?;
+    let of = |counts: &[FunctionCounts], bins: &[DurationBin], id: &str| {
+        let counts = counts.iter().find(|c| c.function_id == id);
+        let bins: Vec<&DurationBin> = bins.iter().filter(|b| b.function_id == id).collect();
+        window_stats(counts, &bins)
+    };
     let mut functions = Vec::new();
     for info in state.engine.functions() {
-        let runs = by_function.remove(info.id.as_str()).unwrap_or_default();
-        let hour = window_stats(
-            runs.iter()
-                .copied()
-                .filter(|o| o.created_at >= now - HOUR_MS),
-        );
-        let day = window_stats(runs.iter().copied());
+        let hour = of(&hour_counts, &hour_bins, &info.id);
+        let day = of(&day_counts, &day_bins, &info.id);
         let errors = store.latest_errors(&info.id, 5).await?;
         let mut entry = serde_json::to_value(&info).unwrap_or_default();
         entry["stats"] = json!({ "hour": hour, "day": day });
@@ -103,28 +97,36 @@ async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
 mod tests {
     use super::*;
 
-    fn outcome(status: &str, duration: Option<i64>) -> RunOutcome {
-        RunOutcome {
+    fn bin(le_ms: i64, count: i64) -> DurationBin {
+        DurationBin {
             function_id: "f".into(),
-            status: status.into(),
-            created_at: 0,
-            duration_ms: duration,
+            le_ms,
+            count,
         }
     }
 
     #[test]
-    fn stats_count_outcomes_and_take_nearest_rank_percentiles() {
-        let mut runs: Vec<RunOutcome> = (1..=19)
-            .map(|ms| outcome("completed", Some(ms * 10)))
-            .collect();
-        runs.push(outcome("failed", Some(1000)));
-        runs.push(outcome("queued", None));
-        let stats = window_stats(runs.iter());
+    fn stats_count_outcomes_and_take_percentiles_from_bins() {
+        let counts = FunctionCounts {
+            function_id: "f".into(),
+            runs: 21,
+            completed: 19,
+            failed: 1,
+            cancelled: 0,
+            max_ms: Some(1_000),
+        };
+        // 20 durations: 10 of at most 50 ms, 9 at most 200 ms, 1 above 500 ms.
+        let bins = [bin(50, 10), bin(200, 9), bin(i64::MAX, 1)];
+        let refs: Vec<&DurationBin> = bins.iter().collect();
+        let stats = window_stats(Some(&counts), &refs);
         assert_eq!(stats.runs, 21);
         assert_eq!((stats.completed, stats.failed), (19, 1));
         assert_eq!(stats.success_rate, Some(0.95));
-        assert_eq!(stats.p50_ms, Some(100));
-        assert_eq!(stats.p95_ms, Some(190));
-        assert_eq!(window_stats(std::iter::empty()), WindowStats::default());
+        assert_eq!(stats.p50_ms, Some(50));
+        assert_eq!(stats.p95_ms, Some(200));
+        assert_eq!(percentile(&refs, Some(1_000), 100), Some(1_000));
+        assert_eq!(percentile(&refs, Some(30), 50), Some(30));
+        assert_eq!(window_stats(None, &[]), WindowStats::default());
+        assert_eq!(percentile(&[], None, 50), None);
     }
 }

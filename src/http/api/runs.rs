@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::json_field;
-use super::params::{parse_opt_time, parse_statuses};
+use super::params::{parse_limit, parse_opt_time, parse_statuses};
 use crate::engine::RunStatus;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -33,8 +33,12 @@ struct ListQuery {
     until: Option<String>,
     /// Run id, event id, Stripe object id, customer id, or a customer's user id or email.
     q: Option<String>,
-    limit: Option<i64>,
+    limit: Option<String>,
 }
+
+/// Runs listed when the request names no `limit`, and the most it may name.
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Serialize)]
 pub struct RunView {
@@ -112,6 +116,7 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
+    let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let now = state.engine.clock().now_ms();
     let statuses = parse_statuses(query.status.as_deref())?;
     let search = query
@@ -127,7 +132,6 @@ async fn list(
         without_replays: false,
     };
     let store = state.engine.store();
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let runs: Vec<RunView> = store
         .search_runs(&filter, limit)
         .await?

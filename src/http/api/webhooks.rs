@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::params::JsonBody;
+use super::params::{JsonBody, parse_limit};
 use crate::engine::new_id;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -111,8 +111,18 @@ async fn create(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let rows = store::endpoints(state.engine.store()).await?;
+/// Endpoints listed when the request names no `limit`, and the most it may name.
+const DEFAULT_ENDPOINTS: i64 = 100;
+const MAX_ENDPOINTS: i64 = 1000;
+
+/// Endpoints, oldest first.
+async fn list(
+    State(state): State<AppState>,
+    page: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(page) = page?;
+    let limit = parse_limit(page.limit.as_deref(), DEFAULT_ENDPOINTS, MAX_ENDPOINTS)?;
+    let rows = store::endpoints(state.engine.store(), limit).await?;
     Ok(Json(json!({
         "data": rows.iter().map(endpoint_json).collect::<Vec<_>>(),
     })))
@@ -249,8 +259,12 @@ async fn rotate(
 
 #[derive(Debug, Deserialize)]
 struct Page {
-    limit: Option<i64>,
+    limit: Option<String>,
 }
+
+/// Deliveries listed when the request names no `limit`, and the most it may name.
+const DEFAULT_DELIVERIES: i64 = 50;
+const MAX_DELIVERIES: i64 = 500;
 
 async fn deliveries(
     State(state): State<AppState>,
@@ -258,7 +272,7 @@ async fn deliveries(
     page: Result<Query<Page>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(page) = page?;
-    let limit = page.limit.unwrap_or(50).clamp(1, 500);
+    let limit = parse_limit(page.limit.as_deref(), DEFAULT_DELIVERIES, MAX_DELIVERIES)?;
     load(&state, &id).await?;
     Ok(Json(json!({
         "endpoint_id": id,
