@@ -88,6 +88,37 @@ mod tests {
         }
     }
 
+    /// The answers every route may give before its handler runs (access, `Host`, the
+    /// wrong-token limit, failures) are described on every operation, and the body
+    /// timeout and cross-site refusal on every write.
+    #[test]
+    fn every_operation_lists_the_answers_of_the_guards_in_front_of_it() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("valid JSON");
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let operations = item
+                .as_object()
+                .expect("path item")
+                .iter()
+                .filter(|(k, _)| ["get", "post", "put", "patch", "delete"].contains(&k.as_str()));
+            for (method, operation) in operations {
+                let mut expected = vec!["401", "421", "429", "500", "503"];
+                if method != "get" {
+                    expected.extend(["403", "408"]);
+                }
+                for code in expected {
+                    let answer = &operation["responses"][code];
+                    let name = answer["$ref"]
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/responses/"));
+                    assert!(
+                        name.is_some_and(|n| doc["components"]["responses"][n].is_object()),
+                        "{method} {path} does not describe {code}: {answer}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_route_reader_sees_chained_methods() {
         let source = "Router::new()\n    .route(\"/api/v1/x\", get(a).post(b))\n    .route(\"/health\", get(h))\n";
