@@ -180,9 +180,6 @@ CREATE TRIGGER function_stats_end AFTER UPDATE ON runs
 -- Run history is written by a trigger of 0006: it too keeps this schema's tables.
 ALTER FUNCTION record_run_history() SET search_path FROM CURRENT;
 
--- The oldest due queued run, read by /metrics, without reading the other queued runs.
-CREATE INDEX runs_queued_at ON runs (run_at) WHERE status = 'queued';
-
 -- A function's latest failed runs, read by /api/v1/functions, without reading the failed
 -- runs of every other function.
 CREATE INDEX runs_failed ON runs (function_id, created_at) WHERE status = 'failed';

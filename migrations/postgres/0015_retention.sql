@@ -6,7 +6,6 @@ ALTER TABLE events ADD COLUMN pruned_at BIGINT;
 -- Whole events by age: what retention looks at, without passing over the kept ids.
 CREATE INDEX events_whole ON events (received_at) WHERE pruned_at IS NULL;
 
-CREATE INDEX runs_ended ON runs (ended_at) WHERE ended_at IS NOT NULL;
 CREATE INDEX webhook_deliveries_ended ON webhook_deliveries (ended_at) WHERE ended_at IS NOT NULL;
 -- The engine event a business event's delivery runs hang off, which stays while it does.
 CREATE INDEX webhook_events_engine_event ON webhook_events (engine_event_id)

@@ -118,9 +118,6 @@ BEGIN
         ON CONFLICT (bucket, function_id, le_ms) DO UPDATE SET count = count + 1;
 END;
 
--- The oldest due queued run, read by /metrics, without reading the other queued runs.
-CREATE INDEX runs_queued_at ON runs (run_at) WHERE status = 'queued';
-
 -- A function's latest failed runs, read by /api/v1/functions, without reading the failed
 -- runs of every other function.
 CREATE INDEX runs_failed ON runs (function_id, created_at) WHERE status = 'failed';

@@ -121,10 +121,11 @@ impl Store {
     /// Open runs by status, each count stopping at `cap`, and the oldest due queued run:
     /// index reads bounded by `cap`, never a scan of `runs`.
     pub async fn queue_gauges(&self, cap: i64) -> Result<QueueGauges> {
-        // Without statistics SQLite would read the oldest from `runs_status`, every
-        // queued entry of it; the partial index holds the answer first.
-        let queued_index = match self.dialect() {
-            Dialect::Sqlite => "INDEXED BY runs_queued_at",
+        // A queued run is due at its `run_at`: the oldest is the first queued entry of
+        // `runs_claimable` (what claims read), found without reading the others and
+        // without an index of its own that every run would pay for when queued and claimed.
+        let claimable = match self.dialect() {
+            Dialect::Sqlite => "INDEXED BY runs_claimable",
             Dialect::Postgres => "",
         };
         let count = |status: &str| {
@@ -135,8 +136,8 @@ impl Store {
         };
         let sql = format!(
             "SELECT {} AS queued, {} AS running, {} AS sleeping, \
-             (SELECT MIN(run_at) FROM runs {queued_index} WHERE status = 'queued') \
-             AS oldest_queued_at",
+             (SELECT due_at FROM runs {claimable} WHERE due_at IS NOT NULL \
+             AND status = 'queued' ORDER BY due_at LIMIT 1) AS oldest_queued_at",
             count("queued"),
             count("running"),
             count("sleeping"),
