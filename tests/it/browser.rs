@@ -149,6 +149,28 @@ async fn attribute(client: &Client, css: &str, name: &str) -> Option<String> {
     }
 }
 
+/// The `textContent` of the first element matching `css` (text a browser does not
+/// render too, such as an SVG `<title>`), retrying while the page re-renders.
+async fn text_content(client: &Client, css: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let attempt = async {
+            client
+                .find(Locator::Css(css))
+                .await?
+                .prop("textContent")
+                .await
+        };
+        match attempt.await {
+            Ok(text) => return text.unwrap_or_default(),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("reading the text of {css}: {err}"),
+        }
+    }
+}
+
 /// Waits for an element matching `css`.
 async fn present(client: &Client, css: &str) {
     text_when(client, css, |_| true).await;
@@ -500,17 +522,8 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         Some("3901"),
         "gross less the refund and the disputed amount"
     );
-    let point = client
-        .find(Locator::Css(&format!("{gross} title")))
-        .await
-        .expect("the point's title")
-        .prop("textContent")
-        .await
-        .expect("its text");
-    assert_eq!(
-        point.as_deref(),
-        Some(&*format!("{today} gross: 70.00 USD"))
-    );
+    let point = text_content(&client, &format!("{gross} title")).await;
+    assert_eq!(point, format!("{today} gross: 70.00 USD"));
     assert_eq!(
         attribute(
             &client,
@@ -525,14 +538,7 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         .await
         .expect("the chart names its title and description");
     assert_eq!(described, "chart-usd-title chart-usd-desc");
-    let desc = client
-        .find(Locator::Css("#chart-usd-desc"))
-        .await
-        .expect("description")
-        .prop("textContent")
-        .await
-        .expect("its text")
-        .unwrap_or_default();
+    let desc = text_content(&client, "#chart-usd-desc").await;
     assert!(
         desc.contains(
             "gross 80.99 USD, refunds 10.99 USD, disputed 20.00 USD, net 50.00 USD; 1 failed payment."
