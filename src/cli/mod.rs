@@ -38,7 +38,7 @@ pub enum Command {
     /// Production: refuses to start without a webhook secret and a dashboard credential.
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
-    Migrate(MigrateArgs),
+    Migrate(DbArgs),
     /// Send a realistic, correctly signed Stripe event to a running server.
     Trigger(trigger::TriggerArgs),
     /// Send an application event to a running server's event API, as an Inngest SDK would.
@@ -187,9 +187,9 @@ pub struct ServeArgs {
     pub access: crate::http::access::AccessArgs,
 }
 
-/// Options of `paysteps migrate`.
+/// The database a command opens: `migrate`'s only option, shared by `prune` and `backup`.
 #[derive(Debug, Args)]
-pub struct MigrateArgs {
+pub struct DbArgs {
     /// SQLite file (or database URL).
     #[arg(
         long,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use super::server::DEV_SECRET_KEY;
 use crate::config::parse_secrets;
 use crate::engine::system_now_ms;
-use crate::store::{Store, redact_url};
+use crate::store::{Store, redact_url, sqlite_path};
 use crate::stripe::fixtures::{self, Overrides};
 use crate::stripe::signer;
 
@@ -123,19 +123,16 @@ async fn resolve_secret(args: &TriggerArgs) -> anyhow::Result<String> {
     {
         return Ok(secret.expose().to_owned());
     }
-    let path = args
-        .db
-        .strip_prefix("sqlite://")
-        .or_else(|| args.db.strip_prefix("sqlite:"))
-        .unwrap_or(&args.db);
-    if !Path::new(path).exists() {
+    let file = sqlite_path(&args.db).unwrap_or(Path::new(&args.db));
+    let path = file.to_string_lossy();
+    if !file.exists() {
         bail!(
             "no --secret given and no dev database at {}: start `paysteps dev` first",
-            redact_url(path)
+            redact_url(&path)
         );
     }
     let store = Store::connect(&args.db).await?;
     let secret = store.setting(DEV_SECRET_KEY).await?;
     store.close().await;
-    secret.ok_or_else(|| anyhow!("{} holds no dev secret: pass --secret", redact_url(path)))
+    secret.ok_or_else(|| anyhow!("{} holds no dev secret: pass --secret", redact_url(&path)))
 }

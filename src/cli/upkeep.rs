@@ -6,6 +6,7 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use clap::Args;
 
+use super::DbArgs;
 use crate::engine::system_now_ms;
 use crate::retention::{self, Retention};
 use crate::store::{self, Store, redact_url};
@@ -13,14 +14,8 @@ use crate::store::{self, Store, redact_url};
 /// Options of `paysteps prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
-    /// SQLite file (or database URL).
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "paysteps.db"
-    )]
-    pub db: String,
+    #[command(flatten)]
+    pub database: DbArgs,
     /// Days what ended is kept; 0 keeps the journal for ever.
     #[arg(
         long = "retention-days",
@@ -40,26 +35,21 @@ pub struct PruneArgs {
 pub struct BackupArgs {
     /// Where to write the copy: a file that does not exist yet.
     pub file: PathBuf,
-    /// SQLite file (or database URL) to copy.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        hide_env_values = true,
-        default_value = "paysteps.db"
-    )]
-    pub db: String,
+    /// The database to copy.
+    #[command(flatten)]
+    pub database: DbArgs,
 }
 
 pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     // A mistyped path must not become a new, empty database that "pruned nothing".
-    if let Some(path) = store::sqlite_path(&args.db)
+    if let Some(path) = store::sqlite_path(&args.database.db)
         && !path.is_file()
     {
         anyhow::bail!("no SQLite database at {}", path.display());
     }
-    let store = Store::connect(&args.db)
+    let store = Store::connect(&args.database.db)
         .await
-        .with_context(|| format!("opening the database {}", redact_url(&args.db)))?;
+        .with_context(|| format!("opening the database {}", redact_url(&args.database.db)))?;
     store.migrate().await.context("applying migrations")?;
     let now = system_now_ms();
     let counted = if args.dry_run {
@@ -77,7 +67,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     match args.retention.cutoff(now) {
         Some(cutoff) => println!(
             "{} {verb}, for what ended before {} (retention {}):",
-            redact_url(&args.db),
+            redact_url(&args.database.db),
             Utc.timestamp_millis_opt(cutoff)
                 .single()
                 .map_or_else(|| cutoff.to_string(), |t| t.to_rfc3339()),
@@ -85,7 +75,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
         ),
         None => println!(
             "{} {verb} expired sessions only (retention: {}):",
-            redact_url(&args.db),
+            redact_url(&args.database.db),
             args.retention
         ),
     }
@@ -105,10 +95,10 @@ fn print_counts(pruned: &store::Pruned) {
 }
 
 pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
-    let copy = store::backup(&args.db, &args.file).await?;
+    let copy = store::backup(&args.database.db, &args.file).await?;
     println!(
         "backed up {} to {} ({} bytes: {} events, {} runs)",
-        redact_url(&args.db),
+        redact_url(&args.database.db),
         args.file.display(),
         copy.bytes,
         copy.events,
