@@ -9,6 +9,7 @@ pub mod http;
 pub mod metrics;
 pub mod payments;
 pub mod retention;
+pub mod state;
 pub mod store;
 pub mod stripe;
 pub mod webhooks;

@@ -8,6 +8,7 @@ use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{Engine, clock::duration_ms, new_id, path};
 use crate::metrics::SourceLabels;
+use crate::state::{ListenerKind, RunStatus};
 use crate::store::{self, IngestOutcome, NewEvent, NewLease, NewListener, NewRun, Store, StoreTx};
 
 /// An event about to be stored and the runs it may start.
@@ -219,11 +220,11 @@ async fn start_run(
         tx.set_throttle_next_free(key, after).await?;
         run_at = start;
     }
-    let mut status = "queued";
+    let mut status = RunStatus::Queued;
     if let Some((key, limit)) = &flow.concurrency
         && !tx.take_slot(key, *limit).await?
     {
-        status = "pending";
+        status = RunStatus::Pending;
     }
     let concurrency_key = flow.concurrency.as_ref().map(|(key, _)| key.as_str());
     tx.insert_run_as(event_id, &planned.run, status, run_at, concurrency_key, now)
@@ -232,7 +233,7 @@ async fn start_run(
         tx.insert_listener(&NewListener {
             id: new_id("lis"),
             run_id: planned.run.id.clone(),
-            kind: "cancel",
+            kind: ListenerKind::Cancel,
             step_key: None,
             event_name: event_name.clone(),
             match_path: Some(match_path.clone()),
@@ -265,8 +266,8 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
         if !matched {
             continue;
         }
-        match (listener.kind.as_str(), &listener.step_key) {
-            ("wait", Some(step_key)) => {
+        match (listener.kind.parse::<ListenerKind>(), &listener.step_key) {
+            (Ok(ListenerKind::Wait), Some(step_key)) => {
                 let output = match &as_step_output {
                     Some(output) => output,
                     None => as_step_output.insert(serde_json::to_string(&Some(Event::from_new(
@@ -282,7 +283,7 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
                     due = true;
                 }
             }
-            ("cancel", _) => {
+            (Ok(ListenerKind::Cancel), _) => {
                 let reason = format!("cancelled by event {} ({})", event.name, event.id);
                 tx.cancel_run(&listener.run_id, &reason, now).await?;
                 // A cancelled run may free a concurrency slot for a pending one.

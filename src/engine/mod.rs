@@ -12,7 +12,6 @@ pub mod operations;
 pub mod path;
 mod registry;
 mod retry;
-mod run;
 mod shutdown;
 mod step;
 mod step_events;
@@ -26,6 +25,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::state::{RunStatus, UnknownStatus};
 pub use clock::{Clock, system_now_ms};
 pub use cron::{Schedule, ScheduleError};
 pub use error::{EngineError, NonRetriable, StepError};
@@ -36,7 +36,6 @@ pub use event::{
 pub use flow::{CancelOn, Concurrency, Throttle};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
-pub use run::{RunStatus, UnknownStatus};
 pub use shutdown::Stopped;
 pub use step::{Ctx, Interrupt, Step};
 pub use step_events::WaitFor;
@@ -336,7 +335,7 @@ impl Engine {
         tasks.push(tokio::spawn(worker::dispatch_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::renew_loop(self.inner.clone())));
         tasks.push(tokio::spawn(worker::signal_loop(self.inner.clone())));
-        tasks.push(tokio::spawn(worker::cron_loop(self.inner.clone())));
+        tasks.push(tokio::spawn(cron::cron_loop(self.inner.clone())));
     }
 
     /// Waits until the started engine has nothing to do right now: its workers looked
@@ -392,7 +391,7 @@ impl Engine {
     /// were missed) and returns how many runs it started. Processes sharing the
     /// database may all call it: each tick starts one run in all.
     pub async fn fire_cron(&self) -> crate::store::Result<usize> {
-        worker::fire_cron(&self.inner).await
+        cron::fire_cron(&self.inner).await
     }
 
     /// Executes runs that are due now, one after another, until none is left; returns

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::{Engine, worker};
-use crate::args;
 
 /// How a bounded shutdown ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +51,7 @@ impl Engine {
         let released = self
             .inner
             .store
-            .execute_statement(
-                "UPDATE runs SET status = 'queued', run_at = $2, due_at = $2, updated_at = $2, \
-                 lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE lease_owner = $1 AND status = 'running'"
-                    .to_owned(),
-                args![self.inner.owner.clone(), now],
-            )
+            .release_leases(&self.inner.owner, now)
             .await;
         match released {
             Ok(released) => {

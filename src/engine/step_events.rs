@@ -11,6 +11,7 @@ use super::event::{Event, EventInput, FUNCTION_FINISHED, FUNCTION_INVOKED, Finis
 use super::intake::{self, Intake, PlannedRun};
 use super::step::{Halt, Interrupt, Step};
 use super::{new_id, path};
+use crate::state::{ListenerKind, StepKind, StepStatus};
 use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate};
 
 /// What [`Step::wait_for_event`] waits for: an event name, optionally a field that must
@@ -109,7 +110,7 @@ impl Step {
                 let listener = NewListener {
                     id: new_id("lis"),
                     run_id: self.settings().run_id.clone(),
-                    kind: "wait",
+                    kind: ListenerKind::Wait,
                     step_key: Some(key.clone()),
                     event_name: wait.event,
                     match_path: wait.matching,
@@ -117,7 +118,7 @@ impl Step {
                     expires_at: Some(until),
                 };
                 Err(self.halt(Halt::Wait {
-                    step: self.waiting_step(key, name, "wait", now, until),
+                    step: self.waiting_step(key, name, StepKind::Wait, now, until),
                     until,
                     listener: Some(Box::new(listener)),
                     intake: None,
@@ -232,7 +233,7 @@ impl Step {
                 let listener = NewListener {
                     id: new_id("lis"),
                     run_id: self.settings().run_id.clone(),
-                    kind: "wait",
+                    kind: ListenerKind::Wait,
                     step_key: Some(key.clone()),
                     event_name: FUNCTION_FINISHED.to_owned(),
                     match_path: Some("data.run_id".to_owned()),
@@ -247,7 +248,7 @@ impl Step {
                     lease: None,
                 };
                 Err(self.halt(Halt::Wait {
-                    step: self.waiting_step(key, name, "invoke", now, until),
+                    step: self.waiting_step(key, name, StepKind::Invoke, now, until),
                     until,
                     listener: Some(Box::new(listener)),
                     intake: Some(Box::new(intake)),
@@ -258,12 +259,15 @@ impl Step {
 
     fn wait_state(&self, key: &str) -> Result<WaitState, Interrupt> {
         let row = self.memo(key).cloned();
-        if let Some(row) = row.as_ref().filter(|r| r.status == "completed") {
+        if let Some(row) = row
+            .as_ref()
+            .filter(|r| r.status == StepStatus::Completed.as_str())
+        {
             return Ok(WaitState::Done(row.output.clone()));
         }
         self.check_boundary()?;
         Ok(match row {
-            Some(row) if row.status == "waiting" => {
+            Some(row) if row.status == StepStatus::Waiting.as_str() => {
                 let wake_at = row.wake_at.unwrap_or(i64::MIN);
                 WaitState::Waiting {
                     row: Box::new(row),
@@ -287,10 +291,10 @@ impl Step {
                 step: self.waiting_step(
                     row.step_key.clone(),
                     &row.name,
-                    if row.kind == "invoke" {
-                        "invoke"
+                    if row.kind == StepKind::Invoke.as_str() {
+                        StepKind::Invoke
                     } else {
-                        "wait"
+                        StepKind::Wait
                     },
                     row.started_at,
                     wake_at,
@@ -331,7 +335,7 @@ impl Step {
         &self,
         key: String,
         name: &str,
-        kind: &'static str,
+        kind: StepKind,
         started_at: i64,
         until: i64,
     ) -> StepUpdate {
@@ -342,8 +346,8 @@ impl Step {
             key,
             name: name.to_owned(),
             position,
-            kind,
-            status: "waiting",
+            kind: kind.as_str(),
+            status: StepStatus::Waiting.as_str(),
             attempts: 1,
             output: None,
             error: None,

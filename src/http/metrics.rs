@@ -27,9 +27,11 @@ async fn metrics(State(state): State<AppState>, request: Request) -> Result<Resp
     let metrics = engine.metrics();
     let gauges = engine.store().queue_gauges(OPEN_RUNS_CAP).await?;
     for (status, count) in [
+        ("pending", gauges.pending),
         ("queued", gauges.queued),
         ("running", gauges.running),
         ("sleeping", gauges.sleeping),
+        ("waiting", gauges.waiting),
     ] {
         metrics
             .runs_open

@@ -4,6 +4,7 @@
 use super::journal::NewRun;
 use super::{Result, StoreTx};
 use crate::args;
+use crate::state::{ListenerKind, RunStatus};
 
 /// A run that listens for an event.
 #[derive(Debug, Clone)]
@@ -13,7 +14,7 @@ pub struct NewListener {
     /// paysteps' id of the listening run, `run_…`.
     pub run_id: String,
     /// `wait` completes a waiting step; `cancel` cancels the run.
-    pub kind: &'static str,
+    pub kind: ListenerKind,
     /// The waiting step's key (for `wait`); `None` for `cancel`.
     pub step_key: Option<String>,
     /// Name of the event listened for.
@@ -51,12 +52,12 @@ impl StoreTx {
         &mut self,
         event_id: &str,
         run: &NewRun,
-        status: &str,
+        status: RunStatus,
         run_at: i64,
         concurrency_key: Option<&str>,
         now: i64,
     ) -> Result<()> {
-        let due_at = (status == "queued").then_some(run_at);
+        let due_at = (status == RunStatus::Queued).then_some(run_at);
         self.execute(
             "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
              concurrency_key, created_at, updated_at) \
@@ -65,7 +66,7 @@ impl StoreTx {
                 &run.id,
                 &run.function_id,
                 event_id,
-                status,
+                status.as_str(),
                 run_at,
                 due_at,
                 run.replay_of.clone(),
@@ -164,7 +165,7 @@ impl StoreTx {
             args![
                 &listener.id,
                 &listener.run_id,
-                listener.kind,
+                listener.kind.as_str(),
                 listener.step_key.clone(),
                 &listener.event_name,
                 listener.match_path.clone(),

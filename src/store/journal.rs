@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::batch::{EventWrite, Finish, Made, StepCheckpoint};
 use super::{Arg, Backend, Dialect, Durability, Error, Result, Store, StoreTx, TxFn};
 use crate::args;
+use crate::state::RunStatus;
 use crate::store::rows::{EventRow, RunRow, StepRow};
 
 /// An event about to be stored.
@@ -250,7 +251,7 @@ impl StoreTx {
     /// Creates a run of `event_id`, queued and due at `now` (milliseconds since the Unix
     /// epoch).
     pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
-        self.insert_run_as(event_id, run, "queued", now, None, now)
+        self.insert_run_as(event_id, run, RunStatus::Queued, now, None, now)
             .await
     }
 
@@ -295,13 +296,16 @@ impl StoreTx {
         &mut self,
         run_id: &str,
         owner: &str,
-        status: &str,
+        status: RunStatus,
         output: Option<String>,
         error: Option<String>,
         now: i64,
     ) -> Result<bool> {
         let changed = self
-            .execute(FINISH_RUN, args![run_id, owner, status, output, error, now])
+            .execute(
+                FINISH_RUN,
+                args![run_id, owner, status.as_str(), output, error, now],
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -311,7 +315,7 @@ impl StoreTx {
         &mut self,
         run_id: &str,
         owner: &str,
-        status: &str,
+        status: RunStatus,
         run_at: i64,
         error: Option<String>,
         now: i64,
@@ -321,7 +325,7 @@ impl StoreTx {
                 "UPDATE runs SET status = $3, run_at = $4, due_at = $4, error = $5, \
                  updated_at = $6, lease_owner = NULL, lease_expires_at = NULL \
                  WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
-                args![run_id, owner, status, run_at, error, now],
+                args![run_id, owner, status.as_str(), run_at, error, now],
             )
             .await?;
         Ok(changed == 1)
@@ -490,7 +494,7 @@ impl Store {
         let output = Some(output);
         if let Backend::Postgres(_) = &self.0 {
             let finished = self
-                .finish_run(run_id, owner, "completed", output, None, now)
+                .finish_run(run_id, owner, RunStatus::Completed, output, None, now)
                 .await?;
             return Ok((finished, None));
         }
@@ -520,7 +524,7 @@ impl Store {
         &self,
         run_id: &str,
         owner: &str,
-        status: &str,
+        status: RunStatus,
         output: Option<String>,
         error: Option<String>,
         now: i64,
@@ -529,7 +533,7 @@ impl Store {
             let write = Finish {
                 run_id: run_id.to_owned(),
                 owner: owner.to_owned(),
-                status: status.to_owned(),
+                status: status.as_str().to_owned(),
                 output: output.clone(),
                 error: error.clone(),
                 at: now,
@@ -540,7 +544,7 @@ impl Store {
                 Made::Alone => {}
             }
         }
-        let args = args![run_id, owner, status, output, error, now];
+        let args = args![run_id, owner, status.as_str(), output, error, now];
         Ok(self.execute_statement(FINISH_RUN.to_owned(), args).await? == 1)
     }
 }

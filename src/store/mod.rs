@@ -20,6 +20,7 @@ mod batch;
 mod error;
 mod flow;
 mod journal;
+mod leases;
 pub mod operations;
 mod postgres;
 mod retention;

@@ -55,15 +55,19 @@ pub struct DurationBin {
     pub count: i64,
 }
 
-/// Runs waiting or in flight, each count read up to a cap, and the oldest due queued run.
+/// Runs not yet ended, each count read up to a cap, and the oldest due queued run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct QueueGauges {
+    /// Runs waiting for a concurrency slot.
+    pub pending: i64,
     /// Runs queued (due or not).
     pub queued: i64,
     /// Runs being executed.
     pub running: i64,
     /// Runs asleep until a time.
     pub sleeping: i64,
+    /// Runs waiting for an event or an invoked run.
+    pub waiting: i64,
     /// `run_at` of the queued run due first.
     pub oldest_queued_at: Option<i64>,
 }
@@ -135,12 +139,14 @@ impl Store {
             )
         };
         let sql = format!(
-            "SELECT {} AS queued, {} AS running, {} AS sleeping, \
+            "SELECT {} AS pending, {} AS queued, {} AS running, {} AS sleeping, {} AS waiting, \
              (SELECT due_at FROM runs {claimable} WHERE due_at IS NOT NULL \
              AND status = 'queued' ORDER BY due_at LIMIT 1) AS oldest_queued_at",
+            count("pending"),
             count("queued"),
             count("running"),
             count("sleeping"),
+            count("waiting"),
         );
         self.fetch_one(&sql, args![cap]).await
     }

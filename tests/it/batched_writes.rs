@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use futures::future::join_all;
+use paysteps::state::RunStatus;
 use paysteps::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate};
 use paysteps::stripe::fixtures::Overrides;
 
@@ -197,7 +198,7 @@ async fn checkpoints_and_endings_of_many_runs_share_commits_and_need_the_lease()
                 let run_id = format!("run_batch_{n}");
                 let output = Some(format!("\"{owner}\""));
                 let ended = store
-                    .finish_run(&run_id, owner, "completed", output, None, 2_000)
+                    .finish_run(&run_id, owner, RunStatus::Completed, output, None, 2_000)
                     .await;
                 (owner, ended.expect("finish"))
             }

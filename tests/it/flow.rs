@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paysteps::engine::{Function, StepError, Trigger};
+use paysteps::engine::{Event, Function, StepError, Trigger, WaitFor};
 use serde_json::{Value, json};
 
 use crate::common::{Backend, Setup, TestApp, eventually, send};
@@ -16,6 +16,7 @@ crate::on_both_backends!(
     a_throttle_spreads_starts_and_drops_none,
     an_idempotency_key_starts_one_run_per_day,
     a_step_past_its_timeout_fails_and_is_retried,
+    the_open_runs_gauge_counts_pending_and_waiting_runs,
 );
 
 async fn runs_of(app: &TestApp, function: &str) -> Vec<Value> {
@@ -272,4 +273,44 @@ async fn a_step_past_its_timeout_fails_and_is_retried(backend: Backend) {
     assert_eq!(run["output"], "answered");
     assert_eq!(run["steps"][0]["attempts"], 2);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+async fn the_open_runs_gauge_counts_pending_and_waiting_runs(backend: Backend) {
+    // One run at a time: the first waits for an event and keeps its slot, so the
+    // second stays pending behind it.
+    let function = Function::new(
+        "one-at-a-time",
+        Trigger::event("test/order"),
+        |ctx| async move {
+            let paid: Option<Event> = ctx
+                .step
+                .wait_for_event(
+                    "wait-paid",
+                    WaitFor::event("test/paid").timeout(Duration::from_secs(3600)),
+                )
+                .await?;
+            Ok(paid.is_some())
+        },
+    )
+    .concurrency(1);
+    let app = TestApp::start_with(Setup::functions(backend, 4, vec![function])).await;
+    let first = send(&app.engine, "test/order", json!({})).await.remove(0);
+    app.engine.run_until_idle().await.expect("run");
+    let second = send(&app.engine, "test/order", json!({})).await.remove(0);
+    app.engine.run_until_idle().await.expect("run");
+    assert_eq!(app.run(&first).await["status"], "waiting");
+    assert_eq!(app.run(&second).await["status"], "pending");
+
+    let text = app.metrics().await;
+    for (status, n) in [
+        ("pending", 1),
+        ("waiting", 1),
+        ("queued", 0),
+        ("running", 0),
+    ] {
+        assert!(
+            text.contains(&format!("paysteps_runs_open{{status=\"{status}\"}} {n}")),
+            "{status} {n}: {text}"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use super::params::{parse_limit, parse_opt_time, parse_statuses};
 use crate::engine::RunStatus;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::state::StepStatus;
 use crate::store::operations::RunQuery;
 use crate::store::{RunRow, StepRow};
 
@@ -176,11 +177,13 @@ async fn show(
         .into_iter()
         .map(StepView::from)
         .collect();
-    let failed_step = if run.status == "failed" {
+    let failed_step = if run.status == RunStatus::Failed.as_str() {
         steps
             .iter()
             .rev()
-            .find(|s| s.status == "failed" || s.status == "errored")
+            .find(|s| {
+                s.status == StepStatus::Failed.as_str() || s.status == StepStatus::Errored.as_str()
+            })
             .map(|s| s.key.clone())
     } else {
         None

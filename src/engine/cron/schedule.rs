@@ -1,4 +1,4 @@
-//! Cron triggers: 5-field expressions in a time zone, fired once per tick across every
+//! Cron schedules: 5-field expressions in a time zone, fired once per tick across every
 //! process sharing the database, and once (not once per missed tick) after downtime.
 
 use std::fmt;

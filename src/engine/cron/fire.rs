@@ -1,0 +1,105 @@
+//! Cron firing: each due tick of a cron function stores a `paysteps/cron.tick` event
+//! and its run, once across every process sharing the database ([`super::decide`]
+//! says which tick, the store's cron row makes it once).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::event::CRON_TICK;
+use super::super::{Inner, Trigger, new_id};
+use super::{TickDecision, decide};
+use crate::store::{self, IngestOutcome, NewEvent, NewRun};
+
+/// Fires cron ticks as they fall due.
+pub(in crate::engine) async fn cron_loop(inner: Arc<Inner>) {
+    let schedules: Vec<_> = inner
+        .registry
+        .iter()
+        .filter_map(|f| match &f.trigger {
+            Trigger::Cron(schedule) => Some(schedule.as_ref().clone()),
+            _ => None,
+        })
+        .collect();
+    if schedules.is_empty() {
+        return;
+    }
+    loop {
+        if let Err(err) = fire_cron(&inner).await {
+            tracing::warn!(error = %err, "firing cron ticks failed");
+        }
+        let now = inner.config.clock.now_ms();
+        let next = schedules.iter().filter_map(|s| s.next_after(now)).min();
+        let wait_ms = next.map_or(60_000, |at| (at - now).clamp(10, 60_000));
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
+pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
+    let mut started = 0;
+    for function in inner.registry.iter() {
+        let Trigger::Cron(schedule) = &function.trigger else {
+            continue;
+        };
+        let now = inner.config.clock.now_ms();
+        let last = inner.store.cron_last_tick(&function.id).await?;
+        let function_id = function.id.clone();
+        match decide(schedule, last, now) {
+            TickDecision::Wait => {}
+            TickDecision::Start => {
+                inner
+                    .store
+                    .write(move |tx| {
+                        Box::pin(async move { tx.start_cron(&function_id, now).await })
+                    })
+                    .await?;
+            }
+            TickDecision::Fire(tick) => {
+                let event = NewEvent {
+                    id: new_id("ev"),
+                    dedupe_key: Some(format!("cron:{function_id}:{tick}")),
+                    dedupe_for_ms: None,
+                    external_id: None,
+                    name: CRON_TICK.to_owned(),
+                    source: "cron".to_owned(),
+                    data: serde_json::json!({
+                        "function_id": function_id,
+                        "tick": tick,
+                        "cron": schedule.expr(),
+                        "time_zone": schedule.time_zone(),
+                    })
+                    .to_string(),
+                    ts: tick,
+                    received_at: now,
+                    object_id: None,
+                    customer: None,
+                };
+                let run = NewRun {
+                    id: new_id("run"),
+                    function_id: function_id.clone(),
+                    replay_of: None,
+                };
+                let outcome = inner
+                    .store
+                    .write(move |tx| {
+                        Box::pin(async move {
+                            let outcome =
+                                tx.insert_event(&event, std::slice::from_ref(&run)).await?;
+                            tx.advance_cron(&function_id, tick).await?;
+                            Ok(outcome)
+                        })
+                    })
+                    .await?;
+                if matches!(outcome, IngestOutcome::Accepted { .. }) {
+                    started += 1;
+                }
+            }
+        }
+    }
+    if started > 0 {
+        inner.wake.notify_waiters();
+    }
+    Ok(started)
+}
