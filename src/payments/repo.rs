@@ -20,6 +20,7 @@ mod failures;
 mod invoices;
 mod read;
 mod refunds;
+pub mod reports;
 mod subscriptions;
 
 pub use disputes::{DisputeRecord, FundsRecord, upsert_dispute};
