@@ -1,7 +1,7 @@
 //! The `dashboard_sessions` table: one row per dashboard sign-in, keyed by the SHA-256 of
 //! the cookie's value, so every process sharing the database knows the sign-in.
 
-use super::{Result, Store};
+use super::{Result, Store, StoreTx};
 use crate::args;
 
 /// A sign-in to store. Hashing and token generation belong to the caller.
@@ -76,5 +76,57 @@ impl Store {
         )
         .await?;
         Ok(())
+    }
+}
+
+impl StoreTx {
+    /// Deletes at most `limit` sessions expired at `now_ms`, the soonest expired first;
+    /// returns how many.
+    pub(crate) async fn prune_sessions(&mut self, now_ms: i64, limit: i64) -> Result<u64> {
+        self.execute(
+            "DELETE FROM dashboard_sessions WHERE id_hash IN (SELECT id_hash FROM \
+             dashboard_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
+            args![now_ms, limit],
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_session_is_found_until_it_expires_or_is_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("t.db")).await.unwrap();
+        store.migrate().await.unwrap();
+        let session = |hash: &str, created_at: i64, expires_at: i64| NewSession {
+            id_hash: hash.into(),
+            token_tag: "tag".into(),
+            csrf: format!("csrf-{hash}"),
+            created_at,
+            expires_at,
+        };
+        store.create_session(session("a", 0, 100)).await.unwrap();
+        store.create_session(session("b", 10, 50)).await.unwrap();
+        assert_eq!(
+            store.session_csrf("a", "tag", 99).await.unwrap().as_deref(),
+            Some("csrf-a")
+        );
+        assert_eq!(store.session_csrf("a", "other", 99).await.unwrap(), None);
+        assert_eq!(store.session_csrf("a", "tag", 100).await.unwrap(), None);
+
+        // Opening a session at 60 forgets "b", expired at 50.
+        store.create_session(session("c", 60, 200)).await.unwrap();
+        let pruned = store
+            .write(|tx| Box::pin(async move { tx.prune_sessions(1_000, 10).await }))
+            .await
+            .unwrap();
+        assert_eq!(pruned, 2, "a and c had expired by 1000; b was gone already");
+
+        store.create_session(session("d", 0, 100)).await.unwrap();
+        store.revoke_session("d").await.unwrap();
+        assert_eq!(store.session_csrf("d", "tag", 1).await.unwrap(), None);
     }
 }
