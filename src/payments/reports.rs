@@ -26,7 +26,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Days, NaiveDate};
 use serde::Serialize;
 
-use crate::args;
+use crate::payments::repo::reports::{self as repo, ChangedPayment};
 use crate::store::{Result, Store, StoreTx};
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -148,12 +148,6 @@ struct Totals {
     disputed: i64,
 }
 
-/// The failures a report counts: the first report of each failed payment attempt.
-const COUNTED_FAILURES: &str = "kind IN ('payment', 'invoice') AND id = attempt";
-
-/// Refunds that still take the money (not failed or canceled).
-const LIVE_REFUNDS: &str = "status NOT IN ('failed', 'canceled')";
-
 /// How many days apart a payment's reported success and its newest event may be for the
 /// rollup to look at every day in between.
 const MAX_PAYMENT_SPAN_DAYS: i64 = 31;
@@ -171,58 +165,48 @@ const MAX_PAYMENT_SPAN_DAYS: i64 = 31;
 pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Result<BTreeSet<Day>> {
     let since = changed_since_ms.unwrap_or(i64::MIN);
     let mut days = BTreeSet::new();
-    let changed: Vec<(Option<i64>, i64, Option<i64>)> = tx
-        .fetch_all(
-            "SELECT succeeded_at, event_created, charge_refunds_as_of FROM payments \
-             WHERE updated_at >= $1 AND currency IS NOT NULL",
-            args![since],
-        )
-        .await?;
-    for (succeeded_at, event_created, refunds_as_of) in changed {
-        let last = Day::of_secs(event_created);
-        let first = Day::of_secs(succeeded_at.unwrap_or(event_created).min(event_created));
-        let span = last.days_since(first).clamp(0, MAX_PAYMENT_SPAN_DAYS);
-        for back in 0..=span.unsigned_abs() + 1 {
-            days.insert(last.minus_days(back));
-        }
-        days.extend(refunds_as_of.map(Day::of_secs));
+    for payment in repo::changed_payments(tx, since).await? {
+        days.extend(payment_days(&payment));
     }
-    let refunds: Vec<(i64,)> = tx
-        .fetch_all(
-            "SELECT DISTINCT created / 86400 FROM refunds WHERE updated_at >= $1",
-            args![since],
-        )
-        .await?;
-    days.extend(refunds.into_iter().map(|(n,)| Day::of_epoch_day(n)));
-    let funds: Vec<(i64,)> = tx
-        .fetch_all(
-            "SELECT DISTINCT f.created / 86400 FROM dispute_funds f \
-             JOIN disputes d ON d.id = f.dispute_id WHERE d.updated_at >= $1",
-            args![since],
-        )
-        .await?;
-    days.extend(funds.into_iter().map(|(n,)| Day::of_epoch_day(n)));
+    let refunds = repo::changed_refund_days(tx, since).await?;
+    days.extend(refunds.into_iter().map(Day::of_epoch_day));
+    let funds = repo::changed_dispute_fund_days(tx, since).await?;
+    days.extend(funds.into_iter().map(Day::of_epoch_day));
 
-    let failures: Vec<(i64, String, i64)> = tx
-        .fetch_all(
-            &format!(
-                "SELECT created / 86400, currency, COUNT(*) FROM payment_failures \
-                 WHERE {COUNTED_FAILURES} AND currency IS NOT NULL \
-                 GROUP BY created / 86400, currency"
-            ),
-            vec![],
-        )
-        .await?;
-    let counted: HashMap<(String, String), i64> = failures
+    let counted = repo::counted_failures_per_day(tx).await?;
+    let stored = repo::stored_failure_counts(tx).await?;
+    days.extend(failure_count_changes(counted, stored));
+    Ok(days)
+}
+
+/// The days a changed payment's figures may have moved on.
+fn payment_days(payment: &ChangedPayment) -> Vec<Day> {
+    let event_created = payment.event_created;
+    let last = Day::of_secs(event_created);
+    let first = Day::of_secs(
+        payment
+            .succeeded_at
+            .unwrap_or(event_created)
+            .min(event_created),
+    );
+    let span = last.days_since(first).clamp(0, MAX_PAYMENT_SPAN_DAYS);
+    let mut days: Vec<Day> = (0..=span.unsigned_abs() + 1)
+        .map(|back| last.minus_days(back))
+        .collect();
+    days.extend(payment.charge_refunds_as_of.map(Day::of_secs));
+    days
+}
+
+/// The days whose counted failures (`(epoch day, currency, count)`) differ from the stored
+/// rows' (`(day, currency, count)`), in either direction.
+fn failure_count_changes(
+    counted: Vec<(i64, String, i64)>,
+    stored: Vec<(String, String, i64)>,
+) -> BTreeSet<Day> {
+    let counted: HashMap<(String, String), i64> = counted
         .into_iter()
         .map(|(n, currency, count)| ((Day::of_epoch_day(n).to_string(), currency), count))
         .collect();
-    let stored: Vec<(String, String, i64)> = tx
-        .fetch_all(
-            "SELECT day, currency, failed_payments FROM daily_reports",
-            vec![],
-        )
-        .await?;
     let stored: HashMap<(String, String), i64> = stored
         .into_iter()
         .map(|(day, currency, failed)| ((day, currency), failed))
@@ -230,28 +214,21 @@ pub async fn stale_days(tx: &mut StoreTx, changed_since_ms: Option<i64>) -> Resu
     let differs = |key: &(String, String), a: Option<&i64>, b: Option<&i64>| {
         (a.copied().unwrap_or(0) != b.copied().unwrap_or(0)).then(|| key.0.clone())
     };
-    let moved = counted
+    counted
         .iter()
         .filter_map(|(key, count)| differs(key, Some(count), stored.get(key)))
         .chain(
             stored
                 .iter()
                 .filter_map(|(key, count)| differs(key, Some(count), counted.get(key))),
-        );
-    for day in moved {
-        if let Ok(day) = day.parse::<Day>() {
-            days.insert(day);
-        }
-    }
-    Ok(days)
+        )
+        .filter_map(|day| day.parse::<Day>().ok())
+        .collect()
 }
 
 /// When the rollup last wrote a row (milliseconds), if ever.
 pub async fn last_computed_at(tx: &mut StoreTx) -> Result<Option<i64>> {
-    let row: Option<(Option<i64>,)> = tx
-        .fetch_optional("SELECT MAX(computed_at) FROM daily_reports", vec![])
-        .await?;
-    Ok(row.and_then(|(at,)| at))
+    repo::last_computed_at(tx).await
 }
 
 /// Recomputes one day from the business tables and stores it: one row per currency
@@ -260,102 +237,49 @@ pub async fn last_computed_at(tx: &mut StoreTx) -> Result<Option<i64>> {
 pub async fn recompute_day(tx: &mut StoreTx, day: Day, computed_at: i64) -> Result<usize> {
     let (start, end) = (day.start_secs(), day.end_secs());
     let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
-    let succeeded: Vec<(String, i64, i64)> = tx
-        .fetch_all(
-            "SELECT currency, CAST(COALESCE(SUM(amount), 0) AS BIGINT), COUNT(*) FROM payments \
-             WHERE status = 'succeeded' AND currency IS NOT NULL \
-             AND succeeded_at >= $1 AND succeeded_at < $2 GROUP BY currency",
-            args![start, end],
-        )
-        .await?;
-    for (currency, revenue, payments) in succeeded {
+    for (currency, revenue, payments) in repo::succeeded_payments(tx, start, end).await? {
         let t = totals.entry(currency).or_default();
         t.revenue = revenue;
         t.payments = payments;
     }
-    let failed: Vec<(String, i64)> = tx
-        .fetch_all(
-            &format!(
-                "SELECT currency, COUNT(*) FROM payment_failures \
-                 WHERE {COUNTED_FAILURES} AND currency IS NOT NULL \
-                 AND created >= $1 AND created < $2 GROUP BY currency"
-            ),
-            args![start, end],
-        )
-        .await?;
-    for (currency, count) in failed {
+    for (currency, count) in repo::failed_payments(tx, start, end).await? {
         totals.entry(currency).or_default().failed_payments = count;
     }
-    let refunded: Vec<(String, i64)> = tx
-        .fetch_all(
-            &format!(
-                "SELECT currency, CAST(SUM(amount) AS BIGINT) FROM ( \
-                 SELECT currency, amount FROM refunds WHERE {LIVE_REFUNDS} \
-                 AND created >= $1 AND created < $2 \
-                 UNION ALL \
-                 SELECT currency, refunds_unattributed FROM payments \
-                 WHERE refunds_unattributed > 0 AND currency IS NOT NULL \
-                 AND charge_refunds_as_of >= $1 AND charge_refunds_as_of < $2 \
-                 ) refunded GROUP BY currency"
-            ),
-            args![start, end],
-        )
-        .await?;
-    for (currency, amount) in refunded {
+    for (currency, amount) in repo::refunded(tx, start, end).await? {
         totals.entry(currency).or_default().refunds = amount;
     }
-    let disputed: Vec<(String, i64)> = tx
-        .fetch_all(
-            "SELECT currency, CAST(-SUM(amount) AS BIGINT) FROM dispute_funds \
-             WHERE created >= $1 AND created < $2 GROUP BY currency",
-            args![start, end],
-        )
-        .await?;
-    for (currency, amount) in disputed {
+    for (currency, amount) in repo::disputed(tx, start, end).await? {
         totals.entry(currency).or_default().disputed = amount;
     }
 
     let day_text = day.to_string();
-    let stored: Vec<(String,)> = tx
-        .fetch_all(
-            "SELECT currency FROM daily_reports WHERE day = $1",
-            args![&day_text],
-        )
-        .await?;
-    for (currency,) in stored {
+    for currency in repo::stored_currencies(tx, &day_text).await? {
         if !totals.contains_key(&currency) {
-            tx.execute(
-                "DELETE FROM daily_reports WHERE day = $1 AND currency = $2",
-                args![&day_text, &currency],
-            )
-            .await?;
+            repo::delete_report(tx, &day_text, &currency).await?;
         }
     }
     for (currency, t) in &totals {
-        tx.execute(
-            "INSERT INTO daily_reports \
-             (day, currency, revenue, payments, failed_payments, refunds, disputed, net, \
-             computed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (day, currency) DO UPDATE SET \
-             revenue = excluded.revenue, payments = excluded.payments, \
-             failed_payments = excluded.failed_payments, refunds = excluded.refunds, \
-             disputed = excluded.disputed, net = excluded.net, \
-             computed_at = excluded.computed_at",
-            args![
-                &day_text,
-                currency,
-                t.revenue,
-                t.payments,
-                t.failed_payments,
-                t.refunds,
-                t.disputed,
-                t.revenue - t.refunds - t.disputed,
-                computed_at
-            ],
-        )
-        .await?;
+        let report = t.report(&day_text, currency, computed_at);
+        repo::upsert_report(tx, &report).await?;
     }
     Ok(totals.len())
+}
+
+impl Totals {
+    /// The stored row these totals make for `day` and `currency`.
+    fn report(&self, day: &str, currency: &str, computed_at: i64) -> DailyReport {
+        DailyReport {
+            day: day.to_owned(),
+            currency: currency.to_owned(),
+            revenue: self.revenue,
+            payments: self.payments,
+            failed_payments: self.failed_payments,
+            refunds: self.refunds,
+            disputed: self.disputed,
+            net: self.revenue - self.refunds - self.disputed,
+            computed_at,
+        }
+    }
 }
 
 /// The stored rows from `from` to `to` (both included), optionally of one currency,
@@ -366,28 +290,7 @@ pub async fn daily_reports(
     to: Day,
     currency: Option<&str>,
 ) -> Result<Vec<DailyReport>> {
-    const COLUMNS: &str = "SELECT day, currency, revenue, payments, failed_payments, refunds, \
-                           disputed, net, computed_at FROM daily_reports \
-                           WHERE day >= $1 AND day <= $2";
-    let (from, to) = (from.to_string(), to.to_string());
-    match currency {
-        Some(currency) => {
-            store
-                .fetch_all(
-                    &format!("{COLUMNS} AND currency = $3 ORDER BY day, currency"),
-                    args![from, to, currency],
-                )
-                .await
-        }
-        None => {
-            store
-                .fetch_all(
-                    &format!("{COLUMNS} ORDER BY day, currency"),
-                    args![from, to],
-                )
-                .await
-        }
-    }
+    repo::daily_reports(store, &from.to_string(), &to.to_string(), currency).await
 }
 
 #[cfg(test)]
@@ -455,5 +358,59 @@ mod tests {
             assert_eq!(bad.parse::<Day>(), Err(InvalidDay(bad.to_owned())), "{bad}");
         }
         assert!("2028-02-29".parse::<Day>().is_ok());
+    }
+
+    #[test]
+    fn a_changed_payment_marks_every_day_its_figures_may_have_moved_on() {
+        let day = |s: &str| s.parse::<Day>().expect("day");
+        let days = payment_days(&ChangedPayment {
+            succeeded_at: Some(secs("2026-11-20T10:00:00Z")),
+            event_created: secs("2026-11-22T10:00:00Z"),
+            charge_refunds_as_of: Some(secs("2026-11-25T10:00:00Z")),
+        });
+        let days: BTreeSet<Day> = days.into_iter().collect();
+        let expected: BTreeSet<Day> = [
+            "2026-11-19",
+            "2026-11-20",
+            "2026-11-21",
+            "2026-11-22",
+            "2026-11-25",
+        ]
+        .into_iter()
+        .map(day)
+        .collect();
+        assert_eq!(days, expected);
+
+        // A success reported after the newest event (clock skew) looks at the event's day
+        // and the one before it only.
+        let skewed = payment_days(&ChangedPayment {
+            succeeded_at: Some(secs("2026-11-23T10:00:00Z")),
+            event_created: secs("2026-11-22T10:00:00Z"),
+            charge_refunds_as_of: None,
+        });
+        assert_eq!(skewed, vec![day("2026-11-22"), day("2026-11-21")]);
+    }
+
+    #[test]
+    fn failure_counts_that_moved_mark_their_days_both_ways() {
+        let epoch_day = |s: &str| s.parse::<Day>().expect("day").start_secs() / SECONDS_PER_DAY;
+        let counted = vec![
+            (epoch_day("2026-11-20"), "usd".to_owned(), 2),
+            (epoch_day("2026-11-21"), "usd".to_owned(), 1),
+            (epoch_day("2026-11-21"), "eur".to_owned(), 1),
+        ];
+        let stored = vec![
+            ("2026-11-20".to_owned(), "usd".to_owned(), 2),
+            ("2026-11-21".to_owned(), "usd".to_owned(), 2),
+            ("2026-11-22".to_owned(), "usd".to_owned(), 1),
+            ("2026-11-23".to_owned(), "usd".to_owned(), 0),
+        ];
+        let days: Vec<String> = failure_count_changes(counted, stored)
+            .iter()
+            .map(Day::to_string)
+            .collect();
+        // The 20th agrees; the 21st differs (and has a new currency); the 22nd lost its
+        // failures; a stored zero with nothing counted agrees.
+        assert_eq!(days, ["2026-11-21", "2026-11-22"]);
     }
 }

@@ -25,6 +25,7 @@ pub mod operations;
 mod postgres;
 mod retention;
 mod rows;
+mod sessions;
 mod sqlite;
 pub mod stats;
 mod url;
@@ -44,6 +45,7 @@ pub use journal::{
 };
 pub use retention::Pruned;
 pub use rows::{EventRow, RunRow, StepRow};
+pub use sessions::NewSession;
 pub use sqlite::Durability;
 pub use url::{redact_url, sqlite_path};
 

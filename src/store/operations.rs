@@ -1,6 +1,6 @@
 //! Queries behind the dashboard and the operations API: run search with counts per
-//! status, run history and replays, event listings, function statistics, billing
-//! summaries, and the writes that replay and cancel runs.
+//! status, run history and replays, event listings, function statistics, and the
+//! writes that replay and cancel runs.
 
 use serde::Serialize;
 
@@ -169,38 +169,6 @@ pub struct RunError {
     pub ended_at: Option<i64>,
 }
 
-/// How many subscriptions have one status.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct StatusCount {
-    /// The subscription status, as Stripe names it (`active`, `past_due`…).
-    pub status: String,
-    /// Subscriptions with that status.
-    pub count: i64,
-}
-
-/// A subscription as listed on the billing page.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct SubscriptionSummary {
-    /// Stripe's subscription id, `sub_…`.
-    pub id: String,
-    /// The application's user id the customer is linked to, if known.
-    pub user_id: Option<String>,
-    /// Stripe's customer id, `cus_…`.
-    pub customer_id: Option<String>,
-    /// The subscription status, as Stripe names it (`active`, `past_due`…).
-    pub status: String,
-    /// Stripe's price id, `price_…`.
-    pub price_id: Option<String>,
-    /// End of the current billing period, in seconds since the Unix epoch.
-    pub current_period_end: Option<i64>,
-    /// When paysteps last changed the row, in milliseconds since the Unix epoch.
-    pub updated_at: i64,
-    /// `event`, `api`, or `provisional` while no Subscription object was received.
-    pub source: String,
-    /// The connected account it belongs to (Connect); `None` for the platform.
-    pub account: Option<String>,
-}
-
 impl Store {
     /// Runs matching `query`, newest first.
     pub async fn search_runs(&self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
@@ -311,25 +279,6 @@ impl Store {
              WHERE function_id = $1 AND status = 'failed' \
              ORDER BY created_at DESC, id DESC LIMIT $2",
             args![function_id, limit],
-        )
-        .await
-    }
-
-    /// Subscriptions counted per status.
-    pub async fn subscriptions_by_status(&self) -> Result<Vec<StatusCount>> {
-        self.fetch_all(
-            "SELECT status, COUNT(*) AS count FROM subscriptions GROUP BY status ORDER BY status",
-            vec![],
-        )
-        .await
-    }
-
-    /// The most recently changed subscriptions.
-    pub async fn recent_subscriptions(&self, limit: i64) -> Result<Vec<SubscriptionSummary>> {
-        self.fetch_all(
-            "SELECT id, user_id, customer_id, status, price_id, current_period_end, updated_at, \
-             source, account FROM subscriptions ORDER BY updated_at DESC, id LIMIT $1",
-            args![limit],
         )
         .await
     }

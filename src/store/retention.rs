@@ -171,13 +171,7 @@ impl StoreTx {
                     .await?;
             }
         }
-        pruned.sessions = self
-            .execute(
-                "DELETE FROM dashboard_sessions WHERE id_hash IN (SELECT id_hash FROM \
-                 dashboard_sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2)",
-                args![now, limit],
-            )
-            .await?;
+        pruned.sessions = self.prune_sessions(now, limit).await?;
         Ok(pruned)
     }
 

@@ -12,11 +12,11 @@ use super::destination::Destinations;
 use super::emit::{DELIVER_FUNCTION, emit};
 use super::endpoint::{EndpointStatus, parse_url};
 use super::events::{BusinessEvent, EndpointDisabledData, EventType};
+use super::repo::{self, AttemptRow, BusinessEventRow, EndpointRow};
 use super::schedule::{DISABLE_AFTER_MS, SCHEDULE_MS, delay_before, parse_retry_after};
 use super::secret::signature_header;
-use super::store::{self, AttemptRow, EndpointRow, EventRow};
 use crate::engine::{Ctx, Function, Interrupt, StepError, Trigger, new_id, system_now_ms};
-use crate::store::StoreTx;
+use crate::store::{Store, StoreTx};
 
 /// How long one attempt may take, connection to last byte.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -64,7 +64,7 @@ async fn deliver(ctx: Ctx, webhooks: Webhooks) -> Result<serde_json::Value, Inte
     let target: Option<Target> = ctx
         .step
         .run("load delivery", || async move {
-            Ok(store::delivery_of_run(&store, &run_id)
+            Ok(repo::delivery_of_run(&store, &run_id)
                 .await?
                 .map(|d| Target {
                     delivery_id: d.id,
@@ -110,7 +110,7 @@ async fn attempt(
 ) -> Result<AttemptOutcome, StepError> {
     let store = &webhooks.store;
     let now = webhooks.clock.now_ms();
-    let endpoint = store::endpoint(store, &target.endpoint_id).await?;
+    let endpoint = repo::endpoint(store, &target.endpoint_id).await?;
     let stop = match &endpoint {
         None => Some("the endpoint was deleted".to_owned()),
         Some(e) if EndpointStatus::from_stored(&e.status) != EndpointStatus::Active => {
@@ -124,7 +124,7 @@ async fn attempt(
         store
             .write(move |tx| {
                 Box::pin(
-                    async move { store::end_delivery(tx, &id, "canceled", &message, now).await },
+                    async move { repo::end_delivery(tx, &id, "canceled", &message, now).await },
                 )
             })
             .await?;
@@ -137,10 +137,10 @@ async fn attempt(
             retry_in_ms: None,
         });
     };
-    let event = store::event(store, &target.event_id)
+    let event = repo::event(store, &target.event_id)
         .await?
         .ok_or_else(|| StepError::non_retriable(format!("no event {}", target.event_id)))?;
-    let secrets = store::signing_secrets(store, &endpoint.id, now).await?;
+    let secrets = repo::signing_secrets(store, &endpoint.id, now).await?;
     let sent = send(webhooks.destinations, &endpoint, &event, &secrets).await;
 
     let verdict = Verdict::of(sent.status_code);
@@ -169,7 +169,7 @@ async fn attempt(
     let number = store
         .write(move |tx| {
             Box::pin(async move {
-                let number = store::record_attempt(
+                let number = repo::record_attempt(
                     tx,
                     &row.delivery_id,
                     &row,
@@ -232,9 +232,9 @@ async fn after_attempt(
     now: i64,
 ) -> crate::store::Result<()> {
     if verdict == Verdict::Delivered {
-        return store::endpoint_succeeded(tx, &endpoint.id, now).await;
+        return repo::endpoint_succeeded(tx, &endpoint.id, now).await;
     }
-    let since = store::endpoint_failed(tx, &endpoint.id, now).await?;
+    let since = repo::endpoint_failed(tx, &endpoint.id, now).await?;
     let reason = match (verdict, since) {
         (Verdict::Gone, _) => "the endpoint answered 410 Gone".to_owned(),
         (_, Some(since)) if now - since >= DISABLE_AFTER_MS => {
@@ -242,13 +242,13 @@ async fn after_attempt(
         }
         _ => return Ok(()),
     };
-    let still_active = store::endpoint_tx(tx, &endpoint.id)
+    let still_active = repo::endpoint_tx(tx, &endpoint.id)
         .await?
         .is_some_and(|e| EndpointStatus::from_stored(&e.status) == EndpointStatus::Active);
     if !still_active {
         return Ok(());
     }
-    store::set_status(
+    repo::set_status(
         tx,
         &endpoint.id,
         EndpointStatus::Disabled,
@@ -297,7 +297,7 @@ impl Sent {
 async fn send(
     destinations: Destinations,
     endpoint: &EndpointRow,
-    event: &EventRow,
+    event: &BusinessEventRow,
     secrets: &[crate::config::Secret],
 ) -> Sent {
     let url = match parse_url(&endpoint.url) {
@@ -403,16 +403,28 @@ fn elapsed_ms(began: Instant) -> i64 {
 }
 
 /// Queues a new delivery of `delivery_id`'s event to the same endpoint, with the same
-/// `webhook-id` and body. `None` when there is no such delivery.
+/// `webhook-id` and body, in a transaction of its own. Returns the new delivery's id, or
+/// `None` when there is no such delivery.
 pub async fn resend(
+    store: &Store,
+    delivery_id: &str,
+    now: i64,
+) -> crate::store::Result<Option<String>> {
+    let delivery_id = delivery_id.to_owned();
+    store
+        .write(move |tx| Box::pin(async move { resend_in(tx, &delivery_id, now).await }))
+        .await
+}
+
+async fn resend_in(
     tx: &mut StoreTx,
     delivery_id: &str,
     now: i64,
 ) -> crate::store::Result<Option<String>> {
-    let Some(original) = store::delivery_tx(tx, delivery_id).await? else {
+    let Some(original) = repo::delivery_tx(tx, delivery_id).await? else {
         return Ok(None);
     };
-    let Some(mut event) = store::event_tx(tx, &original.event_id).await? else {
+    let Some(mut event) = repo::event_tx(tx, &original.event_id).await? else {
         return Ok(None);
     };
     let run = crate::store::NewRun {
@@ -422,7 +434,7 @@ pub async fn resend(
     };
     super::emit::queue_runs(tx, &mut event, std::slice::from_ref(&run), now).await?;
     let id = new_id("whd");
-    store::insert_delivery(
+    repo::insert_delivery(
         tx,
         &id,
         &event.id,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::Subscription;
 use super::events::BusinessEvent;
-use super::store::{self, EventRow};
+use super::repo::{self, BusinessEventRow};
 use crate::engine::{Ctx, Interrupt, new_id};
 use crate::store::{NewEvent, NewRun, StoreTx};
 
@@ -34,7 +34,7 @@ pub async fn emit(
     now: i64,
 ) -> crate::store::Result<Emitted> {
     let webhook_id = event.message_id();
-    let mut row = EventRow {
+    let mut row = BusinessEventRow {
         id: webhook_id.clone(),
         event_type: event.event_type.as_str().to_owned(),
         source: event.source.clone(),
@@ -42,14 +42,14 @@ pub async fn emit(
         engine_event_id: None,
         created_at: now,
     };
-    if !store::insert_event(tx, &row).await? {
+    if !repo::insert_event(tx, &row).await? {
         return Ok(Emitted {
             webhook_id,
             deliveries: Vec::new(),
             duplicate: true,
         });
     }
-    let endpoints: Vec<String> = store::active_subscriptions(tx)
+    let endpoints: Vec<String> = repo::active_subscriptions(tx)
         .await?
         .into_iter()
         .filter(|(_, events)| Subscription::from_stored(events).includes(event.event_type))
@@ -67,7 +67,7 @@ pub async fn emit(
     let mut deliveries = Vec::with_capacity(runs.len());
     for (endpoint_id, run) in endpoints.iter().zip(&runs) {
         let id = new_id("whd");
-        store::insert_delivery(tx, &id, &webhook_id, endpoint_id, &run.id, None, now).await?;
+        repo::insert_delivery(tx, &id, &webhook_id, endpoint_id, &run.id, None, now).await?;
         deliveries.push(id);
     }
     if !deliveries.is_empty() {
@@ -89,7 +89,7 @@ pub async fn emit(
 /// event nobody subscribes to adds nothing to the engine's journal).
 pub(crate) async fn queue_runs(
     tx: &mut StoreTx,
-    event: &mut EventRow,
+    event: &mut BusinessEventRow,
     runs: &[NewRun],
     now: i64,
 ) -> crate::store::Result<()> {
@@ -116,7 +116,7 @@ pub(crate) async fn queue_runs(
         customer: None,
     };
     tx.insert_event(&engine_event, runs).await?;
-    store::set_engine_event(tx, &event.id, &engine_event.id).await?;
+    repo::set_engine_event(tx, &event.id, &engine_event.id).await?;
     event.engine_event_id = Some(engine_event.id);
     Ok(())
 }

@@ -1,10 +1,15 @@
-//! An endpoint: where a team wants its events, which ones, and whether it receives them.
+//! An endpoint: where a team wants its events, which ones, and whether it receives them;
+//! and the changes made to stored endpoints, each in a transaction of its own.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::events::EventType;
+use super::repo::{self, NewEndpoint};
+use crate::config::Secret;
+use crate::engine::new_id;
+use crate::store::{Error as StoreError, Store};
 
 /// What an endpoint subscribes to: every type, or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,6 +178,126 @@ pub fn parse_url(text: &str) -> Result<reqwest::Url, EndpointError> {
         return Err(EndpointError::CredentialsInUrl);
     }
     Ok(url)
+}
+
+/// A new endpoint just stored: its id and its signing secret, which is answered once.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The endpoint's id, `whep_…`.
+    pub id: String,
+    /// The signing secret, `whsec_…`.
+    pub secret: Secret,
+}
+
+/// Stores a new, active endpoint with a fresh id and secret. The URL and description are
+/// taken as given: check them with [`parse_url`] and the destinations first.
+pub async fn create(
+    store: &Store,
+    url: String,
+    events: &Subscription,
+    description: Option<String>,
+    now: i64,
+) -> Result<Created, StoreError> {
+    let endpoint = NewEndpoint {
+        id: new_id("whep"),
+        url,
+        description,
+        events: events.to_stored(),
+        secret: super::secret::generate(),
+    };
+    let created = Created {
+        id: endpoint.id.clone(),
+        secret: endpoint.secret.clone(),
+    };
+    store
+        .write(move |tx| Box::pin(async move { repo::insert_endpoint(tx, &endpoint, now).await }))
+        .await?;
+    Ok(created)
+}
+
+/// What an update changes on an endpoint; `None` keeps a field.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// A new URL, already checked.
+    pub url: Option<String>,
+    /// A new subscription.
+    pub events: Option<Subscription>,
+    /// A new description, already checked.
+    pub description: Option<String>,
+    /// A new status.
+    pub status: Option<EndpointStatus>,
+}
+
+/// Applies `change` to the endpoint `id` in one transaction. False when there is none.
+pub async fn update(store: &Store, id: &str, change: Change, now: i64) -> Result<bool, StoreError> {
+    let id = id.to_owned();
+    store
+        .write(move |tx| {
+            Box::pin(async move {
+                let events = change.events.as_ref().map(Subscription::to_stored);
+                let found =
+                    repo::update_endpoint(tx, &id, change.url, events, change.description, now)
+                        .await?;
+                if let Some(status) = change.status {
+                    repo::set_status(tx, &id, status, None, now).await?;
+                }
+                Ok(found)
+            })
+        })
+        .await
+}
+
+/// Sets the endpoint's status (pause, or re-activate a paused or disabled one). False when
+/// there is no such endpoint.
+pub async fn set_status(
+    store: &Store,
+    id: &str,
+    status: EndpointStatus,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let id = id.to_owned();
+    store
+        .write(move |tx| {
+            Box::pin(async move { repo::set_status(tx, &id, status, None, now).await })
+        })
+        .await
+}
+
+/// Deletes the endpoint with its deliveries and their attempts. False when there is none.
+pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
+    let id = id.to_owned();
+    store
+        .write(move |tx| Box::pin(async move { repo::delete_endpoint(tx, &id).await }))
+        .await
+}
+
+/// A secret rotation: the new secret, answered once, and when the previous one stops
+/// signing.
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    /// The new signing secret, `whsec_…`.
+    pub secret: Secret,
+    /// When the previous secret stops signing, in milliseconds since the Unix epoch.
+    pub previous_secret_expires_at: i64,
+}
+
+/// Gives the endpoint a fresh secret; the previous one keeps signing for
+/// [`ROTATION_OVERLAP_MS`](super::secret::ROTATION_OVERLAP_MS). `None` when there is no
+/// such endpoint.
+pub async fn rotate_secret(
+    store: &Store,
+    id: &str,
+    now: i64,
+) -> Result<Option<Rotated>, StoreError> {
+    let secret = super::secret::generate();
+    let (id, fresh) = (id.to_owned(), secret.clone());
+    let until = store
+        .write(move |tx| Box::pin(async move { repo::rotate_secret(tx, &id, &fresh, now).await }))
+        .await?;
+    Ok(until.map(|until| Rotated {
+        secret,
+        previous_secret_expires_at: until,
+    }))
 }
 
 #[cfg(test)]

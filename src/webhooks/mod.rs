@@ -10,9 +10,9 @@ pub mod destination;
 pub mod emit;
 pub mod endpoint;
 pub mod events;
+pub mod repo;
 pub mod schedule;
 pub mod secret;
-pub mod store;
 
 use crate::engine::{Clock, Ctx, FUNCTION_FAILED, Function, Interrupt, Trigger};
 

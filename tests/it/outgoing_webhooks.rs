@@ -474,9 +474,9 @@ async fn private_destinations_are_refused_under_serve(backend: Backend) {
     app.store()
         .write(move |tx| {
             Box::pin(async move {
-                paysteps::webhooks::store::insert_endpoint(
+                paysteps::webhooks::repo::insert_endpoint(
                     tx,
-                    &paysteps::webhooks::store::NewEndpoint {
+                    &paysteps::webhooks::repo::NewEndpoint {
                         id: "whep_inside".into(),
                         url,
                         description: None,

@@ -7,8 +7,7 @@ use std::time::Duration;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::args;
-use crate::store::{Result, Store};
+use crate::store::{NewSession, Result, Store};
 
 /// A session a request's cookie named, still valid.
 #[derive(Debug, Clone)]
@@ -27,28 +26,13 @@ pub struct Opened {
 /// expired ones on the way.
 pub async fn open(store: &Store, token_tag: &str, now_ms: i64, ttl: Duration) -> Result<Opened> {
     let id = random_hex();
-    let row = args![
-        id_hash(&id),
-        token_tag,
-        random_hex(),
-        now_ms,
-        now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
-    ];
     store
-        .write(move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "DELETE FROM dashboard_sessions WHERE expires_at <= $1",
-                    args![now_ms],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO dashboard_sessions (id_hash, token_tag, csrf, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    row,
-                )
-                .await
-            })
+        .create_session(NewSession {
+            id_hash: id_hash(&id),
+            token_tag: token_tag.to_owned(),
+            csrf: random_hex(),
+            created_at: now_ms,
+            expires_at: now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
         })
         .await?;
     Ok(Opened { id })
@@ -65,25 +49,14 @@ pub async fn find(
     if !well_formed(id) {
         return Ok(None);
     }
-    let row: Option<(String,)> = store
-        .fetch_optional(
-            "SELECT csrf FROM dashboard_sessions \
-             WHERE id_hash = $1 AND token_tag = $2 AND expires_at > $3",
-            args![id_hash(id), token_tag, now_ms],
-        )
-        .await?;
-    Ok(row.map(|(csrf,)| Session { csrf }))
+    let csrf = store.session_csrf(&id_hash(id), token_tag, now_ms).await?;
+    Ok(csrf.map(|csrf| Session { csrf }))
 }
 
 /// Ends the session whose id is `id` (nothing when there is none).
 pub async fn close(store: &Store, id: &str) -> Result<()> {
     if well_formed(id) {
-        store
-            .execute_statement(
-                "DELETE FROM dashboard_sessions WHERE id_hash = $1".to_owned(),
-                args![id_hash(id)],
-            )
-            .await?;
+        store.revoke_session(&id_hash(id)).await?;
     }
     Ok(())
 }

@@ -34,8 +34,7 @@ async fn show(
     let Query(query) = query?;
     let limit = parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let store = state.engine.store();
-    let subscriptions: Vec<Value> = store
-        .recent_subscriptions(limit)
+    let subscriptions: Vec<Value> = repo::recent_subscriptions(store, limit)
         .await?
         .into_iter()
         .map(|s| {
@@ -46,7 +45,7 @@ async fn show(
         })
         .collect();
     Ok(Json(json!({
-        "subscriptions_by_status": store.subscriptions_by_status().await?,
+        "subscriptions_by_status": repo::subscriptions_by_status(store).await?,
         "subscriptions": subscriptions,
         "payments": repo::payments(store, limit).await?,
         "refunds": repo::recent_refunds(store, limit).await?,

@@ -10,14 +10,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::params::{JsonBody, parse_limit};
-use crate::engine::new_id;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::webhooks::EventType;
 use crate::webhooks::deliver;
 use crate::webhooks::destination::DestinationError;
-use crate::webhooks::endpoint::{EndpointError, EndpointStatus, Subscription, parse_url};
-use crate::webhooks::store::{self, DeliveryRow, EndpointRow, NewEndpoint};
-use crate::webhooks::{EventType, secret};
+use crate::webhooks::endpoint::{self, EndpointError, EndpointStatus, Subscription, parse_url};
+use crate::webhooks::repo::{self, DeliveryRow, EndpointRow};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -90,24 +89,11 @@ async fn create(
     let url = checked_url(&state, &body.url).await?;
     let events = Subscription::parse(&body.events)?;
     let description = checked_description(body.description)?;
-    let secret = secret::generate();
-    let endpoint = NewEndpoint {
-        id: new_id("whep"),
-        url,
-        description,
-        events: events.to_stored(),
-        secret: secret.clone(),
-    };
     let now = state.engine.clock().now_ms();
-    let id = endpoint.id.clone();
-    state
-        .engine
-        .store()
-        .write(move |tx| Box::pin(async move { store::insert_endpoint(tx, &endpoint, now).await }))
-        .await?;
-    let row = load(&state, &id).await?;
+    let created = endpoint::create(state.engine.store(), url, &events, description, now).await?;
+    let row = load(&state, &created.id).await?;
     let mut answer = endpoint_json(&row);
-    answer["secret"] = json!(secret.expose());
+    answer["secret"] = json!(created.secret.expose());
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
@@ -122,7 +108,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(page) = page?;
     let limit = parse_limit(page.limit.as_deref(), DEFAULT_ENDPOINTS, MAX_ENDPOINTS)?;
-    let rows = store::endpoints(state.engine.store(), limit).await?;
+    let rows = repo::endpoints(state.engine.store(), limit).await?;
     Ok(Json(json!({
         "data": rows.iter().map(endpoint_json).collect::<Vec<_>>(),
     })))
@@ -157,7 +143,7 @@ async fn update(
         None => None,
     };
     let events = match &body.events {
-        Some(events) => Some(Subscription::parse(events)?.to_stored()),
+        Some(events) => Some(Subscription::parse(events)?),
         None => None,
     };
     let description = checked_description(body.description)?;
@@ -172,21 +158,14 @@ async fn update(
             ));
         }
     };
+    let change = endpoint::Change {
+        url,
+        events,
+        description,
+        status,
+    };
     let now = state.engine.clock().now_ms();
-    let key = id.clone();
-    state
-        .engine
-        .store()
-        .write(move |tx| {
-            Box::pin(async move {
-                store::update_endpoint(tx, &key, url, events, description, now).await?;
-                if let Some(status) = status {
-                    store::set_status(tx, &key, status, None, now).await?;
-                }
-                Ok(())
-            })
-        })
-        .await?;
+    endpoint::update(state.engine.store(), &id, change, now).await?;
     Ok(Json(endpoint_json(&load(&state, &id).await?)))
 }
 
@@ -194,13 +173,7 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = id.clone();
-    let deleted = state
-        .engine
-        .store()
-        .write(move |tx| Box::pin(async move { store::delete_endpoint(tx, &key).await }))
-        .await?;
-    if !deleted {
+    if !endpoint::delete(state.engine.store(), &id).await? {
         return Err(ApiError::not_found("webhook endpoint", &id));
     }
     Ok(Json(json!({ "id": id, "deleted": true })))
@@ -221,15 +194,7 @@ async fn set_status(
     status: EndpointStatus,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.engine.clock().now_ms();
-    let key = id.clone();
-    let changed = state
-        .engine
-        .store()
-        .write(move |tx| {
-            Box::pin(async move { store::set_status(tx, &key, status, None, now).await })
-        })
-        .await?;
-    if !changed {
+    if !endpoint::set_status(state.engine.store(), &id, status, now).await? {
         return Err(ApiError::not_found("webhook endpoint", &id));
     }
     Ok(Json(endpoint_json(&load(&state, &id).await?)))
@@ -240,20 +205,15 @@ async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let secret = secret::generate();
     let now = state.engine.clock().now_ms();
-    let (key, fresh) = (id.clone(), secret.clone());
-    let until = state
-        .engine
-        .store()
-        .write(move |tx| Box::pin(async move { store::rotate_secret(tx, &key, &fresh, now).await }))
+    let rotated = endpoint::rotate_secret(state.engine.store(), &id, now)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint", &id))?;
     tracing::info!(endpoint_id = %id, "webhook endpoint secret rotated");
     Ok(Json(json!({
         "id": id,
-        "secret": secret.expose(),
-        "previous_secret_expires_at": until,
+        "secret": rotated.secret.expose(),
+        "previous_secret_expires_at": rotated.previous_secret_expires_at,
     })))
 }
 
@@ -285,7 +245,7 @@ async fn delivery(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let row = store::delivery(state.engine.store(), &id)
+    let row = repo::delivery(state.engine.store(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook delivery", &id))?;
     Ok(Json(delivery_json(&state, &row).await?))
@@ -297,14 +257,10 @@ async fn resend(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let now = state.engine.clock().now_ms();
-    let key = id.clone();
-    let new = state
-        .engine
-        .store()
-        .write(move |tx| Box::pin(async move { deliver::resend(tx, &key, now).await }))
+    let new = deliver::resend(state.engine.store(), &id, now)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook delivery", &id))?;
-    let row = store::delivery(state.engine.store(), &new)
+    let row = repo::delivery(state.engine.store(), &new)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook delivery", &new))?;
     Ok((
@@ -314,7 +270,7 @@ async fn resend(
 }
 
 async fn load(state: &AppState, id: &str) -> Result<EndpointRow, ApiError> {
-    store::endpoint(state.engine.store(), id)
+    repo::endpoint(state.engine.store(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint", id))
 }
@@ -336,7 +292,7 @@ fn endpoint_json(row: &EndpointRow) -> Value {
 }
 
 async fn stats(state: &AppState, id: &str) -> Result<Value, ApiError> {
-    let (finished, succeeded) = store::delivery_counts(state.engine.store(), id).await?;
+    let (finished, succeeded) = repo::delivery_counts(state.engine.store(), id).await?;
     let rate = (finished > 0).then(|| succeeded as f64 / finished as f64);
     Ok(json!({
         "finished_deliveries": finished,
@@ -346,7 +302,7 @@ async fn stats(state: &AppState, id: &str) -> Result<Value, ApiError> {
 }
 
 async fn recent(state: &AppState, id: &str, limit: i64) -> Result<Value, ApiError> {
-    let rows = store::recent_deliveries(state.engine.store(), id, limit).await?;
+    let rows = repo::recent_deliveries(state.engine.store(), id, limit).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         out.push(delivery_json(state, row).await?);
@@ -355,8 +311,8 @@ async fn recent(state: &AppState, id: &str, limit: i64) -> Result<Value, ApiErro
 }
 
 async fn delivery_json(state: &AppState, row: &DeliveryRow) -> Result<Value, ApiError> {
-    let event = store::event(state.engine.store(), &row.event_id).await?;
-    let attempts = store::attempts(state.engine.store(), &row.id).await?;
+    let event = repo::event(state.engine.store(), &row.event_id).await?;
+    let attempts = repo::attempts(state.engine.store(), &row.id).await?;
     Ok(json!({
         "id": row.id,
         "webhook_id": row.event_id,

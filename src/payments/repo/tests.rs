@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::Store;
 use crate::stripe::objects::{SubscriptionItem, Terms};
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -221,6 +222,15 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
         "the entitling one first"
     );
     assert!(payments(&store, 10).await.unwrap().is_empty());
+    let counts: Vec<(String, i64)> = subscriptions_by_status(&store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.status, c.count))
+        .collect();
+    assert_eq!(counts, [("canceled".into(), 1), ("trialing".into(), 1)]);
+    let recent = recent_subscriptions(&store, 1).await.unwrap();
+    assert_eq!(recent.len(), 1, "the limit holds");
     let none = user_subscriptions(&store, "user_2", &Entitlement::default()).await;
     assert!(none.unwrap().is_empty());
 }

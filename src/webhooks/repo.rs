@@ -42,7 +42,7 @@ const ENDPOINT_COLUMNS: &str = "id, url, description, events, status, disabled_r
 
 /// A business event as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct EventRow {
+pub struct BusinessEventRow {
     /// The event's `webhook-id`, `msg_…`.
     pub id: String,
     /// The [`EventType`](super::EventType) name, e.g. `payment.failed`.
@@ -288,7 +288,7 @@ pub async fn active_subscriptions(tx: &mut StoreTx) -> Result<Vec<(String, Strin
 }
 
 /// Records a business event unless one with this id exists; true when it is new.
-pub async fn insert_event(tx: &mut StoreTx, e: &EventRow) -> Result<bool> {
+pub async fn insert_event(tx: &mut StoreTx, e: &BusinessEventRow) -> Result<bool> {
     let inserted: Option<(String,)> = tx
         .fetch_optional(
             "INSERT INTO webhook_events (id, event_type, source, payload, engine_event_id, \
@@ -318,7 +318,7 @@ pub async fn set_engine_event(tx: &mut StoreTx, id: &str, engine_event_id: &str)
 }
 
 /// The business event with this id (`msg_…`), if any.
-pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {
+pub async fn event(store: &Store, id: &str) -> Result<Option<BusinessEventRow>> {
     store
         .fetch_optional(
             "SELECT id, event_type, source, payload, engine_event_id, created_at \
@@ -329,7 +329,7 @@ pub async fn event(store: &Store, id: &str) -> Result<Option<EventRow>> {
 }
 
 /// The business event with this id (`msg_…`), if any, read in the transaction.
-pub async fn event_tx(tx: &mut StoreTx, id: &str) -> Result<Option<EventRow>> {
+pub async fn event_tx(tx: &mut StoreTx, id: &str) -> Result<Option<BusinessEventRow>> {
     tx.fetch_optional(
         "SELECT id, event_type, source, payload, engine_event_id, created_at \
          FROM webhook_events WHERE id = $1",
