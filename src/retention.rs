@@ -128,7 +128,7 @@ pub async fn prune(store: &Store, retention: Retention, now_ms: i64) -> store::R
     let mut total = Pruned::default();
     loop {
         let batch = store
-            .write(move |tx| {
+            .write(crate::store::Write::isolated(), move |tx| {
                 Box::pin(async move { tx.prune_batch(cutoff, now_ms, BATCH_SIZE).await })
             })
             .await?;

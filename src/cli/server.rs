@@ -112,7 +112,7 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
         _ => {
             let fresh = signer::generate_secret();
             let kept = store
-                .write(move |tx| {
+                .write(crate::store::Write::isolated(), move |tx| {
                     Box::pin(async move { tx.setting_or_insert(DEV_SECRET_KEY, &fresh).await })
                 })
                 .await?;

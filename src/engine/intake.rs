@@ -109,7 +109,7 @@ impl Engine {
             .collect();
         let admitted = inner
             .store
-            .write(move |tx| {
+            .write(crate::store::Write::isolated(), move |tx| {
                 Box::pin(async move {
                     let mut admitted = Vec::with_capacity(intakes.len());
                     for intake in &intakes {

@@ -423,7 +423,7 @@ async fn admit(
     }
     let ((admitted, intake), durability) = inner
         .store
-        .write_unisolated_early(move |tx| {
+        .write(crate::store::Write::shared().answer_early(), move |tx| {
             Box::pin(async move {
                 let admitted = intake::admit(tx, &intake).await?;
                 Ok((admitted, intake))

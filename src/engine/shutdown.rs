@@ -52,7 +52,7 @@ impl Engine {
         let released = self
             .inner
             .store
-            .execute_statement(
+            .execute(
                 "UPDATE runs SET status = 'queued', run_at = $2, due_at = $2, updated_at = $2, \
                  lease_owner = NULL, lease_expires_at = NULL \
                  WHERE lease_owner = $1 AND status = 'running'"

@@ -309,7 +309,7 @@ impl Step {
         );
         let timed_out = settings
             .store
-            .write_unisolated(move |tx| {
+            .write(crate::store::Write::shared(), move |tx| {
                 Box::pin(async move {
                     let ended = tx.time_out_waiting_step(&run_id, &owner, &key, now).await?;
                     if ended {

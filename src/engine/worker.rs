@@ -248,7 +248,7 @@ pub(super) async fn renew_loop(inner: Arc<Inner>) {
         let expires = now + duration_ms(inner.config.lease);
         let renewed = inner
             .store
-            .write(move |tx| {
+            .write(crate::store::Write::isolated(), move |tx| {
                 Box::pin(async move {
                     for run_id in &active {
                         tx.execute(
@@ -309,7 +309,7 @@ pub(super) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
             TickDecision::Start => {
                 inner
                     .store
-                    .write(move |tx| {
+                    .write(crate::store::Write::isolated(), move |tx| {
                         Box::pin(async move { tx.start_cron(&function_id, now).await })
                     })
                     .await?;
@@ -341,7 +341,7 @@ pub(super) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
                 };
                 let outcome = inner
                     .store
-                    .write(move |tx| {
+                    .write(crate::store::Write::isolated(), move |tx| {
                         Box::pin(async move {
                             let outcome =
                                 tx.insert_event(&event, std::slice::from_ref(&run)).await?;
@@ -536,7 +536,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun, start: Start) -> store::
             let (run_id, owner) = (run.id.clone(), inner.owner.clone());
             inner
                 .store
-                .write_unisolated(move |tx| {
+                .write(crate::store::Write::shared(), move |tx| {
                     Box::pin(async move {
                         if !tx
                             .park_run(&run_id, &owner, "waiting", until, None, now)
@@ -583,7 +583,7 @@ async fn execute_inner(inner: &Inner, run: &ClaimedRun, start: Start) -> store::
             }
             let woke = inner
                 .store
-                .write_unisolated(move |tx| {
+                .write(crate::store::Write::shared(), move |tx| {
                     Box::pin(async move {
                         if tx
                             .finish_run(&run_id, &owner, "completed", Some(output), None, now)
@@ -691,7 +691,7 @@ async fn park(
     );
     inner
         .store
-        .write_unisolated(move |tx| {
+        .write(crate::store::Write::shared(), move |tx| {
             Box::pin(async move {
                 if tx.park_run(&run_id, &owner, status, at, error, now).await?
                     && let Some(step) = &step
@@ -724,7 +724,7 @@ async fn fail(
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
-        .write_unisolated(move |tx| {
+        .write(crate::store::Write::shared(), move |tx| {
             Box::pin(async move {
                 let failed = tx
                     .finish_run(&run_id, &owner, "failed", None, Some(error), now)

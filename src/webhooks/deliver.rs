@@ -122,7 +122,7 @@ async fn attempt(
         let error = stop.unwrap_or_default();
         let (id, message) = (target.delivery_id.clone(), error.clone());
         store
-            .write(move |tx| {
+            .write(crate::store::Write::isolated(), move |tx| {
                 Box::pin(
                     async move { store::end_delivery(tx, &id, "canceled", &message, now).await },
                 )
@@ -167,7 +167,7 @@ async fn attempt(
     let next_attempt_at = retry_in_ms.map(|ms| now.saturating_add(ms as i64));
     let endpoint_row = endpoint.clone();
     let number = store
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 let number = store::record_attempt(
                     tx,

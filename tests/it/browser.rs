@@ -312,7 +312,7 @@ async fn money_story(app: &TestApp) {
     let today = Day::of_secs(now);
     let computed_at = app.clock.now_ms();
     app.store()
-        .write(move |tx| {
+        .write(paysteps::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 reports::recompute_day(tx, today.previous(), computed_at).await?;
                 reports::recompute_day(tx, today, computed_at).await

@@ -376,7 +376,9 @@ async fn a_retried_or_replayed_stripe_run_notifies_once(backend: Backend) {
     };
     let now = app.clock.now_ms();
     app.store()
-        .write(move |tx| Box::pin(async move { tx.insert_run(&event_id, &replay_run, now).await }))
+        .write(paysteps::store::Write::isolated(), move |tx| {
+            Box::pin(async move { tx.insert_run(&event_id, &replay_run, now).await })
+        })
         .await
         .expect("replay run");
     app.settle().await;
@@ -472,7 +474,7 @@ async fn private_destinations_are_refused_under_serve(backend: Backend) {
     let url = receiver.url("/hooks");
     let now = app.clock.now_ms();
     app.store()
-        .write(move |tx| {
+        .write(paysteps::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 paysteps::webhooks::store::insert_endpoint(
                     tx,

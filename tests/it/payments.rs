@@ -276,7 +276,7 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         event_created: 20,
     };
     store
-        .write(move |tx| {
+        .write(paysteps::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 write_subscription(tx, &subscription, 1).await?;
                 for p in &payments {

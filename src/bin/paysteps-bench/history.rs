@@ -29,7 +29,9 @@ pub async fn prefill(store: &Store, events: usize) -> anyhow::Result<Duration> {
         for sql in statements(store.dialect()) {
             let args = paysteps::args![from, to, first, spacing, payload.as_str()];
             store
-                .write(move |tx| Box::pin(async move { tx.execute(sql, args).await }))
+                .write(paysteps::store::Write::isolated(), move |tx| {
+                    Box::pin(async move { tx.execute(sql, args).await })
+                })
                 .await
                 .context("prefilling the history")?;
         }

@@ -35,7 +35,7 @@ pub async fn open(store: &Store, token_tag: &str, now_ms: i64, ttl: Duration) ->
         now_ms.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
     ];
     store
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 tx.execute(
                     "DELETE FROM dashboard_sessions WHERE expires_at <= $1",
@@ -79,7 +79,7 @@ pub async fn find(
 pub async fn close(store: &Store, id: &str) -> Result<()> {
     if well_formed(id) {
         store
-            .execute_statement(
+            .execute(
                 "DELETE FROM dashboard_sessions WHERE id_hash = $1".to_owned(),
                 args![id_hash(id)],
             )

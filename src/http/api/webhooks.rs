@@ -103,7 +103,9 @@ async fn create(
     state
         .engine
         .store()
-        .write(move |tx| Box::pin(async move { store::insert_endpoint(tx, &endpoint, now).await }))
+        .write(crate::store::Write::isolated(), move |tx| {
+            Box::pin(async move { store::insert_endpoint(tx, &endpoint, now).await })
+        })
         .await?;
     let row = load(&state, &id).await?;
     let mut answer = endpoint_json(&row);
@@ -177,7 +179,7 @@ async fn update(
     state
         .engine
         .store()
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 store::update_endpoint(tx, &key, url, events, description, now).await?;
                 if let Some(status) = status {
@@ -198,7 +200,9 @@ async fn remove(
     let deleted = state
         .engine
         .store()
-        .write(move |tx| Box::pin(async move { store::delete_endpoint(tx, &key).await }))
+        .write(crate::store::Write::isolated(), move |tx| {
+            Box::pin(async move { store::delete_endpoint(tx, &key).await })
+        })
         .await?;
     if !deleted {
         return Err(ApiError::not_found("webhook endpoint", &id));
@@ -225,7 +229,7 @@ async fn set_status(
     let changed = state
         .engine
         .store()
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move { store::set_status(tx, &key, status, None, now).await })
         })
         .await?;
@@ -246,7 +250,9 @@ async fn rotate(
     let until = state
         .engine
         .store()
-        .write(move |tx| Box::pin(async move { store::rotate_secret(tx, &key, &fresh, now).await }))
+        .write(crate::store::Write::isolated(), move |tx| {
+            Box::pin(async move { store::rotate_secret(tx, &key, &fresh, now).await })
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("webhook endpoint", &id))?;
     tracing::info!(endpoint_id = %id, "webhook endpoint secret rotated");
@@ -301,7 +307,9 @@ async fn resend(
     let new = state
         .engine
         .store()
-        .write(move |tx| Box::pin(async move { deliver::resend(tx, &key, now).await }))
+        .write(crate::store::Write::isolated(), move |tx| {
+            Box::pin(async move { deliver::resend(tx, &key, now).await })
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("webhook delivery", &id))?;
     let row = store::delivery(state.engine.store(), &new)

@@ -53,7 +53,7 @@ fn view(created: i64, event_type: &str, status: &str) -> SubscriptionView {
 
 async fn write_all(store: &Store, views: Vec<SubscriptionView>) -> Vec<Written> {
     store
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 let mut written = Vec::new();
                 for v in &views {
@@ -154,7 +154,7 @@ async fn a_customer_link_is_kept_and_gives_earlier_rows_their_user() {
     };
     let (newer, older) = (link("user_1", 20), link("user_2", 10));
     store
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 let unlinked = SubscriptionView {
                     user_id: None,
@@ -198,7 +198,7 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
     };
     let live = view(1, "customer.subscription.created", "trialing");
     let inserted = store
-        .write(move |tx| {
+        .write(crate::store::Write::isolated(), move |tx| {
             Box::pin(async move {
                 write_subscription(tx, &old, 1).await?;
                 write_subscription(tx, &live, 1).await?;

@@ -44,6 +44,8 @@ pub async fn store_event(
         return Ok(outcome);
     }
     store
-        .write_unisolated(move |tx| Box::pin(async move { tx.insert_event(&event, &[run]).await }))
+        .write(paysteps::store::Write::shared(), move |tx| {
+            Box::pin(async move { tx.insert_event(&event, &[run]).await })
+        })
         .await
 }
