@@ -1,7 +1,9 @@
 //! Durable storage: the engine's journal (events, runs, steps) and the business tables.
 //!
 //! Everything outside this module sees [`Store`], [`StoreTx`], [`Arg`] and [`Error`];
-//! the backend behind them is chosen from the database URL.
+//! the backend behind them is chosen from the database URL. Every write goes through
+//! [`Store::write`], whose options, [`Write`], document the write contract: isolation,
+//! when a write is answered, and what a crash can lose.
 
 /// Binds every [`Arg`] to a `query` or `query_as`, whatever the backend.
 macro_rules! bind_args {

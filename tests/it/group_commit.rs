@@ -24,7 +24,7 @@ crate::on_both_backends!(
 const TRANSACTIONS: usize = 300;
 
 /// Every third transaction fails after two writes; of the others, every fifth is
-/// unisolated engine bookkeeping; the rest write and succeed.
+/// shared engine bookkeeping; the rest write and succeed.
 async fn failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything(
     backend: Backend,
 ) {

@@ -125,7 +125,9 @@ impl Store {
     /// done: on PostgreSQL, when no listener waits for the event's name. An event without
     /// a window shares its statement, and its commit, with the others waiting to be
     /// stored. `None` means nothing was written and the event is for
-    /// [`StoreTx::insert_event`] to store (a duplicate is also answered `None`).
+    /// [`StoreTx::insert_event`] to store (a duplicate is also answered `None`). When it
+    /// stores the event, same effect as `write(Write::isolated(), …)` running
+    /// [`StoreTx::store_event`] with `lease`.
     pub async fn store_event_alone(
         &self,
         event: &NewEvent,

@@ -121,8 +121,9 @@ impl Store {
         Ok((changed == 1, durability))
     }
 
-    /// [`StoreTx::finish_run`], committed alone: on PostgreSQL by one statement with the
-    /// other runs ending meanwhile.
+    /// [`StoreTx::finish_run`], committed alone. Same effect as
+    /// `write(Write::shared(), …)` running it; on PostgreSQL it is made by one statement
+    /// with the other runs ending meanwhile.
     pub async fn finish_run(
         &self,
         run_id: &str,

@@ -275,7 +275,7 @@ async fn run_writer(
 /// Answers how many jobs ran.
 ///
 /// An isolated job runs in a savepoint of its own, so its failure undoes its writes
-/// only; an unisolated one (statements that fail only when the database does) skips the
+/// only; a shared one (statements that fail only when the database does) skips the
 /// savepoint's two statements, and its failure rolls back the whole batch. A job alone
 /// in its batch needs no savepoint: the transaction is its own.
 async fn commit_batch(
