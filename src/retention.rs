@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::engine::{Ctx, Function, Interrupt, Trigger};
-use crate::store::{self, Pruned, Store};
+use crate::store::{self, Pruned, Store, Write};
 
 /// The retention function's id.
 pub const FUNCTION_ID: &str = "journal-retention";
@@ -128,7 +128,7 @@ pub async fn prune(store: &Store, retention: Retention, now_ms: i64) -> store::R
     let mut total = Pruned::default();
     loop {
         let batch = store
-            .write(move |tx| {
+            .write(Write::isolated(), move |tx| {
                 Box::pin(async move { tx.prune_batch(cutoff, now_ms, BATCH_SIZE).await })
             })
             .await?;

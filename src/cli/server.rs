@@ -14,7 +14,7 @@ use crate::engine::{Engine, EngineConfig, Function, Stopped};
 use crate::http::{self, Access, AppState, EventKeys, Limits};
 use crate::payments::{self, Faults};
 use crate::retention;
-use crate::store::{Store, redact_url};
+use crate::store::{Store, Write, redact_url};
 use crate::stripe::{signature::Verifier, signer};
 use crate::webhooks;
 
@@ -112,7 +112,7 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
         _ => {
             let fresh = signer::generate_secret();
             let kept = store
-                .write(move |tx| {
+                .write(Write::isolated(), move |tx| {
                     Box::pin(async move { tx.setting_or_insert(DEV_SECRET_KEY, &fresh).await })
                 })
                 .await?;

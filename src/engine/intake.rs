@@ -9,7 +9,9 @@ use super::registry::Registry;
 use super::{Engine, clock::duration_ms, new_id, path};
 use crate::metrics::SourceLabels;
 use crate::state::{ListenerKind, RunStatus};
-use crate::store::{self, IngestOutcome, NewEvent, NewLease, NewListener, NewRun, Store, StoreTx};
+use crate::store::{
+    self, IngestOutcome, NewEvent, NewLease, NewListener, NewRun, Store, StoreTx, Write,
+};
 
 /// An event about to be stored and the runs it may start.
 #[derive(Debug, Clone)]
@@ -110,7 +112,7 @@ impl Engine {
             .collect();
         let admitted = inner
             .store
-            .write(move |tx| {
+            .write(Write::isolated(), move |tx| {
                 Box::pin(async move {
                     let mut admitted = Vec::with_capacity(intakes.len());
                     for intake in &intakes {

@@ -41,7 +41,7 @@ pub use step::{Ctx, Interrupt, Step};
 pub use step_events::WaitFor;
 
 use crate::metrics::Metrics;
-use crate::store::{IngestOutcome, NewLease, Store};
+use crate::store::{IngestOutcome, NewLease, Store, Write};
 use registry::Registry;
 
 /// How the engine runs its workers.
@@ -422,7 +422,7 @@ async fn admit(
     }
     let ((admitted, intake), durability) = inner
         .store
-        .write_unisolated_early(move |tx| {
+        .write(Write::shared().answer_early(), move |tx| {
             Box::pin(async move {
                 let admitted = intake::admit(tx, &intake).await?;
                 Ok((admitted, intake))

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Engine, RunStatus, new_id};
 use crate::store::operations::RunQuery;
-use crate::store::{self, NewRun, RunRow};
+use crate::store::{self, NewRun, RunRow, Write};
 
 /// The error a run cancelled through the API or the dashboard records.
 const CANCELLED_BY_OPERATOR: &str = "cancelled by an operator";
@@ -166,21 +166,24 @@ impl Engine {
         let run_id = run_id.to_owned();
         let new = self
             .store()
-            .transaction::<RunRow, OperationError>(Box::new(move |tx| {
-                Box::pin(async move {
-                    let original = tx
-                        .run_for_update(&run_id)
-                        .await?
-                        .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
-                    check_replayable(&original, &registered)?;
-                    let new_id = replay_one(tx, &original, mode, now).await?;
-                    tx.signal_new_runs().await?;
-                    tx.run_for_update(&new_id)
-                        .await?
-                        .ok_or_else(|| OperationError::NotFound(new_id))
-                })
-            }))
-            .await??;
+            .write(
+                Write::isolated().failing_with::<OperationError>(),
+                move |tx| {
+                    Box::pin(async move {
+                        let original = tx
+                            .run_for_update(&run_id)
+                            .await?
+                            .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
+                        check_replayable(&original, &registered)?;
+                        let new_id = replay_one(tx, &original, mode, now).await?;
+                        tx.signal_new_runs().await?;
+                        tx.run_for_update(&new_id)
+                            .await?
+                            .ok_or_else(|| OperationError::NotFound(new_id))
+                    })
+                },
+            )
+            .await?;
         self.wake_workers();
         Ok(new)
     }
@@ -213,27 +216,30 @@ impl Engine {
         let now = self.clock().now_ms();
         let outcome = self
             .store()
-            .transaction::<BulkOutcome, OperationError>(Box::new(move |tx| {
-                Box::pin(async move {
-                    let runs = tx.select_runs(&query, BULK_LIMIT + 1).await?;
-                    check_bulk(runs.len(), expected)?;
-                    for run in &runs {
-                        check_replayable(run, &registered)?;
-                    }
-                    let mut run_ids = Vec::with_capacity(runs.len());
-                    for run in &runs {
-                        run_ids.push(replay_one(tx, run, mode, now).await?);
-                    }
-                    if !run_ids.is_empty() {
-                        tx.signal_new_runs().await?;
-                    }
-                    Ok(BulkOutcome {
-                        matched: runs.len() as i64,
-                        run_ids,
+            .write(
+                Write::isolated().failing_with::<OperationError>(),
+                move |tx| {
+                    Box::pin(async move {
+                        let runs = tx.select_runs(&query, BULK_LIMIT + 1).await?;
+                        check_bulk(runs.len(), expected)?;
+                        for run in &runs {
+                            check_replayable(run, &registered)?;
+                        }
+                        let mut run_ids = Vec::with_capacity(runs.len());
+                        for run in &runs {
+                            run_ids.push(replay_one(tx, run, mode, now).await?);
+                        }
+                        if !run_ids.is_empty() {
+                            tx.signal_new_runs().await?;
+                        }
+                        Ok(BulkOutcome {
+                            matched: runs.len() as i64,
+                            run_ids,
+                        })
                     })
-                })
-            }))
-            .await??;
+                },
+            )
+            .await?;
         if !outcome.run_ids.is_empty() {
             self.wake_workers();
         }
@@ -247,24 +253,27 @@ impl Engine {
         let now = self.clock().now_ms();
         let run_id = run_id.to_owned();
         self.store()
-            .transaction::<RunRow, OperationError>(Box::new(move |tx| {
-                Box::pin(async move {
-                    let run = tx
-                        .run_for_update(&run_id)
-                        .await?
-                        .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
-                    if !tx.cancel_run(&run_id, CANCELLED_BY_OPERATOR, now).await? {
-                        return Err(OperationError::Conflict(format!(
-                            "run '{}' is {} and cannot be cancelled",
-                            run.id, run.status
-                        )));
-                    }
-                    tx.run_for_update(&run_id)
-                        .await?
-                        .ok_or_else(|| OperationError::NotFound(run_id))
-                })
-            }))
-            .await?
+            .write(
+                Write::isolated().failing_with::<OperationError>(),
+                move |tx| {
+                    Box::pin(async move {
+                        let run = tx
+                            .run_for_update(&run_id)
+                            .await?
+                            .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
+                        if !tx.cancel_run(&run_id, CANCELLED_BY_OPERATOR, now).await? {
+                            return Err(OperationError::Conflict(format!(
+                                "run '{}' is {} and cannot be cancelled",
+                                run.id, run.status
+                            )));
+                        }
+                        tx.run_for_update(&run_id)
+                            .await?
+                            .ok_or_else(|| OperationError::NotFound(run_id))
+                    })
+                },
+            )
+            .await
     }
 
     /// Cancels every run in `selection` in one transaction. With `expected`, refuses
@@ -277,23 +286,26 @@ impl Engine {
         let query = selection.query(BulkKind::Cancel)?;
         let now = self.clock().now_ms();
         self.store()
-            .transaction::<BulkOutcome, OperationError>(Box::new(move |tx| {
-                Box::pin(async move {
-                    let runs = tx.select_runs(&query, BULK_LIMIT + 1).await?;
-                    check_bulk(runs.len(), expected)?;
-                    let mut run_ids = Vec::with_capacity(runs.len());
-                    for run in &runs {
-                        if tx.cancel_run(&run.id, CANCELLED_BY_OPERATOR, now).await? {
-                            run_ids.push(run.id.clone());
+            .write(
+                Write::isolated().failing_with::<OperationError>(),
+                move |tx| {
+                    Box::pin(async move {
+                        let runs = tx.select_runs(&query, BULK_LIMIT + 1).await?;
+                        check_bulk(runs.len(), expected)?;
+                        let mut run_ids = Vec::with_capacity(runs.len());
+                        for run in &runs {
+                            if tx.cancel_run(&run.id, CANCELLED_BY_OPERATOR, now).await? {
+                                run_ids.push(run.id.clone());
+                            }
                         }
-                    }
-                    Ok(BulkOutcome {
-                        matched: runs.len() as i64,
-                        run_ids,
+                        Ok(BulkOutcome {
+                            matched: runs.len() as i64,
+                            run_ids,
+                        })
                     })
-                })
-            }))
-            .await?
+                },
+            )
+            .await
     }
 
     /// Wakes this process's idle workers so newly queued runs start at once.

@@ -15,7 +15,9 @@ use super::error::StepError;
 use super::event::{Event, FUNCTION_FAILED, Failure};
 use super::intake::Intake;
 use super::retry::{AfterFailure, Backoff, after_failure};
-use crate::store::{Durability, NewListener, StepRow, StepUpdate, Store, StoreTx};
+use crate::store::{
+    Durability, Generation, NewListener, StepRow, StepUpdate, Store, StoreTx, Write,
+};
 
 /// What a handler is given: its event, its run, and the step tools.
 #[derive(Clone)]
@@ -167,7 +169,7 @@ struct Progress {
     /// Checkpoints answered before their commit was durable, not yet waited for.
     unsettled: Vec<Durability>,
     /// The commit generation of the latest of them, which the next one builds on.
-    last_early: Option<u64>,
+    last_early: Option<Generation>,
 }
 
 /// A step about to execute: its key and place in the run.
@@ -301,8 +303,12 @@ impl Step {
             .inner
             .settings
             .store
-            .transaction_early::<T, TxStepError>(
-                Box::new(move |tx| {
+            .write(
+                Write::isolated()
+                    .failing_with::<TxStepError>()
+                    .answer_early()
+                    .after(after),
+                move |tx| {
                     Box::pin(async move {
                         let value = match timeout {
                             Some(limit) => tokio::time::timeout(limit, work(tx))
@@ -320,21 +326,18 @@ impl Step {
                         }
                         Ok(value)
                     })
-                }),
-                after,
+                },
             )
             .await;
         self.observe(began);
         match outcome {
-            Ok((Ok(value), durability)) => {
+            Ok((value, durability)) => {
                 self.unsettled(durability);
                 Ok(value)
             }
-            Ok((Err(TxStepError::Step(err)), _)) => Err(self.failed(planned, err)),
-            Ok((Err(TxStepError::Lost), _)) => Err(self.halt(Halt::Lost)),
-            Ok((Err(TxStepError::Store(err)), _)) | Err(err) => {
-                Err(self.halt(Halt::Store(err.to_string())))
-            }
+            Err(TxStepError::Step(err)) => Err(self.failed(planned, err)),
+            Err(TxStepError::Lost) => Err(self.halt(Halt::Lost)),
+            Err(TxStepError::Store(err)) => Err(self.halt(Halt::Store(err.to_string()))),
         }
     }
 
@@ -420,7 +423,7 @@ impl Step {
 
     /// The commit generation of the execution's latest early write, which a write made
     /// after it builds on.
-    pub(super) fn last_early(&self) -> Option<u64> {
+    pub(super) fn last_early(&self) -> Option<Generation> {
         self.progress().last_early
     }
 

@@ -12,7 +12,7 @@ use super::intake::{self, Intake, PlannedRun};
 use super::step::{Halt, Interrupt, Step};
 use super::{new_id, path};
 use crate::state::{ListenerKind, StepKind, StepStatus};
-use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate};
+use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate, Write};
 
 /// What [`Step::wait_for_event`] waits for: an event name, optionally a field that must
 /// match the run's own event, and how long to wait.
@@ -313,7 +313,7 @@ impl Step {
         );
         let timed_out = settings
             .store
-            .write_unisolated(move |tx| {
+            .write(Write::shared(), move |tx| {
                 Box::pin(async move {
                     let ended = tx.time_out_waiting_step(&run_id, &owner, &key, now).await?;
                     if ended {

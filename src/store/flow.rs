@@ -2,6 +2,7 @@
 //! schedules and event listeners.
 
 use super::journal::NewRun;
+use super::params::{Columns, Params};
 use super::{Result, StoreTx};
 use crate::args;
 use crate::state::{ListenerKind, RunStatus};
@@ -58,23 +59,29 @@ impl StoreTx {
         now: i64,
     ) -> Result<()> {
         let due_at = (status == RunStatus::Queued).then_some(run_at);
-        self.execute(
-            "INSERT INTO runs (id, function_id, event_id, status, run_at, due_at, replay_of, \
-             concurrency_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
-            args![
-                &run.id,
-                &run.function_id,
-                event_id,
-                status.as_str(),
-                run_at,
-                due_at,
-                run.replay_of.clone(),
+        let mut params = Params::default();
+        let now = params.bind(now);
+        let row = Columns::default()
+            .bind(&mut params, "id", &run.id)
+            .bind(&mut params, "function_id", &run.function_id)
+            .bind(&mut params, "event_id", event_id)
+            .bind(&mut params, "status", status.as_str())
+            .bind(&mut params, "run_at", run_at)
+            .bind(&mut params, "due_at", due_at)
+            .bind(&mut params, "replay_of", run.replay_of.clone())
+            .bind(
+                &mut params,
+                "concurrency_key",
                 concurrency_key.map(str::to_owned),
-                now,
-            ],
-        )
-        .await?;
+            )
+            .value("created_at", &now)
+            .value("updated_at", &now);
+        let sql = format!(
+            "INSERT INTO runs ({}) VALUES ({})",
+            row.names(),
+            row.values()
+        );
+        self.execute(&sql, params.into_args()).await?;
         Ok(())
     }
 
@@ -159,21 +166,22 @@ impl StoreTx {
 
     /// Stores a listener; it holds until deleted or until it expires.
     pub async fn insert_listener(&mut self, listener: &NewListener) -> Result<()> {
-        self.execute(
-            "INSERT INTO listeners (id, run_id, kind, step_key, event_name, match_path, \
-             match_value, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            args![
-                &listener.id,
-                &listener.run_id,
-                listener.kind.as_str(),
-                listener.step_key.clone(),
-                &listener.event_name,
-                listener.match_path.clone(),
-                listener.match_value.clone(),
-                listener.expires_at,
-            ],
-        )
-        .await?;
+        let mut params = Params::default();
+        let row = Columns::default()
+            .bind(&mut params, "id", &listener.id)
+            .bind(&mut params, "run_id", &listener.run_id)
+            .bind(&mut params, "kind", listener.kind.as_str())
+            .bind(&mut params, "step_key", listener.step_key.clone())
+            .bind(&mut params, "event_name", &listener.event_name)
+            .bind(&mut params, "match_path", listener.match_path.clone())
+            .bind(&mut params, "match_value", listener.match_value.clone())
+            .bind(&mut params, "expires_at", listener.expires_at);
+        let sql = format!(
+            "INSERT INTO listeners ({}) VALUES ({})",
+            row.names(),
+            row.values()
+        );
+        self.execute(&sql, params.into_args()).await?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Result, Store};
 use crate::args;
+use crate::store::Write;
 
 impl Store {
     /// Extends `owner`'s lease on each of `run_ids` still running to `expires_at`, in one
@@ -14,7 +15,7 @@ impl Store {
         expires_at: i64,
     ) -> Result<()> {
         let owner = owner.to_owned();
-        self.write(move |tx| {
+        self.write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 for run_id in &run_ids {
                     tx.execute(
@@ -33,7 +34,7 @@ impl Store {
     /// Queues again, due at `now`, every run `owner` holds while running, and answers how
     /// many. Each resumes at its last checkpoint on its next claim.
     pub async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
-        self.execute_statement(
+        self.execute(
             "UPDATE runs SET status = 'queued', run_at = $2, due_at = $2, updated_at = $2, \
              lease_owner = NULL, lease_expires_at = NULL \
              WHERE lease_owner = $1 AND status = 'running'"

@@ -1,7 +1,9 @@
 //! Durable storage: the engine's journal (events, runs, steps) and the business tables.
 //!
 //! Everything outside this module sees [`Store`], [`StoreTx`], [`Arg`] and [`Error`];
-//! the backend behind them is chosen from the database URL.
+//! the backend behind them is chosen from the database URL. Every write goes through
+//! [`Store::write`], whose options, [`Write`], document the write contract: isolation,
+//! when a write is answered, and what a crash can lose.
 
 /// Binds every [`Arg`] to a `query` or `query_as`, whatever the backend.
 macro_rules! bind_args {
@@ -16,12 +18,12 @@ macro_rules! bind_args {
 }
 
 mod backup;
-mod batch;
 mod error;
 mod flow;
 mod journal;
 mod leases;
 pub mod operations;
+mod params;
 mod postgres;
 mod retention;
 mod rows;
@@ -29,8 +31,8 @@ mod sessions;
 mod sqlite;
 pub mod stats;
 mod url;
+mod write;
 
-use std::future::Future;
 use std::path::Path;
 
 use futures::future::BoxFuture;
@@ -46,8 +48,9 @@ pub use journal::{
 pub use retention::Pruned;
 pub use rows::{EventRow, RunRow, StepRow};
 pub use sessions::NewSession;
-pub use sqlite::Durability;
 pub use url::{redact_url, sqlite_path};
+use write::Isolation;
+pub use write::{Answer, AnswerEarly, Durability, Generation, OnCommit, Write};
 
 /// A row type readable from every backend.
 pub trait Record:
@@ -142,7 +145,7 @@ enum TxConn {
 }
 
 /// A unit of work run inside one write transaction.
-pub type TxFn<T, E> =
+type TxFn<T, E> =
     Box<dyn for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, std::result::Result<T, E>> + Send>;
 
 impl Store {
@@ -196,123 +199,40 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Runs `work` in one write transaction. When `work` returns `Err`, its writes are
-    /// rolled back and the error is returned inside `Ok`; the outer `Err` means the
-    /// transaction itself could not be committed, and nothing of `work` is kept.
-    pub async fn transaction<T, E>(&self, work: TxFn<T, E>) -> Result<std::result::Result<T, E>>
-    where
-        T: Send + 'static,
-        E: Send + 'static,
-    {
-        match &self.0 {
-            Backend::Sqlite(s) => s.transaction(work, true).await,
-            Backend::Postgres(p) => p.transaction(work).await,
-        }
-    }
-
-    /// [`Store::transaction`] answered as soon as `work` ran, before its commit is durable:
-    /// the returned [`Durability`] resolves when it is. On SQLite the caller's next early
-    /// transaction may then join the same commit; it runs only if the one of generation
-    /// `after` committed. On PostgreSQL the answer comes after the commit, with nothing
-    /// left to wait for.
-    pub async fn transaction_early<T, E>(
+    /// Runs `work` in one write transaction, as `write` says: isolated or shared,
+    /// answered on durable commit or early (see [`Write`] for the contract).
+    /// `Err` means nothing of `work` is kept, whether `work` or the commit failed.
+    pub async fn write<A, T, E, F>(
         &self,
-        work: TxFn<T, E>,
-        after: Option<u64>,
-    ) -> Result<(std::result::Result<T, E>, Option<Durability>)>
+        write: Write<A, E>,
+        work: F,
+    ) -> std::result::Result<A::Answered<T>, E>
     where
+        A: Answer,
         T: Send + 'static,
-        E: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, std::result::Result<T, E>>
+            + Send
+            + 'static,
     {
-        match &self.0 {
-            Backend::Sqlite(s) => s.transaction_early(work, true, after).await,
-            Backend::Postgres(p) => Ok((p.transaction(work).await?, None)),
-        }
-    }
-
-    /// Like [`Store::write`] for the engine's own bookkeeping: statements that fail only
-    /// when the database does and write nothing before an early `Err`. On SQLite they
-    /// share their commit group without a savepoint of their own, so a failure among
-    /// them rolls back every transaction of that commit.
-    pub async fn write_unisolated<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        match &self.0 {
-            Backend::Sqlite(s) => s.transaction(Box::new(work), false).await?,
-            Backend::Postgres(p) => p.transaction(Box::new(work)).await?,
-        }
-    }
-
-    /// [`Store::write_unisolated`] answered as soon as `work` ran, like
-    /// [`Store::transaction_early`]: what it wrote is durable once the returned
-    /// [`Durability`] resolves (PostgreSQL answers after the commit and returns none).
-    pub async fn write_unisolated_early<T, F>(&self, work: F) -> Result<(T, Option<Durability>)>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        match &self.0 {
+        let work: TxFn<T, E> = Box::new(work);
+        let (outcome, durability) = match &self.0 {
             Backend::Sqlite(s) => {
-                let (outcome, durability) =
-                    s.transaction_early(Box::new(work), false, None).await?;
-                Ok((outcome?, durability))
+                let isolated = write.isolation() == Isolation::Savepoint;
+                s.submit(work, isolated, write.answer().early()).await?
             }
-            Backend::Postgres(p) => Ok((p.transaction(Box::new(work)).await??, None)),
-        }
+            Backend::Postgres(p) => (p.transaction(work).await?, None),
+        };
+        Ok(A::answered(outcome?, durability))
     }
 
-    /// [`Store::transaction`] for work whose only failures are storage errors.
-    pub async fn write<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut StoreTx) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        self.transaction(Box::new(work)).await?
-    }
-
-    /// Runs one writing statement as a transaction of its own and reads its row, if it
-    /// returns one. On PostgreSQL that is a single round trip with no `BEGIN` or
-    /// `COMMIT`; on SQLite the statement joins the writer's next commit.
-    pub async fn write_statement<T: Record + 'static>(
-        &self,
-        sql: String,
-        args: Vec<Arg>,
-    ) -> Result<Option<T>> {
-        Ok(self
-            .write_statement_all(sql, args)
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    /// [`Store::write_statement`] for a statement that returns any number of rows.
-    pub async fn write_statement_all<T: Record + 'static>(
-        &self,
-        sql: String,
-        args: Vec<Arg>,
-    ) -> Result<Vec<T>> {
+    /// One writing statement committed alone; answers how many rows it changed. Same
+    /// effect as `write(Write::shared(), …)` running `sql`; on PostgreSQL it is a single
+    /// round trip, with no `BEGIN` or `COMMIT`.
+    pub async fn execute(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
         match &self.0 {
             Backend::Sqlite(_) => {
-                self.write_unisolated(move |tx| {
-                    Box::pin(async move { tx.fetch_all(&sql, args).await })
-                })
-                .await
-            }
-            Backend::Postgres(p) => postgres::bind_as(&sql, args)
-                .fetch_all(p.pool())
-                .await
-                .map_err(Error::from),
-        }
-    }
-
-    /// [`Store::write_statement`] for a statement that returns no rows; answers how many
-    /// rows it changed.
-    pub async fn execute_statement(&self, sql: String, args: Vec<Arg>) -> Result<u64> {
-        match &self.0 {
-            Backend::Sqlite(_) => {
-                self.write_unisolated(move |tx| {
+                self.write(Write::shared(), move |tx| {
                     Box::pin(async move { tx.execute(&sql, args).await })
                 })
                 .await
@@ -321,6 +241,26 @@ impl Store {
                 .execute(p.pool())
                 .await?
                 .rows_affected()),
+        }
+    }
+
+    /// [`Store::execute`] for a statement that returns rows, which it reads.
+    pub(crate) async fn execute_returning<T: Record + 'static>(
+        &self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<Vec<T>> {
+        match &self.0 {
+            Backend::Sqlite(_) => {
+                self.write(Write::shared(), move |tx| {
+                    Box::pin(async move { tx.fetch_all(&sql, args).await })
+                })
+                .await
+            }
+            Backend::Postgres(p) => postgres::bind_as(&sql, args)
+                .fetch_all(p.pool())
+                .await
+                .map_err(Error::from),
         }
     }
 
@@ -458,12 +398,4 @@ impl StoreTx {
             TxConn::Postgres(tx) => Ok(postgres::bind_as(sql, args).fetch_all(&mut *tx.tx).await?),
         }
     }
-}
-
-/// Boxes an async block borrowing the transaction, for [`Store::write`] and transactional steps.
-pub fn tx_fn<'c, T, Fut>(fut: Fut) -> BoxFuture<'c, T>
-where
-    Fut: Future<Output = T> + Send + 'c,
-{
-    Box::pin(fut)
 }

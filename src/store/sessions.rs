@@ -3,6 +3,7 @@
 
 use super::{Result, Store, StoreTx};
 use crate::args;
+use crate::store::Write;
 
 /// A sign-in to store. Hashing and token generation belong to the caller.
 #[derive(Debug, Clone)]
@@ -31,7 +32,7 @@ impl Store {
             session.created_at,
             session.expires_at,
         ];
-        self.write(move |tx| {
+        self.write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 tx.execute(
                     "DELETE FROM dashboard_sessions WHERE expires_at <= $1",
@@ -70,7 +71,7 @@ impl Store {
 
     /// Deletes the session whose id hashes to `id_hash` (nothing when there is none).
     pub async fn revoke_session(&self, id_hash: &str) -> Result<()> {
-        self.execute_statement(
+        self.execute(
             "DELETE FROM dashboard_sessions WHERE id_hash = $1".to_owned(),
             args![id_hash],
         )
@@ -120,7 +121,9 @@ mod tests {
         // Opening a session at 60 forgets "b", expired at 50.
         store.create_session(session("c", 60, 200)).await.unwrap();
         let pruned = store
-            .write(|tx| Box::pin(async move { tx.prune_sessions(1_000, 10).await }))
+            .write(Write::isolated(), |tx| {
+                Box::pin(async move { tx.prune_sessions(1_000, 10).await })
+            })
             .await
             .unwrap();
         assert_eq!(pruned, 2, "a and c had expired by 1000; b was gone already");

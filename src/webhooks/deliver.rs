@@ -16,7 +16,7 @@ use super::repo::{self, AttemptRow, BusinessEventRow, EndpointRow};
 use super::schedule::{DISABLE_AFTER_MS, SCHEDULE_MS, delay_before, parse_retry_after};
 use super::secret::signature_header;
 use crate::engine::{Ctx, Function, Interrupt, StepError, Trigger, new_id, system_now_ms};
-use crate::store::{Store, StoreTx};
+use crate::store::{Store, StoreTx, Write};
 
 /// How long one attempt may take, connection to last byte.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -122,7 +122,7 @@ async fn attempt(
         let error = stop.unwrap_or_default();
         let (id, message) = (target.delivery_id.clone(), error.clone());
         store
-            .write(move |tx| {
+            .write(Write::isolated(), move |tx| {
                 Box::pin(
                     async move { repo::end_delivery(tx, &id, "canceled", &message, now).await },
                 )
@@ -167,7 +167,7 @@ async fn attempt(
     let next_attempt_at = retry_in_ms.map(|ms| now.saturating_add(ms as i64));
     let endpoint_row = endpoint.clone();
     let number = store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 let number = repo::record_attempt(
                     tx,
@@ -412,7 +412,9 @@ pub async fn resend(
 ) -> crate::store::Result<Option<String>> {
     let delivery_id = delivery_id.to_owned();
     store
-        .write(move |tx| Box::pin(async move { resend_in(tx, &delivery_id, now).await }))
+        .write(Write::isolated(), move |tx| {
+            Box::pin(async move { resend_in(tx, &delivery_id, now).await })
+        })
         .await
 }
 

@@ -9,7 +9,7 @@ use super::events::EventType;
 use super::repo::{self, NewEndpoint};
 use crate::config::Secret;
 use crate::engine::new_id;
-use crate::store::{Error as StoreError, Store};
+use crate::store::{Error as StoreError, Store, Write};
 
 /// What an endpoint subscribes to: every type, or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,7 +210,9 @@ pub async fn create(
         secret: endpoint.secret.clone(),
     };
     store
-        .write(move |tx| Box::pin(async move { repo::insert_endpoint(tx, &endpoint, now).await }))
+        .write(Write::isolated(), move |tx| {
+            Box::pin(async move { repo::insert_endpoint(tx, &endpoint, now).await })
+        })
         .await?;
     Ok(created)
 }
@@ -232,7 +234,7 @@ pub struct Change {
 pub async fn update(store: &Store, id: &str, change: Change, now: i64) -> Result<bool, StoreError> {
     let id = id.to_owned();
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 let events = change.events.as_ref().map(Subscription::to_stored);
                 let found =
@@ -257,7 +259,7 @@ pub async fn set_status(
 ) -> Result<bool, StoreError> {
     let id = id.to_owned();
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move { repo::set_status(tx, &id, status, None, now).await })
         })
         .await
@@ -267,7 +269,9 @@ pub async fn set_status(
 pub async fn delete(store: &Store, id: &str) -> Result<bool, StoreError> {
     let id = id.to_owned();
     store
-        .write(move |tx| Box::pin(async move { repo::delete_endpoint(tx, &id).await }))
+        .write(Write::isolated(), move |tx| {
+            Box::pin(async move { repo::delete_endpoint(tx, &id).await })
+        })
         .await
 }
 
@@ -292,7 +296,9 @@ pub async fn rotate_secret(
     let secret = super::secret::generate();
     let (id, fresh) = (id.to_owned(), secret.clone());
     let until = store
-        .write(move |tx| Box::pin(async move { repo::rotate_secret(tx, &id, &fresh, now).await }))
+        .write(Write::isolated(), move |tx| {
+            Box::pin(async move { repo::rotate_secret(tx, &id, &fresh, now).await })
+        })
         .await?;
     Ok(until.map(|until| Rotated {
         secret,

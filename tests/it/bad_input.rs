@@ -382,7 +382,7 @@ async fn a_database_failure_answers_a_request_id_and_no_database_text(backend: B
     let (status, _) = app.get("/api/v1/reports/daily").await;
     assert_eq!(status, StatusCode::OK);
     app.store()
-        .execute_statement(
+        .execute(
             "ALTER TABLE daily_reports RENAME TO daily_reports_gone".into(),
             vec![],
         )
@@ -407,7 +407,7 @@ async fn an_event_api_failure_answers_a_request_id_and_no_database_text(backend:
     let (status, _) = call(&app, Method::POST, "/e/key", Some(event)).await;
     assert_eq!(status, StatusCode::OK);
     app.store()
-        .execute_statement("ALTER TABLE events RENAME TO events_gone".into(), vec![])
+        .execute("ALTER TABLE events RENAME TO events_gone".into(), vec![])
         .await
         .expect("rename");
 

@@ -24,7 +24,7 @@ const NAMES: i64 = 20_000;
 /// any insert), as years of varied traffic would leave them.
 async fn store_distinct_names(app: &TestApp) {
     app.store()
-        .execute_statement(
+        .execute(
             format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {NAMES}) \
                  INSERT INTO events (id, name, source, data, ts, received_at) \
@@ -69,7 +69,7 @@ async fn twenty_thousand_event_names_answer_a_small_page_of_names(backend: Backe
 
     // Deleted events leave the counts (and names with none left go).
     app.store()
-        .execute_statement(
+        .execute(
             "DELETE FROM events WHERE name IN ('app/name.7', 'app/name.8')".into(),
             vec![],
         )
@@ -154,7 +154,7 @@ async fn function_stats_count_runs_as_they_end_from_the_aggregates(backend: Back
     // The statistics are the aggregates: runs themselves are not read for them.
     for table in ["function_stats", "function_durations"] {
         app.store()
-            .execute_statement(format!("DELETE FROM {table}"), vec![])
+            .execute(format!("DELETE FROM {table}"), vec![])
             .await
             .expect("delete");
     }

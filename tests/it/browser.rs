@@ -4,6 +4,7 @@
 //! read the Billing page's daily report charts, open disputes and refunds.
 //! Screenshots land in `target/screenshots/`. Skipped when chromedriver is missing.
 
+use paysteps::store::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -312,7 +313,7 @@ async fn money_story(app: &TestApp) {
     let today = Day::of_secs(now);
     let computed_at = app.clock.now_ms();
     app.store()
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 reports::recompute_day(tx, today.previous(), computed_at).await?;
                 reports::recompute_day(tx, today, computed_at).await

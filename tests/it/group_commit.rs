@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use paysteps::args;
 use paysteps::engine::{EventInput, Function, Trigger};
-use paysteps::store::Store;
+use paysteps::store::{Durability, Generation, Store, Write};
 
 use crate::common::{Backend, Setup, TestApp, TestDb, eventually};
 
@@ -24,7 +24,7 @@ crate::on_both_backends!(
 const TRANSACTIONS: usize = 300;
 
 /// Every third transaction fails after two writes; of the others, every fifth is
-/// unisolated engine bookkeeping; the rest write and succeed.
+/// shared engine bookkeeping; the rest write and succeed.
 async fn failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everything(
     backend: Backend,
 ) {
@@ -70,7 +70,7 @@ async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), St
     let rows = [format!("gc-{n:04}-a"), format!("gc-{n:04}-b")];
     if !n.is_multiple_of(3) && n % 5 == 1 {
         return store
-            .write_unisolated(move |tx| {
+            .write(Write::shared(), move |tx| {
                 Box::pin(async move {
                     for key in &rows {
                         tx.set_setting(key, &n.to_string()).await?;
@@ -80,21 +80,49 @@ async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), St
             })
             .await;
     }
-    store
-        .transaction(Box::new(move |tx| {
+    let written = store
+        .write(Write::isolated().failing_with::<Failed>(), move |tx| {
             Box::pin(async move {
                 for key in &rows {
                     tx.set_setting(key, &n.to_string())
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Failed::GaveUp(e.to_string()))?;
                 }
                 if n.is_multiple_of(3) {
-                    return Err(format!("transaction {n} gives up after writing"));
+                    return Err(Failed::GaveUp(format!(
+                        "transaction {n} gives up after writing"
+                    )));
                 }
                 Ok(())
             })
-        }))
-        .await
+        })
+        .await;
+    Failed::split(written)
+}
+
+/// Why an isolated write failed: its work gave up (its writes alone are undone), or the
+/// store failed (nothing of it is kept).
+#[derive(Debug)]
+enum Failed {
+    GaveUp(String),
+    Store(paysteps::store::Error),
+}
+
+impl From<paysteps::store::Error> for Failed {
+    fn from(err: paysteps::store::Error) -> Self {
+        Failed::Store(err)
+    }
+}
+
+impl Failed {
+    /// The store's failure outside, the work's own inside.
+    fn split<T>(written: Result<T, Failed>) -> paysteps::store::Result<Result<T, String>> {
+        match written {
+            Ok(value) => Ok(Ok(value)),
+            Err(Failed::GaveUp(message)) => Ok(Err(message)),
+            Err(Failed::Store(err)) => Err(err),
+        }
+    }
 }
 
 /// An event API's key, which holds for a window (in `event_keys`).
@@ -174,9 +202,9 @@ async fn deliveries_race(backend: Backend, window: Option<i64>) {
     store.close().await;
 }
 
-type Early = (Result<(), String>, Option<paysteps::store::Durability>);
+type Early = (Result<(), String>, Option<Durability>);
 
-/// An early answer (`Store::transaction_early`) comes before the commit; when that
+/// An early answer (`Write::answer_early`) comes before the commit; when that
 /// commit then fails, the answered transaction is not kept, its durability says so, and
 /// a transaction building on it does not run. The writer is held by a transaction until
 /// the early one and a failing one have queued up behind it, so they share the next commit.
@@ -191,7 +219,7 @@ async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() 
         let store = store.clone();
         async move {
             store
-                .write_unisolated::<(), _>(|tx| {
+                .write::<_, (), _, _>(Write::shared(), |tx| {
                     Box::pin(async move {
                         tx.set_setting("failing", "1").await?;
                         Err(paysteps::store::Error::Transaction(
@@ -420,7 +448,7 @@ impl DoomedCommit {
         let queue = store.clone();
         let dooming = tokio::spawn(async move {
             store
-                .write_unisolated(|tx| {
+                .write(Write::shared(), |tx| {
                     Box::pin(async move {
                         tx.execute("PRAGMA defer_foreign_keys = ON", vec![]).await?;
                         tx.execute(
@@ -470,7 +498,7 @@ async fn early_answered_writes_are_all_kept_once_durable() {
         after = Some(durability.generation());
         pending.push(durability);
     }
-    let generations: Vec<u64> = pending.iter().map(|d| d.generation()).collect();
+    let generations: Vec<Generation> = pending.iter().map(|d| d.generation()).collect();
     assert!(
         generations.windows(2).all(|pair| pair[0] <= pair[1]),
         "commits follow the chain: {generations:?}"
@@ -518,7 +546,7 @@ async fn set_held(
     release: Arc<Notify>,
 ) -> paysteps::store::Result<()> {
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 started.notify_one();
                 release.notified().await;
@@ -531,15 +559,26 @@ async fn set_held(
 async fn set_early(
     store: Arc<Store>,
     key: &str,
-    after: Option<u64>,
+    after: Option<Generation>,
 ) -> paysteps::store::Result<Early> {
     let key = key.to_owned();
-    store
-        .transaction_early::<(), String>(
-            Box::new(move |tx| {
-                Box::pin(async move { tx.set_setting(&key, "1").await.map_err(|e| e.to_string()) })
-            }),
-            after,
+    let written = store
+        .write(
+            Write::isolated()
+                .failing_with::<Failed>()
+                .answer_early()
+                .after(after),
+            move |tx| {
+                Box::pin(async move {
+                    tx.set_setting(&key, "1")
+                        .await
+                        .map_err(|e| Failed::GaveUp(e.to_string()))
+                })
+            },
         )
-        .await
+        .await;
+    match written {
+        Ok((value, durability)) => Ok((Ok(value), durability)),
+        Err(failed) => Failed::split::<()>(Err(failed)).map(|ran| (ran, None)),
+    }
 }

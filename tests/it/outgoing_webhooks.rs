@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use paysteps::engine::new_id;
-use paysteps::store::NewRun;
+use paysteps::store::{NewRun, Write};
 use paysteps::stripe::fixtures::Overrides;
 use paysteps::webhooks::Destinations;
 use serde_json::{Value, json};
@@ -376,7 +376,9 @@ async fn a_retried_or_replayed_stripe_run_notifies_once(backend: Backend) {
     };
     let now = app.clock.now_ms();
     app.store()
-        .write(move |tx| Box::pin(async move { tx.insert_run(&event_id, &replay_run, now).await }))
+        .write(Write::isolated(), move |tx| {
+            Box::pin(async move { tx.insert_run(&event_id, &replay_run, now).await })
+        })
         .await
         .expect("replay run");
     app.settle().await;
@@ -472,7 +474,7 @@ async fn private_destinations_are_refused_under_serve(backend: Backend) {
     let url = receiver.url("/hooks");
     let now = app.clock.now_ms();
     app.store()
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 paysteps::webhooks::repo::insert_endpoint(
                     tx,

@@ -1,6 +1,7 @@
 //! The built-in Stripe functions, end to end: signed delivery → runs → business tables.
 
 use axum::http::StatusCode;
+use paysteps::store::Write;
 use paysteps::stripe::fixtures::Overrides;
 use serde_json::Value;
 
@@ -276,7 +277,7 @@ async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: B
         event_created: 20,
     };
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 write_subscription(tx, &subscription, 1).await?;
                 for p in &payments {

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use paysteps::engine::operations::ReplayMode;
 use paysteps::engine::{Engine, Function, Trigger};
 use paysteps::retention::{self, Retention};
-use paysteps::store::Pruned;
+use paysteps::store::{Pruned, Write};
 use paysteps::stripe::fixtures::Overrides;
 use paysteps::webhooks::Destinations;
 use serde_json::json;
@@ -243,7 +243,7 @@ async fn deliveries_that_ended_and_expired_sessions_go(backend: Backend) {
     let month_ms = 31 * DAY.as_millis() as i64;
     for (id, expires_at) in [("expired", now), ("signed-in", now + 2 * month_ms)] {
         app.store()
-            .execute_statement(
+            .execute(
                 "INSERT INTO dashboard_sessions (id_hash, token_tag, csrf, created_at, expires_at) \
                  VALUES ($1, 'tag', 'csrf', $2, $3)"
                     .into(),
@@ -307,7 +307,9 @@ async fn pruning_goes_in_batches_of_the_given_size(backend: Backend) {
     let mut batches = Vec::new();
     loop {
         let batch = store
-            .write(move |tx| Box::pin(async move { tx.prune_batch(cutoff, now, 2).await }))
+            .write(Write::isolated(), move |tx| {
+                Box::pin(async move { tx.prune_batch(cutoff, now, 2).await })
+            })
             .await
             .expect("batch");
         if batch.is_empty() {

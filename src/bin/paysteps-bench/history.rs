@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use paysteps::store::{Dialect, Store};
+use paysteps::store::{Dialect, Store, Write};
 use rand::Rng;
 
 use crate::report::percentile;
@@ -29,7 +29,9 @@ pub async fn prefill(store: &Store, events: usize) -> anyhow::Result<Duration> {
         for sql in statements(store.dialect()) {
             let args = paysteps::args![from, to, first, spacing, payload.as_str()];
             store
-                .write(move |tx| Box::pin(async move { tx.execute(sql, args).await }))
+                .write(Write::isolated(), move |tx| {
+                    Box::pin(async move { tx.execute(sql, args).await })
+                })
                 .await
                 .context("prefilling the history")?;
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::super::event::CRON_TICK;
 use super::super::{Inner, Trigger, new_id};
 use super::{TickDecision, decide};
-use crate::store::{self, IngestOutcome, NewEvent, NewRun};
+use crate::store::{self, IngestOutcome, NewEvent, NewRun, Write};
 
 /// Fires cron ticks as they fall due.
 pub(in crate::engine) async fn cron_loop(inner: Arc<Inner>) {
@@ -51,7 +51,7 @@ pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> 
             TickDecision::Start => {
                 inner
                     .store
-                    .write(move |tx| {
+                    .write(Write::isolated(), move |tx| {
                         Box::pin(async move { tx.start_cron(&function_id, now).await })
                     })
                     .await?;
@@ -83,7 +83,7 @@ pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> 
                 };
                 let outcome = inner
                     .store
-                    .write(move |tx| {
+                    .write(Write::isolated(), move |tx| {
                         Box::pin(async move {
                             let outcome =
                                 tx.insert_event(&event, std::slice::from_ref(&run)).await?;

@@ -10,7 +10,7 @@ use super::super::intake::{self, Intake};
 use super::ending::{Ending, failure_follow_up};
 use super::next::{Next, Outcome};
 use crate::state::RunStatus;
-use crate::store::{self, ClaimedRun, NewListener, StepUpdate};
+use crate::store::{self, ClaimedRun, NewListener, StepUpdate, Write};
 
 /// Where an execution left its run, and whether work became due at once (so idle
 /// workers should look).
@@ -87,7 +87,7 @@ async fn complete(
     }
     let woke = inner
         .store
-        .write_unisolated(move |tx| {
+        .write(Write::shared(), move |tx| {
             Box::pin(async move {
                 if tx
                     .finish_run(
@@ -149,7 +149,7 @@ async fn wait(
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
-        .write_unisolated(move |tx| {
+        .write(Write::shared(), move |tx| {
             Box::pin(async move {
                 if !tx
                     .park_run(&run_id, &owner, RunStatus::Waiting, until, None, now)
@@ -205,7 +205,7 @@ async fn park(
     );
     inner
         .store
-        .write_unisolated(move |tx| {
+        .write(Write::shared(), move |tx| {
             Box::pin(async move {
                 if tx.park_run(&run_id, &owner, status, at, error, now).await?
                     && let Some(step) = &step
@@ -238,7 +238,7 @@ pub(super) async fn fail(
     let (run_id, owner) = (run.id.clone(), inner.owner.clone());
     inner
         .store
-        .write_unisolated(move |tx| {
+        .write(Write::shared(), move |tx| {
             Box::pin(async move {
                 let failed = tx
                     .finish_run(&run_id, &owner, RunStatus::Failed, None, Some(error), now)

@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::Store;
+use crate::store::{Store, Write};
 use crate::stripe::objects::{SubscriptionItem, Terms};
 
 async fn store() -> (tempfile::TempDir, Store) {
@@ -54,7 +54,7 @@ fn view(created: i64, event_type: &str, status: &str) -> SubscriptionView {
 
 async fn write_all(store: &Store, views: Vec<SubscriptionView>) -> Vec<Written> {
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 let mut written = Vec::new();
                 for v in &views {
@@ -155,7 +155,7 @@ async fn a_customer_link_is_kept_and_gives_earlier_rows_their_user() {
     };
     let (newer, older) = (link("user_1", 20), link("user_2", 10));
     store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 let unlinked = SubscriptionView {
                     user_id: None,
@@ -199,7 +199,7 @@ async fn a_failure_is_logged_once_and_live_subscriptions_come_first() {
     };
     let live = view(1, "customer.subscription.created", "trialing");
     let inserted = store
-        .write(move |tx| {
+        .write(Write::isolated(), move |tx| {
             Box::pin(async move {
                 write_subscription(tx, &old, 1).await?;
                 write_subscription(tx, &live, 1).await?;

@@ -1,7 +1,7 @@
 //! Events stored through the store itself, as the engine stores them, for tests of the
 //! storage layer.
 
-use paysteps::store::{IngestOutcome, NewEvent, NewRun, Store};
+use paysteps::store::{IngestOutcome, NewEvent, NewRun, Store, Write};
 
 /// The name of every event made by [`stripe_event`].
 pub const NAME: &str = "stripe/test.stored";
@@ -44,6 +44,8 @@ pub async fn store_event(
         return Ok(outcome);
     }
     store
-        .write_unisolated(move |tx| Box::pin(async move { tx.insert_event(&event, &[run]).await }))
+        .write(Write::shared(), move |tx| {
+            Box::pin(async move { tx.insert_event(&event, &[run]).await })
+        })
         .await
 }

@@ -18,7 +18,13 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::query::{Query, QueryAs};
 use sqlx::{ConnectOptions, Postgres};
 
-use super::batch::{BatchContext, Batches, EventWrite, Finish, Made, StepCheckpoint};
+mod batch;
+mod events;
+
+use batch::{BatchContext, Batches};
+pub(super) use batch::{BatchedEvent, Made, RunEnd, StepCheckpoint};
+pub(super) use events::{keyed_event, plain_event};
+
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
 /// Notified (on commit) by every transaction that queues runs.
@@ -33,9 +39,9 @@ pub(super) struct PgStore {
 
 /// The queues into each kind of batched write.
 struct PgBatches {
-    events: Batches<EventWrite>,
+    events: Batches<BatchedEvent>,
     steps: Batches<StepCheckpoint>,
-    finishes: Batches<Finish>,
+    finishes: Batches<RunEnd>,
     sizes: Arc<std::sync::OnceLock<Histogram>>,
 }
 
@@ -96,7 +102,7 @@ impl PgStore {
     }
 
     /// Stores an event without a window and its runs in a batch with other events.
-    pub(super) async fn store_event(&self, write: EventWrite) -> Result<Made> {
+    pub(super) async fn store_event(&self, write: BatchedEvent) -> Result<Made> {
         self.batches.events.make(write).await
     }
 
@@ -106,7 +112,7 @@ impl PgStore {
     }
 
     /// Ends a run in a batch with other runs ending.
-    pub(super) async fn finish_run(&self, write: Finish) -> Result<Made> {
+    pub(super) async fn finish_run(&self, write: RunEnd) -> Result<Made> {
         self.batches.finishes.make(write).await
     }
 

@@ -3,7 +3,7 @@
 //! store in a transaction of its own, as it would any event a single statement cannot
 //! take.
 
-use super::{BatchQuery, Write, column};
+use super::{BatchQuery, Batched, column};
 use crate::store::journal::{NewEvent, NewLease, NewRun, queues_runs};
 
 /// Inserts the batch's events that no listener waits for and whose dedupe key is free,
@@ -43,14 +43,14 @@ started AS (
 SELECT input.n FROM input JOIN stored ON stored.id = input.id";
 
 /// An event to store, with its runs and the lease they are stored under, if any.
-pub(in crate::store) struct EventWrite {
+pub(in crate::store) struct BatchedEvent {
     pub event: NewEvent,
     pub runs: Vec<NewRun>,
     pub lease: Option<NewLease>,
 }
 
-impl Write for EventWrite {
-    fn statement(writes: &[EventWrite]) -> BatchQuery<'_> {
+impl Batched for BatchedEvent {
+    fn statement(writes: &[BatchedEvent]) -> BatchQuery<'_> {
         let runs = || {
             writes
                 .iter()

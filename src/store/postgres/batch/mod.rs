@@ -19,10 +19,10 @@ use sqlx::query::QueryAs;
 use sqlx::{PgPool, Postgres};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use super::{Error, Result};
+use crate::store::{Error, Result};
 
-pub(super) use checkpoints::{Finish, StepCheckpoint};
-pub(super) use events::EventWrite;
+pub(in crate::store) use checkpoints::{RunEnd, StepCheckpoint};
+pub(in crate::store) use events::BatchedEvent;
 
 /// Most writes in one statement.
 const MAX_BATCH: usize = 256;
@@ -35,7 +35,7 @@ const BATCHES_IN_FLIGHT: usize = 2;
 type BatchQuery<'q> = QueryAs<'q, Postgres, (i64,), PgArguments>;
 
 /// A kind of write that can be made in batches.
-pub(super) trait Write: Sized + Send + 'static {
+pub(super) trait Batched: Sized + Send + 'static {
     /// The statement making `writes` together, answering the position of each write
     /// it made.
     fn statement(writes: &[Self]) -> BatchQuery<'_>;
@@ -48,7 +48,7 @@ pub(super) trait Write: Sized + Send + 'static {
 
 /// What became of a write sent to a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Made {
+pub(in crate::store) enum Made {
     /// The batch made it.
     Yes,
     /// The batch's statement left it out, as its conditions say.
@@ -57,14 +57,14 @@ pub(super) enum Made {
     Alone,
 }
 
-struct Job<W> {
+struct Pending<W> {
     write: W,
     made: oneshot::Sender<Result<Made>>,
 }
 
 /// The queue into the batches of one kind of write.
 pub(super) struct Batches<W> {
-    jobs: mpsc::UnboundedSender<Job<W>>,
+    jobs: mpsc::UnboundedSender<Pending<W>>,
 }
 
 /// What every kind of batch shares: the pool, where to say runs were queued, and where
@@ -76,7 +76,7 @@ pub(super) struct BatchContext {
     pub sizes: Arc<OnceLock<Histogram>>,
 }
 
-impl<W: Write> Batches<W> {
+impl<W: Batched> Batches<W> {
     /// Starts the task that forms batches of this kind.
     pub(super) fn start(context: BatchContext) -> Batches<W> {
         let (jobs, receiver) = mpsc::unbounded_channel();
@@ -88,7 +88,7 @@ impl<W: Write> Batches<W> {
     pub(super) async fn make(&self, write: W) -> Result<Made> {
         let (made, answer) = oneshot::channel();
         self.jobs
-            .send(Job { write, made })
+            .send(Pending { write, made })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
     }
@@ -101,9 +101,9 @@ fn column<'a, W, T>(writes: &'a [W], value: impl Fn(&'a W) -> T) -> Vec<T> {
 
 /// Takes the first waiting write, waits for a batch to be free, then takes every write
 /// queued by then into that batch.
-async fn batch_loop<W: Write>(
+async fn batch_loop<W: Batched>(
     context: BatchContext,
-    mut receiver: mpsc::UnboundedReceiver<Job<W>>,
+    mut receiver: mpsc::UnboundedReceiver<Pending<W>>,
 ) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = receiver.recv().await {
@@ -126,7 +126,7 @@ async fn batch_loop<W: Write>(
 }
 
 /// Makes one batch and answers each of its writes.
-async fn make_batch<W: Write>(context: &BatchContext, jobs: Vec<Job<W>>) {
+async fn make_batch<W: Batched>(context: &BatchContext, jobs: Vec<Pending<W>>) {
     let (writes, answers): (Vec<W>, Vec<_>) = jobs.into_iter().map(|j| (j.write, j.made)).unzip();
     let made = W::statement(&writes).fetch_all(&context.pool).await;
     match made {

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use super::{BatchQuery, Write, column};
+use super::{BatchQuery, Batched, column};
 use crate::store::journal::{STEP_COLUMNS, STEP_UPSERT, StepUpdate};
 
 /// Saves each checkpoint whose run is running under the given owner.
@@ -37,7 +37,7 @@ pub(in crate::store) struct StepCheckpoint {
     pub step: StepUpdate,
 }
 
-impl Write for StepCheckpoint {
+impl Batched for StepCheckpoint {
     fn statement(writes: &[StepCheckpoint]) -> BatchQuery<'_> {
         sqlx::query_as(SAVE_STEPS.as_str())
             .bind(column(writes, |w| w.run_id.as_str()))
@@ -57,7 +57,7 @@ impl Write for StepCheckpoint {
 }
 
 /// The end of a run held by `owner`: its final status, output or error, and when.
-pub(in crate::store) struct Finish {
+pub(in crate::store) struct RunEnd {
     pub run_id: String,
     pub owner: String,
     pub status: String,
@@ -66,8 +66,8 @@ pub(in crate::store) struct Finish {
     pub at: i64,
 }
 
-impl Write for Finish {
-    fn statement(writes: &[Finish]) -> BatchQuery<'_> {
+impl Batched for RunEnd {
+    fn statement(writes: &[RunEnd]) -> BatchQuery<'_> {
         sqlx::query_as(FINISH_RUNS)
             .bind(column(writes, |w| w.run_id.as_str()))
             .bind(column(writes, |w| w.owner.as_str()))
