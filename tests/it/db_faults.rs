@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use paysteps::engine::system_now_ms;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 
@@ -15,15 +16,13 @@ use crate::common::serve::{
     Answer, Serve, TestEvent, assert_applied_once, check_pool, count, http_client, post_event,
     report, unfinished_runs, wait_until_idle,
 };
-use crate::common::{Backend, TestDb};
+use crate::common::{Backend, TestDb, eventually};
 
 const BEFORE: usize = 10;
 const RACING: usize = 30;
 const DURING: usize = 10;
 /// Racing deliveries acknowledged before the cut is made.
 const CUT_AFTER_ACCEPTED: usize = 5;
-/// Longer than the 2 s lease, so runs cut off mid-step must be taken over again.
-const OUTAGE: Duration = Duration::from_secs(3);
 
 /// One delivery made while the cut was being made or in place.
 struct Delivery {
@@ -149,7 +148,6 @@ async fn webhook_answers_503_while_the_database_is_cut_and_processing_resumes_af
     let in_flight = unfinished_runs(&pool).await;
     proxy.cut().await;
     cut_done.store(true, Ordering::SeqCst);
-    let cut_at = Instant::now();
     let mut deliveries = Vec::new();
     for sender in senders {
         deliveries.extend(sender.await.expect("sender task"));
@@ -182,10 +180,17 @@ async fn webhook_answers_503_while_the_database_is_cut_and_processing_resumes_af
     let health_status = health.status();
     let health_retry = health.headers().contains_key(RETRY_AFTER);
 
-    // The outage lasts past the lease of every run that was executing.
-    if let Some(rest) = OUTAGE.checked_sub(cut_at.elapsed()) {
-        tokio::time::sleep(rest).await;
-    }
+    // The outage lasts until the lease of every run that was executing has lapsed (the
+    // process cannot renew one while cut off), so those runs must be taken over again.
+    let lapsed = eventually(Duration::from_secs(20), || async {
+        let held = format!(
+            "SELECT COUNT(*) FROM runs WHERE status = 'running' AND lease_expires_at >= {}",
+            system_now_ms()
+        );
+        count(&pool, &held).await == 0
+    })
+    .await;
+    assert!(lapsed, "leases still held 20 s into the outage");
 
     let mut wrong = Vec::new();
     let mut acknowledged_during_cut = Vec::new();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use paysteps::engine::{Event, Function, StepError, Trigger, WaitFor};
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::common::{Backend, Setup, TestApp, eventually, send};
 
@@ -41,9 +42,15 @@ struct InFlight {
 
 async fn keyed_concurrency_never_exceeds_its_limit_under_a_burst(backend: Backend) {
     let seen = Arc::new(Mutex::new(InFlight::default()));
-    let s = seen.clone();
+    // The most runs seen in flight at once, across customers.
+    let (peak, _) = watch::channel(0u32);
+    let peak = Arc::new(peak);
+    // Until then, a run stays in flight until runs of more than one customer were in
+    // flight together, so that a limit per function instead of per key shows.
+    let together_until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (s, p) = (seen.clone(), peak.clone());
     let function = Function::new("per-customer", Trigger::event("test/charge"), move |ctx| {
-        let s = s.clone();
+        let (s, p) = (s.clone(), p.clone());
         async move {
             let customer = ctx.event.data["customer"].as_str().unwrap_or("").to_owned();
             ctx.step
@@ -57,7 +64,12 @@ async fn keyed_concurrency_never_exceeds_its_limit_under_a_burst(backend: Backen
                         *peak = (*peak).max(n);
                         f.total += 1;
                         f.peak_total = f.peak_total.max(f.total);
+                        p.send_replace(f.peak_total);
                     }
+                    let mut peak = p.subscribe();
+                    let _ =
+                        tokio::time::timeout_at(together_until, peak.wait_for(|n| *n > 2)).await;
+                    // Work that takes a while, leaving time for a start over the limit.
                     tokio::time::sleep(Duration::from_millis(15)).await;
                     let mut f = s.lock().unwrap();
                     *f.now.entry(customer).or_default() -= 1;

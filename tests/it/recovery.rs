@@ -257,39 +257,3 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
     assert_eq!(held.load(Ordering::SeqCst), 2);
     engine.shutdown().await;
 }
-
-/// On PostgreSQL, a run queued by one process wakes the idle workers of another at once
-/// (LISTEN/NOTIFY), long before their poll interval.
-#[tokio::test]
-async fn another_process_picks_up_a_new_run_without_polling() {
-    if crate::common::db::postgres_url().is_none() {
-        crate::common::db::report_postgres_skipped();
-        return;
-    }
-    let db = TestDb::create(Backend::Postgres).await;
-    let effects = Effects::default();
-    let sender = engine_on(&db, effects.clone(), Clock::System).await;
-    let worker = Engine::builder(db.store().await)
-        .config(paysteps::engine::EngineConfig {
-            poll_interval: Duration::from_secs(60),
-            ..test_config(Clock::System)
-        })
-        .register(function(effects.clone()))
-        .build()
-        .expect("engine");
-    worker.start();
-    crate::common::until_idle(&worker).await;
-    let run_id = start_run(&sender, "test/durable").await;
-    let done = eventually(Duration::from_secs(10), || async {
-        worker
-            .store()
-            .run(&run_id)
-            .await
-            .ok()
-            .flatten()
-            .is_some_and(|run| run.status == "completed")
-    })
-    .await;
-    worker.shutdown().await;
-    assert!(done, "the idle worker was not woken by the other process");
-}
