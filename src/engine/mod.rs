@@ -17,7 +17,7 @@ mod step;
 mod step_events;
 mod worker;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,6 +98,9 @@ pub(crate) struct Inner {
     pub dispatching: AtomicBool,
     /// What [`Engine::idle`] watches; told whenever an execution ends.
     pub activity: watch::Sender<Activity>,
+    /// When the idle dispatch loop looks for due runs again (engine clock, ms); 0 while
+    /// it is not waiting and will look again anyway.
+    pub next_look: AtomicI64,
 }
 
 /// Where the engine's background tasks are, as [`Engine::idle`] needs to know.
@@ -161,6 +164,7 @@ impl EngineBuilder {
                 running: Mutex::new(JoinSet::new()),
                 dispatching: AtomicBool::new(false),
                 activity: watch::Sender::new(Activity::default()),
+                next_look: AtomicI64::new(0),
             }),
         })
     }

@@ -461,11 +461,10 @@ async fn idle_workers_wake_for_a_replayed_run(backend: Backend) {
     assert_eq!(run["replay_of"], original.as_str(), "{run}");
 }
 
-/// A timer set while the workers are idle should wake them when due. It does not yet: a
-/// run that parks (a sleep, a retry's backoff) records its due time, but the idle dispatch
-/// loop keeps waiting for the wait it chose before, up to a whole poll interval.
+/// A timer set while the workers are idle wakes them when it is due: a run that parks (a
+/// sleep, a retry's backoff) earlier than the idle dispatch loop's next look shortens
+/// its wait, instead of waiting for the next poll.
 #[tokio::test]
-#[ignore = "known defect: a timer set while the workers are idle waits for their next poll"]
 async fn a_sleep_ends_on_time_while_the_workers_are_idle() {
     let backend = Backend::Sqlite;
     let function = Function::new("nap", Trigger::event("test/nap"), |ctx| async move {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::super::Inner;
 use super::super::event::Event;
 use super::super::intake::{self, Intake};
+use super::dispatch::wakes_dispatch;
 use super::ending::{Ending, failure_follow_up};
 use super::next::{Next, Outcome};
 use crate::state::RunStatus;
@@ -120,7 +121,7 @@ async fn retry(
     now: i64,
 ) -> store::Result<Stop> {
     park(inner, run, RunStatus::Queued, at, Some(step), error).await?;
-    Ok(Stop::new(Outcome::Retrying, at <= now))
+    Ok(Stop::new(Outcome::Retrying, wakes_dispatch(inner, at, now)))
 }
 
 /// Parks the run as sleeping until `until`.
@@ -132,7 +133,10 @@ async fn sleep(
     now: i64,
 ) -> store::Result<Stop> {
     park(inner, run, RunStatus::Sleeping, until, Some(step), None).await?;
-    Ok(Stop::new(Outcome::Sleeping, until <= now))
+    Ok(Stop::new(
+        Outcome::Sleeping,
+        wakes_dispatch(inner, until, now),
+    ))
 }
 
 /// Parks the run as waiting until `until`, storing with it the listener that will
@@ -186,7 +190,8 @@ async fn retry_after_store_failure(
 ) -> store::Result<Stop> {
     tracing::warn!(run_id = %run.id, error = %error, "a checkpoint failed; the run will be retried");
     park(inner, run, RunStatus::Queued, at, None, Some(error)).await?;
-    Ok(Stop::new(Outcome::Retrying, false))
+    let now = inner.config.clock.now_ms();
+    Ok(Stop::new(Outcome::Retrying, wakes_dispatch(inner, at, now)))
 }
 
 /// Gives up the lease and parks the run as `status` until `at`, saving `step` with it.

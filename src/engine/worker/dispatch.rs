@@ -81,12 +81,16 @@ pub(in crate::engine) async fn dispatch_loop(inner: Arc<Inner>) {
             continue;
         }
         let wait = idle_wait(&inner).await;
+        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+        let look = inner.config.clock.now_ms().saturating_add(wait_ms);
+        inner.next_look.store(look, Ordering::Release);
         inner.activity.send_modify(|a| a.waiting = true);
         tokio::select! {
             _ = &mut wake => {}
             _ = tokio::time::sleep(wait) => {}
             _ = inner.shutdown.cancelled() => break,
         }
+        inner.next_look.store(0, Ordering::Release);
         inner.activity.send_modify(|a| a.waiting = false);
     }
     // Every execution stops at its next step boundary once shutdown is signalled.
@@ -222,4 +226,12 @@ async fn idle_wait(inner: &Inner) -> Duration {
         }
         _ => poll,
     }
+}
+
+/// Whether a run parked until `due` must wake the dispatch loop: it is due now, or
+/// before the loop would look again on its own. While the loop is not waiting it may
+/// have read the next due time before this park committed, so it is woken then too.
+pub(super) fn wakes_dispatch(inner: &Inner, due: i64, now: i64) -> bool {
+    let look = inner.next_look.load(Ordering::Acquire);
+    due <= now || look == 0 || due < look
 }
