@@ -27,12 +27,22 @@ pub(super) use events::{keyed_event, plain_event};
 
 use super::{Arg, Error, Record, Result, StoreTx, TxConn, TxFn};
 
-/// Notified (on commit) by every transaction that queues runs.
-pub(super) const RUNS_CHANNEL: &str = "paysteps_runs";
+/// Notified (on commit) by every transaction that queues runs, in the `public` schema;
+/// another schema's channel carries its name ([`runs_channel`]), so installations
+/// sharing one database in different schemas do not wake each other.
+const RUNS_CHANNEL: &str = "paysteps_runs";
+
+fn runs_channel(schema: Option<&str>) -> String {
+    match schema {
+        None | Some("public") => RUNS_CHANNEL.to_owned(),
+        Some(schema) => format!("{RUNS_CHANNEL}:{schema}"),
+    }
+}
 
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    channel: Arc<str>,
     queued: Arc<Notify>,
     batches: Arc<PgBatches>,
 }
@@ -65,8 +75,12 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await?;
+        let (schema,): (Option<String>,) = sqlx::query_as("SELECT current_schema()::text")
+            .fetch_one(&pool)
+            .await?;
+        let channel: Arc<str> = runs_channel(schema.as_deref()).into();
         let queued = Arc::new(Notify::new());
-        tokio::spawn(notify_loop(pool.clone(), queued.clone()));
+        tokio::spawn(notify_loop(pool.clone(), channel.clone(), queued.clone()));
         let context = BatchContext {
             pool: pool.clone(),
             queued: queued.clone(),
@@ -80,6 +94,7 @@ impl PgStore {
         });
         Ok(PgStore {
             pool,
+            channel,
             queued,
             batches,
         })
@@ -161,10 +176,11 @@ impl PgStore {
         }
     }
 
-    /// A listener for [`RUNS_CHANNEL`], so idle workers of every process wake at once.
+    /// A listener for this schema's runs channel, so idle workers of every process
+    /// wake at once.
     pub(super) async fn listen(&self) -> Result<sqlx::postgres::PgListener> {
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
-        listener.listen(RUNS_CHANNEL).await?;
+        listener.listen(&self.channel).await?;
         Ok(listener)
     }
 
@@ -177,14 +193,14 @@ impl PgStore {
 
 /// Sends one `NOTIFY` per wake-up, however many commits asked for it meanwhile, until
 /// the pool closes. A failed `NOTIFY` only delays other processes until their next poll.
-async fn notify_loop(pool: PgPool, queued: Arc<Notify>) {
+async fn notify_loop(pool: PgPool, channel: Arc<str>, queued: Arc<Notify>) {
     loop {
         queued.notified().await;
         if pool.is_closed() {
             return;
         }
         let sent = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(RUNS_CHANNEL)
+            .bind(&*channel)
             .execute(&pool)
             .await;
         match sent {
@@ -204,4 +220,16 @@ pub(super) fn bind_as<T: Record>(
     args: Vec<Arg>,
 ) -> QueryAs<'_, Postgres, T, PgArguments> {
     bind_args!(sqlx::query_as(sql), args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs_channel;
+
+    #[test]
+    fn each_schema_has_a_runs_channel_of_its_own() {
+        assert_eq!(runs_channel(Some("public")), "paysteps_runs");
+        assert_eq!(runs_channel(None), "paysteps_runs");
+        assert_eq!(runs_channel(Some("t_42")), "paysteps_runs:t_42");
+    }
 }
