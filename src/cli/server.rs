@@ -12,7 +12,7 @@ use super::{DevArgs, EngineArgs, ServeArgs};
 use crate::config::{Secret, parse_secrets};
 use crate::engine::{Engine, EngineConfig, Function, Stopped};
 use crate::http::{self, Access, AppState, EventKeys, Limits};
-use crate::payments::{self, Faults};
+use crate::payments;
 use crate::retention;
 use crate::store::{Store, Write, redact_url};
 use crate::stripe::{signature::Verifier, signer};
@@ -256,7 +256,7 @@ fn build_engine(
         destinations: args.webhook_destinations(),
     };
     let mut builder = Engine::builder(store).config(config);
-    for function in payments::functions(Faults::default(), args.stripe_api())
+    for function in payments::functions(args.stripe_api())
         .into_iter()
         .chain(webhooks::functions(hooks))
         .chain([retention::function(args.retention)])

@@ -38,6 +38,8 @@ pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use shutdown::Stopped;
 pub use step::{Ctx, Interrupt, Step};
+#[cfg(feature = "testing")]
+pub use step::{FaultPlan, InjectedFault};
 pub use step_events::WaitFor;
 
 use crate::metrics::Metrics;
@@ -118,6 +120,8 @@ pub struct EngineBuilder {
     config: EngineConfig,
     functions: Vec<Function>,
     metrics: Option<Metrics>,
+    #[cfg(feature = "testing")]
+    fault_plan: FaultPlan,
 }
 
 impl EngineBuilder {
@@ -133,6 +137,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Test builds only: fails the steps that `plan` names, in every function.
+    #[cfg(feature = "testing")]
+    pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
+        self.fault_plan = plan;
+        self
+    }
+
     /// Adds a function (and its failure handler, if it has one).
     pub fn register(mut self, function: Function) -> Self {
         self.functions.push(function);
@@ -145,7 +156,10 @@ impl EngineBuilder {
     ///
     /// [`EngineError::DuplicateFunction`] when two registered functions share an id.
     pub fn build(self) -> Result<Engine, EngineError> {
-        let registry = Arc::new(Registry::build(self.functions)?);
+        let registry = Registry::build(self.functions)?;
+        #[cfg(feature = "testing")]
+        let registry = registry.with_fault_plan(self.fault_plan);
+        let registry = Arc::new(registry);
         let metrics = self.metrics.unwrap_or_default();
         self.store
             .report_batch_sizes(metrics.commit_batch_size.clone());
@@ -216,6 +230,8 @@ impl Engine {
             config: EngineConfig::default(),
             functions: Vec::new(),
             metrics: None,
+            #[cfg(feature = "testing")]
+            fault_plan: FaultPlan::default(),
         }
     }
 

@@ -7,6 +7,8 @@ use super::Trigger;
 use super::error::EngineError;
 use super::flow::Flow;
 use super::function::{Function, Handler, failure_id};
+#[cfg(feature = "testing")]
+use super::step::FaultPlan;
 
 /// A registered function as the workers see it.
 #[derive(Clone)]
@@ -24,6 +26,9 @@ pub(crate) struct Registered {
 pub(crate) struct Registry {
     functions: HashMap<String, Registered>,
     order: Vec<String>,
+    /// The steps a test makes fail, in every function.
+    #[cfg(feature = "testing")]
+    fault_plan: FaultPlan,
 }
 
 impl Registry {
@@ -32,6 +37,8 @@ impl Registry {
         let mut registry = Registry {
             functions: HashMap::new(),
             order: Vec::new(),
+            #[cfg(feature = "testing")]
+            fault_plan: FaultPlan::default(),
         };
         for f in functions {
             let on_failure = f.on_failure.as_ref().map(|_| failure_id(&f.id));
@@ -64,6 +71,17 @@ impl Registry {
             }
         }
         Ok(registry)
+    }
+
+    /// Makes the steps of every function fail as `plan` says.
+    #[cfg(feature = "testing")]
+    pub fn with_fault_plan(self, fault_plan: FaultPlan) -> Registry {
+        Registry { fault_plan, ..self }
+    }
+
+    #[cfg(feature = "testing")]
+    pub fn fault_plan(&self) -> &FaultPlan {
+        &self.fault_plan
     }
 
     pub fn get(&self, id: &str) -> Option<&Registered> {

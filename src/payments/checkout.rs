@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, NewFailure, PaymentRecord, SubscriptionView};
 use super::{
-    Error, EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
+    Error, EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success,
     notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
@@ -19,25 +19,22 @@ const ACTIVATE: &str = "activate-subscription";
 const RECORD_PAYMENT: &str = "record-payment";
 const RECORD_FAILURE: &str = "record-payment-failure";
 
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions() -> Vec<Function> {
     vec![
         stripe_function(
-            faults,
             "checkout-session-completed",
             "checkout.session.completed",
             completed,
         ),
         stripe_function(
-            faults,
             "checkout-async-payment-succeeded",
             "checkout.session.async_payment_succeeded",
-            |ctx, faults| async_payment(ctx, faults, true),
+            |ctx| async_payment(ctx, true),
         ),
         stripe_function(
-            faults,
             "checkout-async-payment-failed",
             "checkout.session.async_payment_failed",
-            |ctx, faults| async_payment(ctx, faults, false),
+            |ctx| async_payment(ctx, false),
         ),
     ]
 }
@@ -130,12 +127,11 @@ fn summarize(data: serde_json::Value) -> Result<SessionSummary, StepError> {
 }
 
 /// Step `validate-session`: a subscription-mode session must name its subscription.
-async fn validate(ctx: &Ctx, faults: &Faults) -> Result<SessionSummary, Interrupt> {
+async fn validate(ctx: &Ctx) -> Result<SessionSummary, Interrupt> {
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
         .compute(VALIDATE, || async move {
-            faults.check(VALIDATE)?;
             let summary = summarize(data)?;
             if summary.mode == "subscription" && summary.subscription_id.is_none() {
                 return Err(StepError::non_retriable(Error::MissingField {
@@ -149,15 +145,15 @@ async fn validate(ctx: &Ctx, faults: &Faults) -> Result<SessionSummary, Interrup
     Ok(summary)
 }
 
-async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
-    let session = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &session.party, &session.event).await?;
+async fn completed(ctx: Ctx) -> Result<Outcome, Interrupt> {
+    let session = validate(&ctx).await?;
+    let user_id = link_customer(&ctx, &session.party, &session.event).await?;
     let settled = payment_settled(&session.payment_status);
     let action = match (session.mode.as_str(), &session.subscription_id) {
         ("subscription", Some(id)) => {
             let view = session.provisional(id, user_id.clone(), settled);
             let status = view.version.status.clone();
-            subscription_step(&ctx, &faults, ACTIVATE, &session.event, view).await?;
+            subscription_step(&ctx, ACTIVATE, &session.event, view).await?;
             format!("subscription {id} {status}")
         }
         ("payment", _) => {
@@ -165,7 +161,7 @@ async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
             let payment = session.payment(user_id.clone(), status);
             let id = payment.id.clone();
             let notice = notifications::payment(&session.event, &payment, None);
-            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment)).await?;
             if let Some(notice) = notice {
                 crate::webhooks::notify(&ctx, notice).await?;
             }
@@ -174,25 +170,25 @@ async fn completed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         (mode, _) => format!("nothing to record for mode {mode}"),
     };
     let outcome = outcome(&session, user_id, action);
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
-async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outcome, Interrupt> {
-    let session = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &session.party, &session.event).await?;
+async fn async_payment(ctx: Ctx, succeeded: bool) -> Result<Outcome, Interrupt> {
+    let session = validate(&ctx).await?;
+    let user_id = link_customer(&ctx, &session.party, &session.event).await?;
     let verb = if succeeded { "succeeded" } else { "failed" };
     let mut action = format!("delayed payment {verb}");
     match (session.mode.as_str(), &session.subscription_id) {
         ("subscription", Some(id)) if succeeded => {
             let view = session.provisional(id, user_id.clone(), true);
-            subscription_step(&ctx, &faults, ACTIVATE, &session.event, view).await?;
+            subscription_step(&ctx, ACTIVATE, &session.event, view).await?;
             action = format!("subscription {id} paid");
         }
         ("payment", _) if succeeded => {
             let payment = session.payment(user_id.clone(), verb);
             action = format!("payment {} {verb}", payment.id);
             let notice = notifications::payment(&session.event, &payment, None);
-            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment)).await?;
             if let Some(notice) = notice {
                 crate::webhooks::notify(&ctx, notice).await?;
             }
@@ -200,7 +196,7 @@ async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outc
         ("payment", _) => {
             let payment = session.payment(user_id.clone(), verb);
             action = format!("payment {} {verb}", payment.id);
-            write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+            write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment)).await?;
         }
         _ => {}
     }
@@ -230,13 +226,13 @@ async fn async_payment(ctx: Ctx, faults: Faults, succeeded: bool) -> Result<Outc
         };
         let payment = session.payment(user_id.clone(), "failed");
         let notice = notifications::payment(&session.event, &payment, Some(&failure));
-        write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+        write_step(&ctx, RECORD_FAILURE, Write::Failure(failure)).await?;
         if let Some(notice) = notice {
             crate::webhooks::notify(&ctx, notice).await?;
         }
     }
     let outcome = outcome(&session, user_id, action);
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
 fn outcome(session: &SessionSummary, user_id: Option<String>, action: String) -> Outcome {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::money::dispute_is_closed;
 use super::repo::{self, DisputeRecord, FundsRecord};
-use super::{EventMeta, Faults, Outcome, log_success, read_event, stripe_function};
+use super::{EventMeta, Outcome, log_success, read_event, stripe_function};
 use crate::engine::{Ctx, Function, Interrupt, StepError, system_now_ms};
 use crate::stripe::objects::Dispute;
 use crate::webhooks::events::DisputeData;
@@ -16,7 +16,7 @@ use crate::webhooks::{BusinessEvent, EventType};
 const VALIDATE: &str = "validate-dispute";
 const RECORD_DISPUTE: &str = "record-dispute";
 
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions() -> Vec<Function> {
     [
         ("dispute-created", "charge.dispute.created"),
         ("dispute-updated", "charge.dispute.updated"),
@@ -28,7 +28,7 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
         ),
     ]
     .into_iter()
-    .map(|(id, event_type)| stripe_function(faults, id, event_type, handle))
+    .map(|(id, event_type)| stripe_function(id, event_type, handle))
     .collect()
 }
 
@@ -101,24 +101,21 @@ fn notice(event: &EventMeta, d: &DisputeRecord, recorded: &Recorded) -> Option<B
     Some(BusinessEvent::from_stripe(event_type, &event.id, data))
 }
 
-async fn handle(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+async fn handle(ctx: Ctx) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let (event, dispute) = ctx
         .step
         .compute(VALIDATE, || async {
-            faults.check(VALIDATE)?;
             let (event, dispute, _) = read_event::<Dispute>(data, "charge.dispute.")?;
             let record = record(&event, &dispute)?;
             Ok::<_, StepError>((event, record))
         })
         .await?;
-    let step_faults = faults.clone();
     let step_dispute = dispute.clone();
     let recorded = ctx
         .step
         .run_tx(RECORD_DISPUTE, move |tx| {
             Box::pin(async move {
-                step_faults.check(RECORD_DISPUTE)?;
                 let previous = repo::upsert_dispute(tx, &step_dispute, system_now_ms()).await?;
                 let (user_id, customer_id) =
                     repo::payment_party(tx, &step_dispute.payment_id).await?;
@@ -143,5 +140,5 @@ async fn handle(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
             dispute.id, dispute.amount, dispute.currency, dispute.payment_id, dispute.status
         ),
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }

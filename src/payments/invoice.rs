@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, InvoiceRecord, NewFailure, SubscriptionView};
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, read_event, stripe_function, subscription_step, write_step,
+    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, notifications,
+    read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 use crate::stripe::objects::{Invoice, UpcomingInvoice};
@@ -20,22 +20,20 @@ const RECORD_INVOICE: &str = "record-invoice";
 const NOTE_SUBSCRIPTION: &str = "note-subscription";
 const RECORD_FAILURE: &str = "record-payment-failure";
 
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions() -> Vec<Function> {
     vec![
-        stripe_function(faults, "invoice-paid", "invoice.paid", paid),
+        stripe_function("invoice-paid", "invoice.paid", paid),
         stripe_function(
-            faults,
             "invoice-payment-failed",
             "invoice.payment_failed",
             payment_failed,
         ),
         stripe_function(
-            faults,
             "invoice-payment-action-required",
             "invoice.payment_action_required",
             action_required,
         ),
-        stripe_function(faults, "invoice-upcoming", "invoice.upcoming", upcoming),
+        stripe_function("invoice-upcoming", "invoice.upcoming", upcoming),
     ]
 }
 
@@ -156,14 +154,11 @@ fn failure_message(
     )
 }
 
-async fn validate(ctx: &Ctx, faults: &Faults) -> Result<InvoiceSummary, Interrupt> {
+async fn validate(ctx: &Ctx) -> Result<InvoiceSummary, Interrupt> {
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
-        .compute(VALIDATE, || async {
-            faults.check(VALIDATE)?;
-            summarize(data)
-        })
+        .compute(VALIDATE, || async { summarize(data) })
         .await?;
     Ok(summary)
 }
@@ -171,13 +166,12 @@ async fn validate(ctx: &Ctx, faults: &Faults) -> Result<InvoiceSummary, Interrup
 /// Records the invoice and, while its subscription has no snapshot, a provisional view.
 async fn record(
     ctx: &Ctx,
-    faults: &Faults,
     invoice: &InvoiceSummary,
     user_id: &Option<String>,
     paid: bool,
 ) -> Result<String, Interrupt> {
     let record = invoice.record(user_id.clone());
-    write_step(ctx, faults, RECORD_INVOICE, Write::Invoice(record)).await?;
+    write_step(ctx, RECORD_INVOICE, Write::Invoice(record)).await?;
     let Some(view) = invoice.provisional(user_id.clone(), paid) else {
         return Ok(format!(
             "invoice {} recorded; no subscription",
@@ -185,7 +179,7 @@ async fn record(
         ));
     };
     let id = view.id.clone();
-    let written = subscription_step(ctx, faults, NOTE_SUBSCRIPTION, &invoice.event, view).await?;
+    let written = subscription_step(ctx, NOTE_SUBSCRIPTION, &invoice.event, view).await?;
     Ok(match written {
         super::Written::Applied { .. } => {
             format!(
@@ -197,41 +191,40 @@ async fn record(
     })
 }
 
-async fn paid(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
-    let invoice = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
-    let action = record(&ctx, &faults, &invoice, &user_id, true).await?;
+async fn paid(ctx: Ctx) -> Result<Outcome, Interrupt> {
+    let invoice = validate(&ctx).await?;
+    let user_id = link_customer(&ctx, &invoice.party, &invoice.event).await?;
+    let action = record(&ctx, &invoice, &user_id, true).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
-    log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
+    log_success(&ctx, invoice.outcome(user_id, action)).await
 }
 
 /// The invoice's payment needs the customer (3-D Secure on a renewal): recorded, and the
 /// business event carries where they can act (`hosted_invoice_url`). The subscription is
 /// left to its own events.
-async fn action_required(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
-    let invoice = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+async fn action_required(ctx: Ctx) -> Result<Outcome, Interrupt> {
+    let invoice = validate(&ctx).await?;
+    let user_id = link_customer(&ctx, &invoice.party, &invoice.event).await?;
     let record = invoice.record(user_id.clone());
-    write_step(&ctx, &faults, RECORD_INVOICE, Write::Invoice(record)).await?;
+    write_step(&ctx, RECORD_INVOICE, Write::Invoice(record)).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     let action = format!("invoice {} needs the customer's action", invoice.invoice.id);
-    log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
+    log_success(&ctx, invoice.outcome(user_id, action)).await
 }
 
 /// Stripe will charge the customer in a few days: said as `invoice.upcoming`. The
 /// invoice does not exist yet, so nothing is recorded.
-async fn upcoming(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+async fn upcoming(ctx: Ctx) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let invoice = ctx
         .step
         .compute(VALIDATE, || async {
-            faults.check(VALIDATE)?;
             let (event, UpcomingInvoice(invoice), _) =
                 read_event::<UpcomingInvoice>(data, "invoice.")?;
             Ok::<_, StepError>(summary(event, invoice))
         })
         .await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
+    let user_id = link_customer(&ctx, &invoice.party, &invoice.event).await?;
     let i = &invoice.invoice;
     let data = UpcomingInvoiceData {
         subscription_id: i.subscription.clone(),
@@ -255,13 +248,13 @@ async fn upcoming(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
         object_id: i.subscription.clone().unwrap_or_else(|| i.id.clone()),
         ..invoice.outcome(user_id, action)
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
-async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
-    let invoice = validate(&ctx, &faults).await?;
-    let user_id = link_customer(&ctx, &faults, &invoice.party, &invoice.event).await?;
-    let action = record(&ctx, &faults, &invoice, &user_id, false).await?;
+async fn payment_failed(ctx: Ctx) -> Result<Outcome, Interrupt> {
+    let invoice = validate(&ctx).await?;
+    let user_id = link_customer(&ctx, &invoice.party, &invoice.event).await?;
+    let action = record(&ctx, &invoice, &user_id, false).await?;
     let i = &invoice.invoice;
     let failure = NewFailure {
         id: invoice.event.id.clone(),
@@ -291,9 +284,9 @@ async fn payment_failed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> 
         livemode: invoice.event.livemode,
         account: invoice.event.account.clone(),
     };
-    write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+    write_step(&ctx, RECORD_FAILURE, Write::Failure(failure)).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
-    log_success(&ctx, &faults, invoice.outcome(user_id, action)).await
+    log_success(&ctx, invoice.outcome(user_id, action)).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 pub mod attempts;
 mod checkout;
 mod dispute;
-mod faults;
 mod invoice;
 pub mod money;
 mod notifications;
@@ -32,7 +31,6 @@ use crate::engine::{Ctx, Function, Interrupt, NonRetriable, StepError, Trigger, 
 use crate::store::StoreTx;
 use crate::stripe::api::StripeApi;
 use crate::stripe::objects::{ReadError, StripeEvent, StripeObject, Terms};
-pub use faults::{Faults, InjectedFault};
 use ordering::{Source, Version};
 use repo::{CustomerLink, InvoiceRecord, NewFailure, PaymentRecord, SubscriptionView, Written};
 
@@ -42,13 +40,13 @@ use repo::{CustomerLink, InvoiceRecord, NewFailure, PaymentRecord, SubscriptionV
 /// With `api` (`STRIPE_API_KEY`), the subscription functions store the subscription as
 /// the Stripe API answers it, which makes the order of deliveries moot; without it, the
 /// rules of [`ordering`] decide between the events' own snapshots.
-pub fn functions(faults: Faults, api: Option<StripeApi>) -> Vec<Function> {
-    let mut all = checkout::functions(&faults);
-    all.extend(subscription::functions(&faults, api));
-    all.extend(invoice::functions(&faults));
-    all.extend(payment_intent::functions(&faults));
-    all.extend(refund::functions(&faults));
-    all.extend(dispute::functions(&faults));
+pub fn functions(api: Option<StripeApi>) -> Vec<Function> {
+    let mut all = checkout::functions();
+    all.extend(subscription::functions(api));
+    all.extend(invoice::functions());
+    all.extend(payment_intent::functions());
+    all.extend(refund::functions());
+    all.extend(dispute::functions());
     all.push(rollup::function());
     all
 }
@@ -78,19 +76,13 @@ pub enum Error {
 }
 
 /// A function started by `stripe/<event_type>`, with the failure handler every built-in has.
-fn stripe_function<H, Fut>(faults: &Faults, id: &str, event_type: &str, handler: H) -> Function
+fn stripe_function<H, Fut>(id: &str, event_type: &str, handler: H) -> Function
 where
-    H: Fn(Ctx, Faults) -> Fut + Send + Sync + 'static,
+    H: Fn(Ctx) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Outcome, Interrupt>> + Send + 'static,
 {
-    let run_faults = faults.clone();
-    let failure_faults = faults.clone();
-    Function::new(
-        id,
-        Trigger::event(format!("stripe/{event_type}")),
-        move |ctx| handler(ctx, run_faults.clone()),
-    )
-    .on_failure(move |ctx| processing::record(ctx, failure_faults.clone()))
+    Function::new(id, Trigger::event(format!("stripe/{event_type}")), handler)
+        .on_failure(processing::record)
 }
 
 /// The envelope fields every write needs: the event id keys failure rows, `created`
@@ -255,16 +247,14 @@ const LINK_CUSTOMER: &str = "link-customer";
 /// failure: the rows are stored unlinked and get their user once a later event names it.
 pub(crate) async fn link_customer(
     ctx: &Ctx,
-    faults: &Faults,
     party: &Party,
     event: &EventMeta,
 ) -> Result<Option<String>, Interrupt> {
-    let (faults, party, created) = (faults.clone(), party.clone(), event.created);
+    let (party, created) = (party.clone(), event.created);
     let user = ctx
         .step
         .run_tx(LINK_CUSTOMER, move |tx| {
             Box::pin(async move {
-                faults.check(LINK_CUSTOMER)?;
                 let linked = match (&party.user_id, &party.customer_id) {
                     (None, Some(customer)) => repo::linked_user(tx, customer).await?,
                     _ => None,
@@ -308,15 +298,12 @@ impl Write {
 /// A transactional step named `name` that makes `write`: exactly once per run.
 pub(crate) async fn write_step(
     ctx: &Ctx,
-    faults: &Faults,
     name: &'static str,
     write: Write,
 ) -> Result<(), Interrupt> {
-    let faults = faults.clone();
     ctx.step
         .run_tx(name, move |tx| {
             Box::pin(async move {
-                faults.check(name)?;
                 write.apply(tx).await?;
                 Ok(write)
             })
@@ -329,17 +316,15 @@ pub(crate) async fn write_step(
 /// newer than the stored one, and then emits the business event its change makes.
 pub(crate) async fn subscription_step(
     ctx: &Ctx,
-    faults: &Faults,
     name: &'static str,
     event: &EventMeta,
     view: SubscriptionView,
 ) -> Result<Written, Interrupt> {
-    let (step_faults, step_view) = (faults.clone(), view.clone());
+    let step_view = view.clone();
     let written = ctx
         .step
         .run_tx(name, move |tx| {
             Box::pin(async move {
-                step_faults.check(name)?;
                 Ok::<_, StepError>(repo::write_subscription(tx, &step_view, system_now_ms()).await?)
             })
         })
@@ -370,15 +355,10 @@ pub struct Outcome {
 const LOG_SUCCESS: &str = "log-success";
 
 /// Step `log-success`: the last step of every built-in function.
-pub(crate) async fn log_success(
-    ctx: &Ctx,
-    faults: &Faults,
-    outcome: Outcome,
-) -> Result<Outcome, Interrupt> {
+pub(crate) async fn log_success(ctx: &Ctx, outcome: Outcome) -> Result<Outcome, Interrupt> {
     let function_id = ctx.function_id.clone();
     ctx.step
         .run(LOG_SUCCESS, || async move {
-            faults.check(LOG_SUCCESS)?;
             tracing::info!(
                 function = %function_id,
                 event_id = %outcome.event_id,
@@ -426,7 +406,7 @@ mod tests {
 
     #[test]
     fn every_stripe_event_gets_one_function_with_a_failure_handler() {
-        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(Faults::default(), None)
+        let (functions, scheduled): (Vec<_>, Vec<_>) = functions(None)
             .into_iter()
             .partition(|f| matches!(f.trigger(), Trigger::Event(_)));
         let scheduled: Vec<&str> = scheduled.iter().map(Function::id).collect();

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, NewFailure, PaymentRecord};
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success,
-    notifications, read_event, stripe_function, write_step,
+    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, notifications,
+    read_event, stripe_function, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 use crate::stripe::objects::PaymentIntent;
@@ -18,7 +18,7 @@ const RECORD_FAILURE: &str = "record-payment-failure";
 
 /// Each PaymentIntent event and the payment status it records: `processing` while a
 /// bank debit is on its way, `canceled` for an abandoned payment.
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions() -> Vec<Function> {
     [
         (
             "payment-intent-succeeded",
@@ -42,11 +42,7 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
         ),
     ]
     .into_iter()
-    .map(|(id, event_type, status)| {
-        stripe_function(faults, id, event_type, move |ctx, faults| {
-            handle(ctx, faults, status)
-        })
-    })
+    .map(|(id, event_type, status)| stripe_function(id, event_type, move |ctx| handle(ctx, status)))
     .collect()
 }
 
@@ -127,16 +123,13 @@ fn failure(intent: &IntentSummary, user_id: Option<String>) -> NewFailure {
     }
 }
 
-async fn handle(ctx: Ctx, faults: Faults, status: &'static str) -> Result<Outcome, Interrupt> {
+async fn handle(ctx: Ctx, status: &'static str) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let intent = ctx
         .step
-        .compute(VALIDATE, || async {
-            faults.check(VALIDATE)?;
-            summarize(data)
-        })
+        .compute(VALIDATE, || async { summarize(data) })
         .await?;
-    let user_id = link_customer(&ctx, &faults, &intent.party, &intent.event).await?;
+    let user_id = link_customer(&ctx, &intent.party, &intent.event).await?;
     let payment = PaymentRecord {
         id: intent.intent_id.clone(),
         user_id: user_id.clone(),
@@ -153,17 +146,11 @@ async fn handle(ctx: Ctx, faults: Faults, status: &'static str) -> Result<Outcom
         account: intent.event.account.clone(),
     };
     let mut notice = notifications::payment(&intent.event, &payment, None);
-    write_step(
-        &ctx,
-        &faults,
-        RECORD_PAYMENT,
-        Write::Payment(payment.clone()),
-    )
-    .await?;
+    write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment.clone())).await?;
     if status == "failed" {
         let failure = failure(&intent, user_id.clone());
         notice = notifications::payment(&intent.event, &payment, Some(&failure));
-        write_step(&ctx, &faults, RECORD_FAILURE, Write::Failure(failure)).await?;
+        write_step(&ctx, RECORD_FAILURE, Write::Failure(failure)).await?;
     }
     if let Some(notice) = notice {
         crate::webhooks::notify(&ctx, notice).await?;
@@ -175,7 +162,7 @@ async fn handle(ctx: Ctx, faults: Faults, status: &'static str) -> Result<Outcom
         customer_id: intent.party.customer_id.clone(),
         action: format!("payment {} {status}", intent.intent_id),
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::attempts::AttemptLinks;
+use super::direct_user;
 use super::repo::{self, FailureKind, NewFailure};
-use super::{Faults, direct_user};
 use crate::engine::{Ctx, Failure, Interrupt, system_now_ms};
 
 const RECORD: &str = "record-processing-failure";
 
-pub(super) async fn record(ctx: Ctx, faults: Faults) -> Result<NewFailure, Interrupt> {
+pub(super) async fn record(ctx: Ctx) -> Result<NewFailure, Interrupt> {
     let failure = ctx
         .failure()
         .ok_or_else(|| Interrupt::fail("the failure handler was started without a failed run"))?;
@@ -20,7 +20,6 @@ pub(super) async fn record(ctx: Ctx, faults: Faults) -> Result<NewFailure, Inter
     ctx.step
         .run_tx(RECORD, move |tx| {
             Box::pin(async move {
-                faults.check(RECORD)?;
                 let mut row = row;
                 if let (None, Some(customer)) = (&row.user_id, &row.customer_id) {
                     row.user_id = repo::linked_user(tx, customer).await?;

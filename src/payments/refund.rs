@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::repo::{self, PaymentRecord, RefundRecord};
 use super::{
-    EventMeta, Faults, Outcome, Party, Write, direct_user, link_customer, log_success, read_event,
+    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, read_event,
     stripe_function, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError, system_now_ms};
@@ -17,9 +17,8 @@ const VALIDATE_REFUND: &str = "validate-refund";
 const RECORD_PAYMENT: &str = "record-payment";
 const RECORD_REFUNDS: &str = "record-refunds";
 
-pub(super) fn functions(faults: &Faults) -> Vec<Function> {
+pub(super) fn functions() -> Vec<Function> {
     let mut all = vec![stripe_function(
-        faults,
         "charge-refunded",
         "charge.refunded",
         charge_refunded,
@@ -29,7 +28,7 @@ pub(super) fn functions(faults: &Faults) -> Vec<Function> {
         ("refund-updated", "refund.updated"),
         ("refund-failed", "refund.failed"),
     ] {
-        all.push(stripe_function(faults, id, event_type, refund_changed));
+        all.push(stripe_function(id, event_type, refund_changed));
     }
     all
 }
@@ -91,12 +90,11 @@ impl ChargeSummary {
     }
 }
 
-async fn charge_refunded(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+async fn charge_refunded(ctx: Ctx) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let summary = ctx
         .step
         .compute(VALIDATE_CHARGE, || async {
-            faults.check(VALIDATE_CHARGE)?;
             let (event, charge, _) = read_event::<Charge>(data, "charge.")?;
             Ok::<_, StepError>(ChargeSummary {
                 party: Party {
@@ -109,9 +107,9 @@ async fn charge_refunded(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt>
             })
         })
         .await?;
-    let user_id = link_customer(&ctx, &faults, &summary.party, &summary.event).await?;
+    let user_id = link_customer(&ctx, &summary.party, &summary.event).await?;
     let payment = summary.payment(user_id.clone());
-    write_step(&ctx, &faults, RECORD_PAYMENT, Write::Payment(payment)).await?;
+    write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment)).await?;
     // Before API version 2022-11-15 the charge lists its refunds.
     let payment_id = summary.payment_id();
     let listed: Vec<RefundRecord> = summary
@@ -121,7 +119,7 @@ async fn charge_refunded(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt>
         .map(|r| refund_record(&summary.event, r, &payment_id))
         .collect();
     if !listed.is_empty() {
-        record_refunds(&ctx, &faults, listed).await?;
+        record_refunds(&ctx, listed).await?;
     }
     let c = &summary.charge;
     let outcome = Outcome {
@@ -134,21 +132,15 @@ async fn charge_refunded(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt>
             c.id, c.amount_refunded, c.amount, c.currency
         ),
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
 /// Step `record-refunds`: each refund, unless a newer report of it is stored, and the
 /// payment's refunded amount settled.
-async fn record_refunds(
-    ctx: &Ctx,
-    faults: &Faults,
-    refunds: Vec<RefundRecord>,
-) -> Result<(), Interrupt> {
-    let faults = faults.clone();
+async fn record_refunds(ctx: &Ctx, refunds: Vec<RefundRecord>) -> Result<(), Interrupt> {
     ctx.step
         .run_tx(RECORD_REFUNDS, move |tx| {
             Box::pin(async move {
-                faults.check(RECORD_REFUNDS)?;
                 for refund in &refunds {
                     repo::upsert_refund(tx, refund, system_now_ms()).await?;
                 }
@@ -159,19 +151,18 @@ async fn record_refunds(
     Ok(())
 }
 
-async fn refund_changed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> {
+async fn refund_changed(ctx: Ctx) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let (event, record) = ctx
         .step
         .compute(VALIDATE_REFUND, || async {
-            faults.check(VALIDATE_REFUND)?;
             let (event, refund, _) = read_event::<Refund>(data, "refund.")?;
             let payment_id = super::payment_of(&refund.id, &refund.payment_intent, &refund.charge)?;
             let record = refund_record(&event, &refund, &payment_id);
             Ok::<_, StepError>((event, record))
         })
         .await?;
-    record_refunds(&ctx, &faults, vec![record.clone()]).await?;
+    record_refunds(&ctx, vec![record.clone()]).await?;
     let outcome = Outcome {
         event_id: event.id.clone(),
         object_id: record.id.clone(),
@@ -182,5 +173,5 @@ async fn refund_changed(ctx: Ctx, faults: Faults) -> Result<Outcome, Interrupt> 
             record.id, record.amount, record.currency, record.payment_id, record.status
         ),
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ordering::Source;
 use super::repo::SubscriptionView;
 use super::{
-    EventMeta, Faults, Outcome, Party, direct_user, link_customer, log_success, read_event,
+    EventMeta, Outcome, Party, direct_user, link_customer, log_success, read_event,
     stripe_function, subscription_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
@@ -17,7 +17,7 @@ const VALIDATE: &str = "validate-subscription";
 const RETRIEVE: &str = "retrieve-subscription";
 const UPSERT: &str = "upsert-subscription";
 
-pub(super) fn functions(faults: &Faults, api: Option<StripeApi>) -> Vec<Function> {
+pub(super) fn functions(api: Option<StripeApi>) -> Vec<Function> {
     [
         ("subscription-created", "customer.subscription.created"),
         ("subscription-updated", "customer.subscription.updated"),
@@ -30,9 +30,7 @@ pub(super) fn functions(faults: &Faults, api: Option<StripeApi>) -> Vec<Function
     .into_iter()
     .map(|(id, event_type)| {
         let api = api.clone();
-        stripe_function(faults, id, event_type, move |ctx, faults| {
-            sync(ctx, faults, api.clone())
-        })
+        stripe_function(id, event_type, move |ctx| sync(ctx, api.clone()))
     })
     .collect()
 }
@@ -75,15 +73,13 @@ fn summary_of(
 /// with the step's backoff; a refusal (a wrong key, no such subscription) is not.
 async fn retrieve(
     ctx: &Ctx,
-    faults: &Faults,
     api: &StripeApi,
     summary: &SubscriptionSummary,
 ) -> Result<SubscriptionSummary, Interrupt> {
-    let (api, summary, faults) = (api.clone(), summary.clone(), faults.clone());
+    let (api, summary) = (api.clone(), summary.clone());
     let retrieved = ctx
         .step
         .run(RETRIEVE, || async move {
-            faults.check(RETRIEVE)?;
             let id = &summary.view.id;
             let object = api
                 .subscription(id, summary.event.account.as_deref())
@@ -105,24 +101,21 @@ async fn retrieve(
     Ok(retrieved)
 }
 
-async fn sync(ctx: Ctx, faults: Faults, api: Option<StripeApi>) -> Result<Outcome, Interrupt> {
+async fn sync(ctx: Ctx, api: Option<StripeApi>) -> Result<Outcome, Interrupt> {
     let data = ctx.event.data.clone();
     let mut summary = ctx
         .step
-        .compute(VALIDATE, || async {
-            faults.check(VALIDATE)?;
-            summarize(data)
-        })
+        .compute(VALIDATE, || async { summarize(data) })
         .await?;
     if let Some(api) = &api {
-        summary = retrieve(&ctx, &faults, api, &summary).await?;
+        summary = retrieve(&ctx, api, &summary).await?;
     }
-    let user_id = link_customer(&ctx, &faults, &summary.party, &summary.event).await?;
+    let user_id = link_customer(&ctx, &summary.party, &summary.event).await?;
     let view = SubscriptionView {
         user_id: user_id.clone(),
         ..summary.view.clone()
     };
-    let written = subscription_step(&ctx, &faults, UPSERT, &summary.event, view.clone()).await?;
+    let written = subscription_step(&ctx, UPSERT, &summary.event, view.clone()).await?;
     // Three days before a trial ends: the moment to ask for a payment method.
     if summary.event.event_type == "customer.subscription.trial_will_end" {
         let notice = super::notifications::trial_will_end(&summary.event, &view);
@@ -147,7 +140,7 @@ async fn sync(ctx: Ctx, faults: Faults, api: Option<StripeApi>) -> Result<Outcom
         customer_id: summary.party.customer_id.clone(),
         action,
     };
-    log_success(&ctx, &faults, outcome).await
+    log_success(&ctx, outcome).await
 }
 
 #[cfg(test)]

@@ -13,10 +13,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use paysteps::engine::{
-    Backoff, Clock, Engine, EngineBuilder, EngineConfig, Function as EngineFunction, system_now_ms,
+    Backoff, Clock, Engine, EngineBuilder, EngineConfig, FaultPlan, Function as EngineFunction,
+    system_now_ms,
 };
 use paysteps::http::{self, Access, AppState, EventKeys};
-use paysteps::payments::{self, Faults};
+use paysteps::payments;
 use paysteps::store::Store;
 use paysteps::stripe::fixtures::{self, Overrides};
 use paysteps::stripe::signature::Verifier;
@@ -35,7 +36,7 @@ pub struct TestApp {
     _db: TestDb,
     pub engine: Engine,
     pub router: Router,
-    pub faults: Faults,
+    pub faults: FaultPlan,
     pub clock: Clock,
 }
 
@@ -128,16 +129,18 @@ impl TestApp {
         let db = TestDb::create(setup.backend).await;
         let store = db.store().await;
         let clock = Clock::manual(system_now_ms());
-        let faults = Faults::default();
+        let faults = FaultPlan::default();
         let engine_store = store.clone();
         let config = EngineConfig {
             workers: setup.workers,
             poll_interval: setup.poll_interval,
             ..test_config(clock.clone())
         };
-        let mut builder = Engine::builder(store).config(config);
+        let mut builder = Engine::builder(store)
+            .config(config)
+            .fault_plan(faults.clone());
         if setup.with_payments {
-            for f in payments::functions(faults.clone(), setup.stripe_api.clone()) {
+            for f in payments::functions(setup.stripe_api.clone()) {
                 builder = builder.register(f);
             }
         }

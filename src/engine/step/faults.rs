@@ -1,17 +1,21 @@
-//! Injected step failures for tests and operations drills: the built-in functions call
-//! [`Faults::check`] at the start of every step, so a named step can be made to fail.
+//! Injected step failures, compiled only with the `testing` feature (the crate's own
+//! tests turn it on): a test names a step and the engine fails its next attempts, or
+//! all of them, with a retriable error, as an outage of what the step calls would.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::engine::StepError;
 
-/// Shared by every built-in Stripe function; cheap to clone.
+/// Which steps fail, installed with [`EngineBuilder::fault_plan`](crate::engine::EngineBuilder::fault_plan).
+/// Steps are matched by name in every function of the engine; every attempt that
+/// executes (`run`, `compute` or `run_tx`; not a memoized step) is counted. Cheap to
+/// clone: clones share the plan, so a test keeps one to change it while the engine runs.
 #[derive(Clone, Default)]
-pub struct Faults(Arc<Mutex<HashMap<String, FaultPlan>>>);
+pub struct FaultPlan(Arc<Mutex<HashMap<String, StepFaults>>>);
 
 #[derive(Debug, Default)]
-struct FaultPlan {
+struct StepFaults {
     failing: Failing,
     attempts: u32,
 }
@@ -29,7 +33,7 @@ enum Failing {
 #[error("injected fault in step '{0}'")]
 pub struct InjectedFault(pub String);
 
-impl Faults {
+impl FaultPlan {
     /// Fails the next `times` attempts of every step named `step`.
     pub fn fail(&self, step: &str, times: u32) {
         self.plans().entry(step.to_owned()).or_default().failing = if times == 0 {
@@ -39,7 +43,7 @@ impl Faults {
         };
     }
 
-    /// Fails every attempt of steps named `step` until [`Faults::clear`].
+    /// Fails every attempt of steps named `step` until [`FaultPlan::clear`].
     pub fn fail_always(&self, step: &str) {
         self.plans().entry(step.to_owned()).or_default().failing = Failing::Always;
     }
@@ -51,13 +55,13 @@ impl Faults {
         }
     }
 
-    /// How many attempts of steps named `step` have started (calls to [`Faults::check`]).
+    /// How many attempts of steps named `step` have started.
     pub fn attempts(&self, step: &str) -> u32 {
         self.plans().get(step).map_or(0, |plan| plan.attempts)
     }
 
     /// Counts an attempt of `step` and fails it when a fault is planned for it.
-    pub fn check(&self, step: &str) -> Result<(), StepError> {
+    pub(crate) fn check(&self, step: &str) -> Result<(), StepError> {
         let mut plans = self.plans();
         let plan = plans.entry(step.to_owned()).or_default();
         plan.attempts = plan.attempts.saturating_add(1);
@@ -79,7 +83,7 @@ impl Faults {
         Ok(())
     }
 
-    fn plans(&self) -> MutexGuard<'_, HashMap<String, FaultPlan>> {
+    fn plans(&self) -> MutexGuard<'_, HashMap<String, StepFaults>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -92,7 +96,7 @@ mod tests {
 
     #[test]
     fn planned_faults_fail_the_named_step_and_every_attempt_is_counted() {
-        let faults = Faults::default();
+        let faults = FaultPlan::default();
         faults.fail("charge", 2);
         assert!(faults.check("charge").is_err());
         assert!(faults.check("other").is_ok());
