@@ -376,6 +376,21 @@ pub(crate) async fn log_success(ctx: &Ctx, outcome: Outcome) -> Result<Outcome, 
 mod tests {
     use super::*;
 
+    /// Asserts that `summarize` refuses, for good, an event about another object (an
+    /// invoice) and JSON that is no Stripe event, each error naming what was wrong.
+    pub(super) fn assert_refuses_foreign_input<T: std::fmt::Debug>(
+        summarize: impl Fn(serde_json::Value) -> Result<T, StepError>,
+    ) {
+        let data = serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap();
+        let err = summarize(data).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().contains("invoice.paid"), "{err}");
+
+        let err = summarize(serde_json::json!({"id": "evt_1"})).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().starts_with("not a Stripe event"), "{err}");
+    }
+
     fn metadata(user: &str) -> HashMap<String, String> {
         HashMap::from([("user_id".to_owned(), user.to_owned())])
     }
