@@ -182,17 +182,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         "from_failure"
     };
     if let Some(run_id) = &args.run_id {
-        if !args.filter.is_empty() {
-            bail!("give a run id or a filter (--status, --function, …), not both");
-        }
-        let answer = client
-            .call(
-                Method::POST,
-                &["runs", run_id, "replay"],
-                &[],
-                Some(json!({ "mode": mode })),
-            )
-            .await?;
+        let answer = one_run(
+            &client,
+            run_id,
+            &args.filter,
+            "replay",
+            json!({ "mode": mode }),
+        )
+        .await?;
         println!(
             "replay started: {} (replay of {run_id}, {mode})",
             answer["run"]["id"].as_str().unwrap_or("")
@@ -224,6 +221,22 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `action` (`replay`, `cancel`) on the run `run_id`; refuses a filter given as well.
+async fn one_run(
+    client: &ApiClient,
+    run_id: &str,
+    filter: &Filter,
+    action: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    if !filter.is_empty() {
+        bail!("give a run id or a filter (--status, --function, …), not both");
+    }
+    client
+        .call(Method::POST, &["runs", run_id, action], &[], Some(body))
+        .await
+}
+
 /// A bulk operation on the runs a filter selects: previews the count, asks (unless
 /// `yes`), then acts on exactly that many; `None` when nothing matched or it was declined.
 async fn bulk(
@@ -252,17 +265,7 @@ async fn bulk(
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(&args.remote.url, args.remote.token.as_deref())?;
     if let Some(run_id) = &args.run_id {
-        if !args.filter.is_empty() {
-            bail!("give a run id or a filter (--status, --function, …), not both");
-        }
-        let answer = client
-            .call(
-                Method::POST,
-                &["runs", run_id, "cancel"],
-                &[],
-                Some(json!({})),
-            )
-            .await?;
+        let answer = one_run(&client, run_id, &args.filter, "cancel", json!({})).await?;
         println!(
             "cancelled {}",
             answer["run"]["id"].as_str().unwrap_or(run_id)

@@ -379,32 +379,29 @@ impl Engine {
     /// Stops claiming, lets every in-flight step finish and checkpoint, and hands the
     /// runs that were cut short back to the queue (their leases released).
     pub async fn shutdown(&self) {
-        self.inner.shutdown.cancel();
-        let tasks: Vec<_> = self
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain(..)
-            .collect();
-        for task in tasks {
+        for task in self.stop_tasks() {
             let _ = task.await;
         }
     }
 
     /// Stops every task at once, as a crash would: no lease is released.
     pub fn abort(&self) {
+        for task in self.stop_tasks() {
+            task.abort();
+        }
+        worker::executions(&self.inner).abort_all();
+    }
+
+    /// Signals shutdown to the background tasks and takes their handles, for the caller
+    /// to wait on or abort.
+    fn stop_tasks(&self) -> Vec<JoinHandle<()>> {
         self.inner.shutdown.cancel();
-        for task in self
-            .inner
+        self.inner
             .tasks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .drain(..)
-        {
-            task.abort();
-        }
-        worker::executions(&self.inner).abort_all();
+            .collect()
     }
 
     /// Fires every cron tick that is due now (at most one per function, however many

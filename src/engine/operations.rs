@@ -170,16 +170,11 @@ impl Engine {
                 Write::isolated().failing_with::<OperationError>(),
                 move |tx| {
                     Box::pin(async move {
-                        let original = tx
-                            .run_for_update(&run_id)
-                            .await?
-                            .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
+                        let original = locked_run(tx, &run_id).await?;
                         check_replayable(&original, &registered)?;
                         let new_id = replay_one(tx, &original, mode, now).await?;
                         tx.signal_new_runs().await?;
-                        tx.run_for_update(&new_id)
-                            .await?
-                            .ok_or_else(|| OperationError::NotFound(new_id))
+                        locked_run(tx, &new_id).await
                     })
                 },
             )
@@ -257,19 +252,14 @@ impl Engine {
                 Write::isolated().failing_with::<OperationError>(),
                 move |tx| {
                     Box::pin(async move {
-                        let run = tx
-                            .run_for_update(&run_id)
-                            .await?
-                            .ok_or_else(|| OperationError::NotFound(run_id.clone()))?;
+                        let run = locked_run(tx, &run_id).await?;
                         if !tx.cancel_run(&run_id, CANCELLED_BY_OPERATOR, now).await? {
                             return Err(OperationError::Conflict(format!(
                                 "run '{}' is {} and cannot be cancelled",
                                 run.id, run.status
                             )));
                         }
-                        tx.run_for_update(&run_id)
-                            .await?
-                            .ok_or_else(|| OperationError::NotFound(run_id))
+                        locked_run(tx, &run_id).await
                     })
                 },
             )
@@ -312,6 +302,13 @@ impl Engine {
     pub(crate) fn wake_workers(&self) {
         self.inner.wake.notify_waiters();
     }
+}
+
+/// The run `run_id`, locked for this transaction.
+async fn locked_run(tx: &mut store::StoreTx, run_id: &str) -> Result<RunRow, OperationError> {
+    tx.run_for_update(run_id)
+        .await?
+        .ok_or_else(|| OperationError::NotFound(run_id.to_owned()))
 }
 
 fn check_replayable(run: &RunRow, registered: &[String]) -> Result<(), OperationError> {

@@ -26,14 +26,7 @@ impl Engine {
     /// holds are released at once, for another process or the next start to claim
     /// without waiting for their leases to lapse.
     pub async fn shutdown_within(&self, grace: Duration) -> Stopped {
-        self.inner.shutdown.cancel();
-        let tasks: Vec<_> = self
-            .inner
-            .tasks
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain(..)
-            .collect();
+        let tasks = self.stop_tasks();
         let aborts: Vec<_> = tasks.iter().map(|task| task.abort_handle()).collect();
         let mut all = std::pin::pin!(futures::future::join_all(tasks));
         if tokio::time::timeout(grace, all.as_mut()).await.is_ok() {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, InvoiceRecord, NewFailure, SubscriptionView};
 use super::{
-    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, notifications,
-    read_event, stripe_function, subscription_step, write_step,
+    BusinessWrite, EventMeta, Outcome, Party, direct_user, link_customer, log_success,
+    notifications, read_event, stripe_function, subscription_step, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 use crate::stripe::objects::{Invoice, UpcomingInvoice};
@@ -171,7 +171,7 @@ async fn record(
     paid: bool,
 ) -> Result<String, Interrupt> {
     let record = invoice.record(user_id.clone());
-    write_step(ctx, RECORD_INVOICE, Write::Invoice(record)).await?;
+    write_step(ctx, RECORD_INVOICE, BusinessWrite::Invoice(record)).await?;
     let Some(view) = invoice.provisional(user_id.clone(), paid) else {
         return Ok(format!(
             "invoice {} recorded; no subscription",
@@ -206,7 +206,7 @@ async fn action_required(ctx: Ctx) -> Result<Outcome, Interrupt> {
     let invoice = validate(&ctx).await?;
     let user_id = link_customer(&ctx, &invoice.party, &invoice.event).await?;
     let record = invoice.record(user_id.clone());
-    write_step(&ctx, RECORD_INVOICE, Write::Invoice(record)).await?;
+    write_step(&ctx, RECORD_INVOICE, BusinessWrite::Invoice(record)).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     let action = format!("invoice {} needs the customer's action", invoice.invoice.id);
     log_success(&ctx, invoice.outcome(user_id, action)).await
@@ -284,7 +284,7 @@ async fn payment_failed(ctx: Ctx) -> Result<Outcome, Interrupt> {
         livemode: invoice.event.livemode,
         account: invoice.event.account.clone(),
     };
-    write_step(&ctx, RECORD_FAILURE, Write::Failure(failure)).await?;
+    write_step(&ctx, RECORD_FAILURE, BusinessWrite::Failure(failure)).await?;
     crate::webhooks::notify(&ctx, invoice.notice(user_id.clone())).await?;
     log_success(&ctx, invoice.outcome(user_id, action)).await
 }

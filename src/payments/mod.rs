@@ -278,19 +278,19 @@ pub(crate) async fn link_customer(
 /// One business write, made by a transactional step; it is also the step's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "write", rename_all = "snake_case")]
-pub(crate) enum Write {
+pub(crate) enum BusinessWrite {
     Payment(PaymentRecord),
     Invoice(InvoiceRecord),
     Failure(NewFailure),
 }
 
-impl Write {
+impl BusinessWrite {
     async fn apply(&self, tx: &mut StoreTx) -> crate::store::Result<()> {
         let now = system_now_ms();
         match self {
-            Write::Payment(p) => repo::upsert_payment(tx, p, now).await,
-            Write::Invoice(i) => repo::upsert_invoice(tx, i, now).await,
-            Write::Failure(f) => repo::record_failure(tx, f).await.map(|_| ()),
+            BusinessWrite::Payment(p) => repo::upsert_payment(tx, p, now).await,
+            BusinessWrite::Invoice(i) => repo::upsert_invoice(tx, i, now).await,
+            BusinessWrite::Failure(f) => repo::record_failure(tx, f).await.map(|_| ()),
         }
     }
 }
@@ -299,7 +299,7 @@ impl Write {
 pub(crate) async fn write_step(
     ctx: &Ctx,
     name: &'static str,
-    write: Write,
+    write: BusinessWrite,
 ) -> Result<(), Interrupt> {
     ctx.step
         .run_tx(name, move |tx| {
@@ -375,6 +375,21 @@ pub(crate) async fn log_success(ctx: &Ctx, outcome: Outcome) -> Result<Outcome, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asserts that `summarize` refuses, for good, an event about another object (an
+    /// invoice) and JSON that is no Stripe event, each error naming what was wrong.
+    pub(super) fn assert_refuses_foreign_input<T: std::fmt::Debug>(
+        summarize: impl Fn(serde_json::Value) -> Result<T, StepError>,
+    ) {
+        let data = serde_json::from_str(include_str!("../../fixtures/invoice.paid.json")).unwrap();
+        let err = summarize(data).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().contains("invoice.paid"), "{err}");
+
+        let err = summarize(serde_json::json!({"id": "evt_1"})).unwrap_err();
+        assert!(!err.is_retriable());
+        assert!(err.to_string().starts_with("not a Stripe event"), "{err}");
+    }
 
     fn metadata(user: &str) -> HashMap<String, String> {
         HashMap::from([("user_id".to_owned(), user.to_owned())])

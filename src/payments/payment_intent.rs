@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::attempts::AttemptLinks;
 use super::repo::{FailureKind, NewFailure, PaymentRecord};
 use super::{
-    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, notifications,
-    read_event, stripe_function, write_step,
+    BusinessWrite, EventMeta, Outcome, Party, direct_user, link_customer, log_success,
+    notifications, read_event, stripe_function, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError};
 use crate::stripe::objects::PaymentIntent;
@@ -146,11 +146,16 @@ async fn handle(ctx: Ctx, status: &'static str) -> Result<Outcome, Interrupt> {
         account: intent.event.account.clone(),
     };
     let mut notice = notifications::payment(&intent.event, &payment, None);
-    write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment.clone())).await?;
+    write_step(
+        &ctx,
+        RECORD_PAYMENT,
+        BusinessWrite::Payment(payment.clone()),
+    )
+    .await?;
     if status == "failed" {
         let failure = failure(&intent, user_id.clone());
         notice = notifications::payment(&intent.event, &payment, Some(&failure));
-        write_step(&ctx, RECORD_FAILURE, Write::Failure(failure)).await?;
+        write_step(&ctx, RECORD_FAILURE, BusinessWrite::Failure(failure)).await?;
     }
     if let Some(notice) = notice {
         crate::webhooks::notify(&ctx, notice).await?;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::repo::{self, PaymentRecord, RefundRecord};
 use super::{
-    EventMeta, Outcome, Party, Write, direct_user, link_customer, log_success, read_event,
+    BusinessWrite, EventMeta, Outcome, Party, direct_user, link_customer, log_success, read_event,
     stripe_function, write_step,
 };
 use crate::engine::{Ctx, Function, Interrupt, StepError, system_now_ms};
@@ -109,7 +109,7 @@ async fn charge_refunded(ctx: Ctx) -> Result<Outcome, Interrupt> {
         .await?;
     let user_id = link_customer(&ctx, &summary.party, &summary.event).await?;
     let payment = summary.payment(user_id.clone());
-    write_step(&ctx, RECORD_PAYMENT, Write::Payment(payment)).await?;
+    write_step(&ctx, RECORD_PAYMENT, BusinessWrite::Payment(payment)).await?;
     // Before API version 2022-11-15 the charge lists its refunds.
     let payment_id = summary.payment_id();
     let listed: Vec<RefundRecord> = summary

@@ -50,21 +50,8 @@ impl RunQuery {
             let p = q.bind(function_id);
             q.push(&format!(" AND r.function_id = {p}"));
         }
-        if let Some(since) = self.since {
-            let p = q.bind(since);
-            q.push(&format!(" AND r.created_at >= {p}"));
-        }
-        if let Some(until) = self.until {
-            let p = q.bind(until);
-            q.push(&format!(" AND r.created_at < {p}"));
-        }
-        if let Some(search) = self
-            .search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let p = q.bind(search);
+        q.and_within("r.created_at", self.since, self.until);
+        if let Some(p) = q.bind_search(self.search.as_deref()) {
             q.push(&format!(
                 " AND (r.id = {p} OR r.event_id = {p} OR e.external_id = {p} \
                  OR e.object_id = {p} OR e.customer = {p} OR e.customer IN \
@@ -100,6 +87,25 @@ impl Sql {
 
     fn push(&mut self, text: &str) {
         self.sql.push_str(text);
+    }
+
+    /// Narrows to `column` at or after `since` and before `until` (ms), each when given.
+    fn and_within(&mut self, column: &str, since: Option<i64>, until: Option<i64>) {
+        if let Some(since) = since {
+            let p = self.bind(since);
+            self.push(&format!(" AND {column} >= {p}"));
+        }
+        if let Some(until) = until {
+            let p = self.bind(until);
+            self.push(&format!(" AND {column} < {p}"));
+        }
+    }
+
+    /// Binds the search text, trimmed, and returns its placeholder; `None` when there is
+    /// no text to search for.
+    fn bind_search(&mut self, search: Option<&str>) -> Option<String> {
+        let search = search.map(str::trim).filter(|s| !s.is_empty())?;
+        Some(self.bind(search))
     }
 }
 
@@ -245,21 +251,8 @@ impl Store {
             let p = q.bind(name);
             q.push(&format!(" AND e.name = {p}"));
         }
-        if let Some(since) = query.since {
-            let p = q.bind(since);
-            q.push(&format!(" AND e.received_at >= {p}"));
-        }
-        if let Some(until) = query.until {
-            let p = q.bind(until);
-            q.push(&format!(" AND e.received_at < {p}"));
-        }
-        if let Some(search) = query
-            .search
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            let p = q.bind(search);
+        q.and_within("e.received_at", query.since, query.until);
+        if let Some(p) = q.bind_search(query.search.as_deref()) {
             q.push(&format!(
                 " AND (e.id = {p} OR e.external_id = {p} OR e.object_id = {p} OR e.customer = {p})"
             ));

@@ -10,8 +10,8 @@ use super::params::{parse_limit, parse_opt_time};
 use super::runs::RunView;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::store::RunFilter;
 use crate::store::operations::EventQuery;
+use crate::store::{EventRow, RunFilter};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -83,7 +83,14 @@ async fn show(
         .into_iter()
         .map(RunView::from)
         .collect();
-    Ok(Json(json!({
+    let mut body = event_view(&event);
+    body["runs"] = json!(runs);
+    Ok(Json(body))
+}
+
+/// An event as the API shows it, its data parsed.
+pub(super) fn event_view(event: &EventRow) -> Value {
+    json!({
         "id": event.id,
         "external_id": event.external_id,
         "name": event.name,
@@ -94,6 +101,5 @@ async fn show(
         "customer": event.customer,
         "duplicates": event.duplicates,
         "data": json_field(Some(&event.data)),
-        "runs": runs,
-    })))
+    })
 }

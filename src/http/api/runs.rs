@@ -7,6 +7,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::events::event_view;
 use super::json_field;
 use super::params::{parse_limit, parse_opt_time, parse_statuses};
 use crate::engine::RunStatus;
@@ -200,20 +201,6 @@ async fn show(
     body["failed_step"] = json!(failed_step);
     body["history"] = serde_json::to_value(history).unwrap_or_default();
     body["replays"] = serde_json::to_value(replays).unwrap_or_default();
-    body["event"] = match event {
-        Some(e) => json!({
-            "id": e.id,
-            "external_id": e.external_id,
-            "name": e.name,
-            "source": e.source,
-            "ts": e.ts,
-            "received_at": e.received_at,
-            "object_id": e.object_id,
-            "customer": e.customer,
-            "duplicates": e.duplicates,
-            "data": json_field(Some(&e.data)),
-        }),
-        None => Value::Null,
-    };
+    body["event"] = event.as_ref().map_or(Value::Null, event_view);
     Ok(Json(body))
 }
