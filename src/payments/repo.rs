@@ -25,20 +25,18 @@ pub mod reports;
 mod subscriptions;
 
 pub use billing::{
-    Payment, PaymentFailure, RecentSubscription, StatusCount, UnlinkedCustomer, payment_failures,
-    payments, recent_subscriptions, subscriptions_by_status, unlinked_customers,
+    payment_failures, payments, recent_subscriptions, subscriptions_by_status, unlinked_customers,
 };
 pub use disputes::{DisputeRecord, FundsRecord, upsert_dispute};
 pub use failures::record_failure;
-pub use invoices::{InvoiceRecord, invoice, upsert_invoice};
+pub use invoices::{InvoiceRecord, upsert_invoice};
 pub use read::{
-    DEFAULT_LIMIT, DisputeFilter, DisputeRow, DisputeStatus, MAX_LIMIT, PaymentFilter,
-    PaymentStatus, PaymentView, RecentRefund, RefundRow, UnknownDisputeStatus,
-    UnknownPaymentStatus, list_disputes, list_payments, recent_refunds,
+    DEFAULT_LIMIT, DisputeFilter, DisputeRow, MAX_LIMIT, PaymentFilter, PaymentStatus, PaymentView,
+    UnknownDisputeStatus, UnknownPaymentStatus, list_disputes, list_payments, recent_refunds,
 };
-pub use refunds::{RefundRecord, settle_refunds, upsert_refund};
+pub use refunds::{RefundRecord, upsert_refund};
 pub use subscriptions::{
-    Entitlement, ItemRow, SubscriptionView, UserSubscription, Written, user_subscriptions,
+    Entitlement, SubscriptionView, UserSubscription, Written, user_subscriptions,
     write_subscription,
 };
 
