@@ -335,7 +335,7 @@ impl Store {
     }
 }
 
-/// See [`Store::run_signals`].
+/// See `Store::run_signals`.
 pub struct RunSignals(sqlx::postgres::PgListener);
 
 impl RunSignals {
