@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use paysteps::engine::{Ctx, Function, Interrupt, Trigger, WaitFor};
+use paysteps::{Ctx, Function, Interrupt, Trigger, WaitFor};
 use serde::{Deserialize, Serialize};
 
 /// How long a paid invoice settles before its receipt goes out.
@@ -88,7 +88,7 @@ async fn invoice_receipt(ctx: Ctx) -> Result<Outcome, Interrupt> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paysteps::cli::init_logging()?;
+    paysteps::init_logging()?;
     let receipts = Function::new(
         "invoice-receipt",
         Trigger::event("stripe/invoice.paid"),
@@ -97,5 +97,5 @@ async fn main() -> anyhow::Result<()> {
     .retries(5)
     // One receipt per invoice, however often Stripe resends the event.
     .idempotency("data.object.id");
-    paysteps::cli::run_with(paysteps::cli::Cli::parse(), vec![receipts]).await
+    paysteps::run_with(paysteps::Cli::parse(), vec![receipts]).await
 }

@@ -1,7 +1,6 @@
 //! Settings shared by the commands, and the secret type that keeps them out of logs.
 
 use std::fmt;
-use std::time::Duration;
 
 /// A value that must never be printed by accident: `Debug` and `Display` redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,27 +38,6 @@ pub fn parse_secrets(value: &str) -> Vec<Secret> {
         .filter(|s| !s.is_empty())
         .map(Secret::new)
         .collect()
-}
-
-/// Everything a server process needs, validated per command.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address to listen on, `host:port`.
-    pub bind: String,
-    /// Database URL: `postgres://…`, or an SQLite file.
-    pub database_url: String,
-    /// Stripe webhook signing secrets (`whsec_…`); several while one is being rolled.
-    pub webhook_secrets: Vec<Secret>,
-    /// Largest accepted gap between a signature's timestamp and now.
-    pub tolerance: Duration,
-    /// Largest webhook body accepted, in bytes.
-    pub max_body_bytes: usize,
-    /// Runs executed at once by this process.
-    pub workers: usize,
-    /// How long a worker's claim on a run lasts without renewal.
-    pub lease: Duration,
-    /// Credential for the dashboard and `/api/v1`; `None` leaves them open (loopback only).
-    pub dashboard_token: Option<Secret>,
 }
 
 #[cfg(test)]

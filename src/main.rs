@@ -7,6 +7,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    paysteps::cli::init_logging()?;
-    paysteps::cli::run(paysteps::cli::Cli::parse()).await
+    paysteps::init_logging()?;
+    paysteps::run(paysteps::Cli::parse()).await
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use logging::{LogFormat, UnknownLogFormat, init_logging};
-pub use server::{LimitArgs, build_app, serve_until};
+pub use logging::init_logging;
+pub use server::serve_until;
 
 /// The command line: one of the [`Command`]s.
 #[derive(Debug, Parser)]
@@ -227,14 +227,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 ///
 /// ```no_run
 /// use clap::Parser;
-/// use paysteps::engine::{Function, Trigger};
+/// use paysteps::{Function, Trigger};
 ///
 /// #[tokio::main]
 /// async fn main() -> anyhow::Result<()> {
 ///     let hello = Function::new("hello", Trigger::event("app/hello"), |ctx| async move {
 ///         ctx.step.run("greet", || async { Ok("hello".to_string()) }).await
 ///     });
-///     paysteps::cli::run_with(paysteps::cli::Cli::parse(), vec![hello]).await
+///     paysteps::run_with(paysteps::Cli::parse(), vec![hello]).await
 /// }
 /// ```
 pub async fn run_with(cli: Cli, functions: Vec<crate::engine::Function>) -> anyhow::Result<()> {

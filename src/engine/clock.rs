@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// use paysteps::engine::{Clock, Engine, EngineConfig};
+/// use paysteps::{Clock, Engine, EngineConfig};
 ///
-/// # async fn demo(store: paysteps::store::Store) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn demo(store: paysteps::Store) -> Result<(), Box<dyn std::error::Error>> {
 /// let clock = Clock::manual(1_767_225_600_000); // 2026-01-01T00:00:00Z
 /// let config = EngineConfig { clock: clock.clone(), ..EngineConfig::default() };
 /// let engine = Engine::builder(store).config(config).build()?;

@@ -71,7 +71,7 @@ impl fmt::Debug for StepError {
 /// Marks the error of a `Result` as one that retrying cannot fix.
 ///
 /// ```no_run
-/// use paysteps::engine::{Function, NonRetriable, Trigger};
+/// use paysteps::{Function, NonRetriable, Trigger};
 ///
 /// let f = Function::new("parse", Trigger::event("app/order.created"), |ctx| async move {
 ///     let raw = ctx.event.data["amount"].as_str().unwrap_or_default().to_owned();

@@ -34,10 +34,10 @@ impl Event {
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// use paysteps::engine::{Engine, EventInput};
-/// use paysteps::store::IngestOutcome;
+/// use paysteps::{Engine, EventInput};
+/// use paysteps::IngestOutcome;
 ///
-/// # async fn demo(engine: Engine) -> Result<(), paysteps::store::Error> {
+/// # async fn demo(engine: Engine) -> Result<(), paysteps::StoreError> {
 /// let data = serde_json::json!({ "user_id": "u_1", "plan": "pro" });
 /// let mut event = EventInput::new("app/user.upgraded", &data);
 /// // Sent twice within a day (a client retry), it starts its functions once.

@@ -38,9 +38,9 @@ impl Trigger {
     /// A 5-field cron expression read in an IANA time zone such as `Europe/Paris`.
     ///
     /// ```no_run
-    /// use paysteps::engine::{Function, Trigger};
+    /// use paysteps::{Function, Trigger};
     ///
-    /// # fn main() -> Result<(), paysteps::engine::ScheduleError> {
+    /// # fn main() -> Result<(), paysteps::ScheduleError> {
     /// // 02:00 Paris time every day, summer and winter.
     /// let nightly = Function::new("nightly-report", Trigger::cron_in("0 2 * * *", "Europe/Paris")?, |ctx| async move {
     ///     ctx.step.run("build report", || async { Ok(0_u32) }).await
@@ -62,7 +62,7 @@ impl Trigger {
 /// A durable function: plain Rust registered on the engine.
 ///
 /// ```no_run
-/// use paysteps::engine::{Function, Trigger};
+/// use paysteps::{Function, Trigger};
 ///
 /// let f = Function::new("greet", Trigger::event("app/user.signed_up"), |ctx| async move {
 ///     let name: String = ctx.step.run("load", || async { Ok("Ada".to_string()) }).await?;
@@ -124,7 +124,7 @@ impl Function {
     /// Its event is `paysteps/function.failed`; read it with [`Ctx::failure`].
     ///
     /// ```no_run
-    /// use paysteps::engine::{Function, Trigger};
+    /// use paysteps::{Function, Trigger};
     ///
     /// let f = Function::new("charge", Trigger::event("app/order.created"), |ctx| async move {
     ///     ctx.step.run("charge the card", || async { Ok(4200_i64) }).await

@@ -25,14 +25,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::state::{RunStatus, UnknownStatus};
+pub use crate::state::RunStatus;
 pub use clock::{Clock, system_now_ms};
 pub use cron::{Schedule, ScheduleError};
 pub use error::{EngineError, NonRetriable, StepError};
-pub use event::{
-    CRON_TICK, Event, EventInput, FUNCTION_FAILED, FUNCTION_FINISHED, FUNCTION_INVOKED, Failure,
-    Finished,
-};
+pub use event::{CRON_TICK, Event, EventInput, FUNCTION_FAILED, Failure};
 pub use flow::{CancelOn, Concurrency, Throttle};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
@@ -205,8 +202,8 @@ impl Engine {
     /// Starts building an engine on `store`, with the default [`EngineConfig`].
     ///
     /// ```no_run
-    /// use paysteps::engine::{Engine, EventInput, Function, Trigger};
-    /// use paysteps::store::Store;
+    /// use paysteps::{Engine, EventInput, Function, Trigger};
+    /// use paysteps::Store;
     ///
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = Store::connect("sqlite://paysteps.db").await?;

@@ -20,7 +20,7 @@ use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate, Write};
 /// ```no_run
 /// use std::time::Duration;
 ///
-/// use paysteps::engine::{Function, Trigger, WaitFor};
+/// use paysteps::{Function, Trigger, WaitFor};
 ///
 /// let f = Function::new("onboarding", Trigger::event("app/user.signed_up"), |ctx| async move {
 ///     // The profile event of this user, not any user's.
@@ -132,7 +132,7 @@ impl Step {
     /// (paysteps' ids, `ev_…`; a duplicate's is the id of the event already stored).
     ///
     /// ```no_run
-    /// use paysteps::engine::{EventInput, Function, Trigger};
+    /// use paysteps::{EventInput, Function, Trigger};
     ///
     /// let f = Function::new("fan-out", Trigger::event("app/invoice.batch"), |ctx| async move {
     ///     let events = ["in_1", "in_2"]
@@ -179,7 +179,7 @@ impl Step {
     /// ```no_run
     /// use std::time::Duration;
     ///
-    /// use paysteps::engine::{Function, Interrupt, Trigger};
+    /// use paysteps::{Function, Interrupt, Trigger};
     ///
     /// let f = Function::new("checkout", Trigger::event("app/cart.paid"), |ctx| async move {
     ///     let data = serde_json::json!({ "cart": ctx.event.data["cart"] });

@@ -2,8 +2,8 @@
 //! steps, and the read model the application queries.
 //!
 //! Subscriptions are written whole, one view replacing another by the rules of
-//! [`ordering`](crate::payments::ordering) ([`subscriptions`]); invoices by their newest
-//! event ([`invoices`]). Customers and payments are upserts keyed by the Stripe id and
+//! [`ordering`](crate::payments::ordering) (`subscriptions`); invoices by their newest
+//! event (`invoices`). Customers and payments are upserts keyed by the Stripe id and
 //! ordered by the event's `created` (`event_created`, the row's watermark). Per column, the newer of the stored row and the
 //! incoming event wins where it knows the value; the older one only fills what is still
 //! unknown (NULL), so an older event never overwrites newer state, an out-of-order
@@ -25,20 +25,19 @@ pub mod reports;
 mod subscriptions;
 
 pub use billing::{
-    Payment, PaymentFailure, RecentSubscription, StatusCount, UnlinkedCustomer, payment_failures,
-    payments, recent_subscriptions, subscriptions_by_status, unlinked_customers,
+    payment_failures, payments, recent_subscriptions, subscriptions_by_status, unlinked_customers,
 };
 pub use disputes::{DisputeRecord, FundsRecord, upsert_dispute};
 pub use failures::record_failure;
-pub use invoices::{InvoiceRecord, invoice, upsert_invoice};
+pub use invoices::{InvoiceRecord, upsert_invoice};
 pub use read::{
     DEFAULT_LIMIT, DisputeFilter, DisputeRow, DisputeStatus, MAX_LIMIT, PaymentFilter,
-    PaymentStatus, PaymentView, RecentRefund, RefundRow, UnknownDisputeStatus,
-    UnknownPaymentStatus, list_disputes, list_payments, recent_refunds,
+    PaymentStatus, PaymentView, UnknownDisputeStatus, UnknownPaymentStatus, list_disputes,
+    list_payments, recent_refunds,
 };
-pub use refunds::{RefundRecord, settle_refunds, upsert_refund};
+pub use refunds::{RefundRecord, upsert_refund};
 pub use subscriptions::{
-    Entitlement, ItemRow, SubscriptionView, UserSubscription, Written, user_subscriptions,
+    Entitlement, SubscriptionView, UserSubscription, Written, user_subscriptions,
     write_subscription,
 };
 

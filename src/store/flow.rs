@@ -32,8 +32,6 @@ pub struct NewListener {
 /// A stored listener, as matched against an arriving event.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ListenerRow {
-    /// The listener's id.
-    pub id: String,
     /// paysteps' id of the listening run, `run_…`.
     pub run_id: String,
     /// `wait` or `cancel`, as in [`NewListener::kind`].
@@ -49,7 +47,7 @@ pub struct ListenerRow {
 impl StoreTx {
     /// Inserts a run in a given state: `queued` from `run_at`, or `pending` (no due
     /// time) until a concurrency slot frees.
-    pub async fn insert_run_as(
+    pub(crate) async fn insert_run_as(
         &mut self,
         event_id: &str,
         run: &NewRun,
@@ -87,7 +85,7 @@ impl StoreTx {
 
     /// Takes a slot under `key` if fewer than `limit` are taken. The key's row is locked
     /// either way, so a run ending elsewhere sees this transaction's pending run.
-    pub async fn take_slot(&mut self, key: &str, limit: i64) -> Result<bool> {
+    pub(crate) async fn take_slot(&mut self, key: &str, limit: i64) -> Result<bool> {
         self.execute(
             "INSERT INTO concurrency_slots (key, active) VALUES ($1, 0) \
              ON CONFLICT (key) DO NOTHING",
@@ -113,7 +111,7 @@ impl StoreTx {
 
     /// Gives back the slot an ended run held and queues the oldest run pending on its key;
     /// returns that run's id. Does nothing for a run without a concurrency key.
-    pub async fn release_slot(&mut self, run_id: &str, now: i64) -> Result<Option<String>> {
+    pub(crate) async fn release_slot(&mut self, run_id: &str, now: i64) -> Result<Option<String>> {
         let key: Option<(String,)> = self
             .fetch_optional(
                 "UPDATE concurrency_slots SET active = active - 1 WHERE key = \
@@ -142,7 +140,7 @@ impl StoreTx {
     }
 
     /// The throttle key's next free start time, locking the key for this transaction.
-    pub async fn throttle_next_free(&mut self, key: &str) -> Result<Option<i64>> {
+    pub(crate) async fn throttle_next_free(&mut self, key: &str) -> Result<Option<i64>> {
         let row: Option<(i64,)> = self
             .fetch_optional(
                 "UPDATE throttles SET next_free = next_free WHERE key = $1 RETURNING next_free",
@@ -154,7 +152,7 @@ impl StoreTx {
 
     /// Sets when the throttle named by `key` next lets a run start (milliseconds since the
     /// Unix epoch).
-    pub async fn set_throttle_next_free(&mut self, key: &str, next_free: i64) -> Result<()> {
+    pub(crate) async fn set_throttle_next_free(&mut self, key: &str, next_free: i64) -> Result<()> {
         self.execute(
             "INSERT INTO throttles (key, next_free) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET next_free = excluded.next_free",
@@ -165,7 +163,7 @@ impl StoreTx {
     }
 
     /// Stores a listener; it holds until deleted or until it expires.
-    pub async fn insert_listener(&mut self, listener: &NewListener) -> Result<()> {
+    pub(crate) async fn insert_listener(&mut self, listener: &NewListener) -> Result<()> {
         let mut params = Params::default();
         let row = Columns::default()
             .bind(&mut params, "id", &listener.id)
@@ -186,9 +184,9 @@ impl StoreTx {
     }
 
     /// Every listener for events named `event_name`.
-    pub async fn listeners_for(&mut self, event_name: &str) -> Result<Vec<ListenerRow>> {
+    pub(crate) async fn listeners_for(&mut self, event_name: &str) -> Result<Vec<ListenerRow>> {
         self.fetch_all(
-            "SELECT id, run_id, kind, step_key, match_path, match_value FROM listeners \
+            "SELECT run_id, kind, step_key, match_path, match_value FROM listeners \
              WHERE event_name = $1 ORDER BY id",
             args![event_name],
         )
@@ -197,7 +195,11 @@ impl StoreTx {
 
     /// Deletes the run's listeners: those of one waiting step, or all of them when
     /// `step_key` is `None`.
-    pub async fn delete_listeners(&mut self, run_id: &str, step_key: Option<&str>) -> Result<()> {
+    pub(crate) async fn delete_listeners(
+        &mut self,
+        run_id: &str,
+        step_key: Option<&str>,
+    ) -> Result<()> {
         match step_key {
             Some(step_key) => {
                 self.execute(
@@ -216,7 +218,7 @@ impl StoreTx {
 
     /// Completes a waiting step with `output` and queues its run, if the step still
     /// waits; false when it no longer does (timed out, or the run ended).
-    pub async fn resume_waiting_step(
+    pub(crate) async fn resume_waiting_step(
         &mut self,
         run_id: &str,
         step_key: &str,
@@ -246,7 +248,12 @@ impl StoreTx {
     /// Cancels a run that has not ended: it is never claimed again, and a worker running
     /// it stops at its next step boundary (its lease is gone). Frees its concurrency slot
     /// and its listeners. False when the run had already ended.
-    pub async fn cancel_run(&mut self, run_id: &str, reason: &str, now: i64) -> Result<bool> {
+    pub(crate) async fn cancel_run(
+        &mut self,
+        run_id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
         let cancelled = self
             .execute(
                 "UPDATE runs SET status = 'cancelled', error = $2, ended_at = $3, updated_at = $3, \
@@ -265,7 +272,7 @@ impl StoreTx {
 
     /// Ends a waiting step with no result, provided it still waits and `owner` holds the
     /// run; false when an event completed it first or the run is no longer ours.
-    pub async fn time_out_waiting_step(
+    pub(crate) async fn time_out_waiting_step(
         &mut self,
         run_id: &str,
         owner: &str,

@@ -8,7 +8,7 @@ use crate::store::Write;
 impl Store {
     /// Extends `owner`'s lease on each of `run_ids` still running to `expires_at`, in one
     /// transaction. A run whose lease went elsewhere, or that ended, is left as it is.
-    pub async fn renew_leases(
+    pub(crate) async fn renew_leases(
         &self,
         owner: &str,
         run_ids: Vec<String>,
@@ -33,7 +33,7 @@ impl Store {
 
     /// Queues again, due at `now`, every run `owner` holds while running, and answers how
     /// many. Each resumes at its last checkpoint on its next claim.
-    pub async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
+    pub(crate) async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
         self.execute(
             "UPDATE runs SET status = 'queued', run_at = $2, due_at = $2, updated_at = $2, \
              lease_owner = NULL, lease_expires_at = NULL \

@@ -39,18 +39,18 @@ use futures::future::BoxFuture;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-pub use backup::{Backup, BackupError, backup};
+pub use backup::backup;
 pub use error::{Error, Result};
-pub use flow::{ListenerRow, NewListener};
+pub use flow::NewListener;
 pub use journal::{
     ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate, queues_runs,
 };
 pub use retention::Pruned;
-pub use rows::{EventRow, RunRow, StepRow};
+pub use rows::{RunRow, StepRow};
 pub use sessions::NewSession;
 pub use url::{redact_url, sqlite_path};
 use write::Isolation;
-pub use write::{Answer, AnswerEarly, Durability, Generation, OnCommit, Write};
+pub use write::{Answer, Durability, Generation, Write};
 
 /// A row type readable from every backend.
 pub trait Record:
@@ -113,7 +113,7 @@ impl<T: ArgType> From<Option<T>> for Arg {
 /// Builds a `Vec<Arg>` from values of mixed types: `args![id, 42, None::<String>]`.
 #[macro_export]
 macro_rules! args {
-    ($($value:expr),* $(,)?) => { vec![$($crate::store::Arg::from($value)),*] };
+    ($($value:expr),* $(,)?) => { vec![$($crate::Arg::from($value)),*] };
 }
 
 /// The storage handle: cheap to clone, shared by the engine, HTTP and CLI.
@@ -177,7 +177,7 @@ impl Store {
 
     /// How many write transactions wait for SQLite's writer: queued behind the commit
     /// it is making now. Always 0 on PostgreSQL, where writers do not queue here.
-    pub fn queued_writes(&self) -> usize {
+    pub(crate) fn queued_writes(&self) -> usize {
         match &self.0 {
             Backend::Sqlite(s) => s.queued_writes(),
             Backend::Postgres(_) => 0,
@@ -193,7 +193,7 @@ impl Store {
     }
 
     /// Checks that the database answers.
-    pub async fn ping(&self) -> Result<()> {
+    pub(crate) async fn ping(&self) -> Result<()> {
         self.fetch_optional::<(i64,)>("SELECT CAST(1 AS BIGINT)", vec![])
             .await
             .map(|_| ())
@@ -202,7 +202,7 @@ impl Store {
     /// Runs `work` in one write transaction, as `write` says: isolated or shared,
     /// answered on durable commit or early (see [`Write`] for the contract).
     /// `Err` means nothing of `work` is kept, whether `work` or the commit failed.
-    pub async fn write<A, T, E, F>(
+    pub(crate) async fn write<A, T, E, F>(
         &self,
         write: Write<A, E>,
         work: F,
@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// Tells every process that runs were queued by a statement that committed alone.
-    pub fn signal_new_runs(&self) {
+    pub(crate) fn signal_new_runs(&self) {
         if let Backend::Postgres(p) = &self.0 {
             p.signal_new_runs();
         }
@@ -306,7 +306,7 @@ impl Store {
 
     /// Signals that another process queued runs; `None` where the backend has a single
     /// process (SQLite), whose own engine wakes its workers directly.
-    pub async fn run_signals(&self) -> Result<Option<RunSignals>> {
+    pub(crate) async fn run_signals(&self) -> Result<Option<RunSignals>> {
         match &self.0 {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(p) => Ok(Some(RunSignals(p.listen().await?))),
@@ -316,7 +316,10 @@ impl Store {
     /// Where the backend reports how many transactions each commit carried: SQLite's
     /// group commits, and PostgreSQL's batched writes (events, checkpoints and run
     /// endings; its other transactions each commit on their own).
-    pub fn report_batch_sizes(&self, histogram: prometheus_client::metrics::histogram::Histogram) {
+    pub(crate) fn report_batch_sizes(
+        &self,
+        histogram: prometheus_client::metrics::histogram::Histogram,
+    ) {
         match &self.0 {
             Backend::Sqlite(s) => s.report_batch_sizes(histogram),
             Backend::Postgres(p) => p.report_batch_sizes(histogram),
@@ -332,7 +335,7 @@ impl Store {
     }
 }
 
-/// See [`Store::run_signals`].
+/// See `Store::run_signals`.
 pub struct RunSignals(sqlx::postgres::PgListener);
 
 impl RunSignals {
@@ -345,7 +348,7 @@ impl RunSignals {
 
 impl StoreTx {
     /// Tells every process that runs were queued, once this transaction commits.
-    pub async fn signal_new_runs(&mut self) -> Result<()> {
+    pub(crate) async fn signal_new_runs(&mut self) -> Result<()> {
         if let TxConn::Postgres(tx) = &mut self.0 {
             tx.signal = true;
         }

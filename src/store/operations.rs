@@ -177,7 +177,7 @@ pub struct RunError {
 
 impl Store {
     /// Runs matching `query`, newest first.
-    pub async fn search_runs(&self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
+    pub(crate) async fn search_runs(&self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
         let (from_where, mut args) = query.sql_from(false);
         args.push(limit.into());
         let sql = format!(
@@ -190,7 +190,7 @@ impl Store {
     /// How many runs match `query` ignoring its statuses, per status, counting at most
     /// `cap + 1` of each (so a count above `cap` means "more than `cap`"): each count reads
     /// a bounded stretch of the status index however many runs are stored.
-    pub async fn count_runs_by_status(
+    pub(crate) async fn count_runs_by_status(
         &self,
         query: &RunQuery,
         statuses: &[&str],
@@ -213,14 +213,14 @@ impl Store {
     }
 
     /// How many runs match `query`.
-    pub async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
+    pub(crate) async fn count_runs(&self, query: &RunQuery) -> Result<i64> {
         let (from_where, args) = query.sql_from(false);
         self.count(&format!("SELECT COUNT(*) {from_where}"), args)
             .await
     }
 
     /// The run's status changes, oldest first.
-    pub async fn run_history(&self, run_id: &str) -> Result<Vec<HistoryRow>> {
+    pub(crate) async fn run_history(&self, run_id: &str) -> Result<Vec<HistoryRow>> {
         self.fetch_all(
             "SELECT status, attempt, error, at FROM run_history WHERE run_id = $1 ORDER BY id",
             args![run_id],
@@ -229,7 +229,7 @@ impl Store {
     }
 
     /// The runs that replay `run_id`, oldest first.
-    pub async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
+    pub(crate) async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
         self.fetch_all(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM runs r WHERE r.replay_of = $1 ORDER BY r.created_at, r.id"
@@ -240,7 +240,7 @@ impl Store {
     }
 
     /// Events matching `query`, newest first, with the number of runs each started.
-    pub async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
+    pub(crate) async fn list_events(&self, query: &EventQuery) -> Result<Vec<EventSummary>> {
         let mut q = Sql::new(
             "SELECT e.id, e.external_id, e.name, e.source, e.ts, e.received_at, e.object_id, \
              e.customer, e.duplicates, \
@@ -266,7 +266,11 @@ impl Store {
     }
 
     /// The latest errors of failed runs, newest first, per function at most `per_function`.
-    pub async fn latest_errors(&self, function_id: &str, limit: i64) -> Result<Vec<RunError>> {
+    pub(crate) async fn latest_errors(
+        &self,
+        function_id: &str,
+        limit: i64,
+    ) -> Result<Vec<RunError>> {
         self.fetch_all(
             "SELECT id AS run_id, function_id, error, ended_at FROM runs \
              WHERE function_id = $1 AND status = 'failed' \
@@ -279,7 +283,7 @@ impl Store {
 
 impl StoreTx {
     /// A run read inside the transaction.
-    pub async fn run_for_update(&mut self, run_id: &str) -> Result<Option<RunRow>> {
+    pub(crate) async fn run_for_update(&mut self, run_id: &str) -> Result<Option<RunRow>> {
         self.fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1"),
             args![run_id],
@@ -288,7 +292,11 @@ impl StoreTx {
     }
 
     /// The runs matching `query`, oldest first, at most `limit`.
-    pub async fn select_runs(&mut self, query: &RunQuery, limit: i64) -> Result<Vec<RunRow>> {
+    pub(crate) async fn select_runs(
+        &mut self,
+        query: &RunQuery,
+        limit: i64,
+    ) -> Result<Vec<RunRow>> {
         let (from_where, mut args) = query.sql_from(false);
         args.push(limit.into());
         let sql = format!(
@@ -299,7 +307,7 @@ impl StoreTx {
     }
 
     /// Copies the completed steps of `from` to `to`, so `to` resumes after them.
-    pub async fn copy_completed_steps(&mut self, from: &str, to: &str) -> Result<u64> {
+    pub(crate) async fn copy_completed_steps(&mut self, from: &str, to: &str) -> Result<u64> {
         self.execute(
             "INSERT INTO steps (run_id, step_key, name, position, kind, status, attempts, output, \
              error, wake_at, started_at, ended_at) \

@@ -140,7 +140,7 @@ impl StoreTx {
     /// deliveries with their attempts, business events, events, sessions) that ended
     /// before `cutoff`; `None` keeps the journal and deletes only sessions expired at
     /// `now`. Repeat until it answers [`Pruned::is_empty`].
-    pub async fn prune_batch(
+    pub(crate) async fn prune_batch(
         &mut self,
         cutoff: Option<i64>,
         now: i64,
@@ -301,7 +301,7 @@ impl Store {
     /// What [`StoreTx::prune_batch`], repeated until nothing is left, would delete for
     /// `cutoff` and `now`; deletes nothing. A run replayed by a replay that is itself
     /// replayed by a surviving run may be counted although it stays.
-    pub async fn prunable(&self, cutoff: Option<i64>, now: i64) -> Result<Pruned> {
+    pub(crate) async fn prunable(&self, cutoff: Option<i64>, now: i64) -> Result<Pruned> {
         let sessions = self
             .count(
                 "SELECT COUNT(*) FROM dashboard_sessions WHERE expires_at <= $1",

@@ -23,7 +23,7 @@ pub struct NewSession {
 impl Store {
     /// Stores a sign-in and, in the same transaction, deletes the sessions expired at
     /// its `created_at`.
-    pub async fn create_session(&self, session: NewSession) -> Result<()> {
+    pub(crate) async fn create_session(&self, session: NewSession) -> Result<()> {
         let now_ms = session.created_at;
         let row = args![
             session.id_hash,
@@ -53,7 +53,7 @@ impl Store {
 
     /// The CSRF token of the session whose id hashes to `id_hash`, if it was opened with
     /// `token_tag` and is still valid at `now_ms`.
-    pub async fn session_csrf(
+    pub(crate) async fn session_csrf(
         &self,
         id_hash: &str,
         token_tag: &str,
@@ -70,7 +70,7 @@ impl Store {
     }
 
     /// Deletes the session whose id hashes to `id_hash` (nothing when there is none).
-    pub async fn revoke_session(&self, id_hash: &str) -> Result<()> {
+    pub(crate) async fn revoke_session(&self, id_hash: &str) -> Result<()> {
         self.execute(
             "DELETE FROM dashboard_sessions WHERE id_hash = $1".to_owned(),
             args![id_hash],

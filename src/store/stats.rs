@@ -75,7 +75,11 @@ pub struct QueueGauges {
 impl Store {
     /// At most `limit` event names with their counts, the most frequent first; with a
     /// `prefix`, only the names starting with it.
-    pub async fn event_names(&self, prefix: Option<&str>, limit: i64) -> Result<Vec<EventName>> {
+    pub(crate) async fn event_names(
+        &self,
+        prefix: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventName>> {
         match prefix.filter(|p| !p.is_empty()) {
             None => {
                 self.fetch_all(
@@ -99,7 +103,7 @@ impl Store {
     }
 
     /// Per function, its runs created from the bucket holding `since_ms` on.
-    pub async fn function_counts(&self, since_ms: i64) -> Result<Vec<FunctionCounts>> {
+    pub(crate) async fn function_counts(&self, since_ms: i64) -> Result<Vec<FunctionCounts>> {
         self.fetch_all(
             "SELECT function_id, CAST(SUM(runs) AS BIGINT) AS runs, \
              CAST(SUM(completed) AS BIGINT) AS completed, CAST(SUM(failed) AS BIGINT) AS failed, \
@@ -112,7 +116,7 @@ impl Store {
 
     /// Per function, the duration histogram of its runs created from the bucket holding
     /// `since_ms` on that completed or failed.
-    pub async fn function_durations(&self, since_ms: i64) -> Result<Vec<DurationBin>> {
+    pub(crate) async fn function_durations(&self, since_ms: i64) -> Result<Vec<DurationBin>> {
         self.fetch_all(
             "SELECT function_id, le_ms, CAST(SUM(count) AS BIGINT) AS count \
              FROM function_durations WHERE bucket >= $1 \
@@ -124,7 +128,7 @@ impl Store {
 
     /// Open runs by status, each count stopping at `cap`, and the oldest due queued run:
     /// index reads bounded by `cap`, never a scan of `runs`.
-    pub async fn queue_gauges(&self, cap: i64) -> Result<QueueGauges> {
+    pub(crate) async fn queue_gauges(&self, cap: i64) -> Result<QueueGauges> {
         // A queued run is due at its `run_at`: the oldest is the first queued entry of
         // `runs_claimable` (what claims read), found without reading the others and
         // without an index of its own that every run would pay for when queued and claimed.

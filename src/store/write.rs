@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 
 use super::{Error, Result};
 
-/// How [`Store::write`](super::Store::write) runs `work` and when it answers.
+/// How `Store::write` runs `work` and when it answers.
 ///
 /// Every write runs `work` against a [`StoreTx`](super::StoreTx) and keeps what it
 /// wrote atomically: all of it or nothing. On SQLite one writer runs the writes that
@@ -152,7 +152,7 @@ mod sealed {
 
 /// When a [`Write`] is answered, and what it answers besides `work`'s value.
 pub trait Answer: sealed::Sealed + Send {
-    /// What [`Store::write`](super::Store::write) returns for a `work` that returned `T`.
+    /// What `Store::write` returns for a `work` that returned `T`.
     type Answered<T>;
 
     /// For an early answer: the generation it is ordered after.

@@ -17,7 +17,7 @@ pub mod secret;
 use crate::engine::{Clock, Ctx, FUNCTION_FAILED, Function, Interrupt, Trigger};
 
 pub use destination::Destinations;
-pub use emit::{DELIVER_FUNCTION, Emitted, emit, notify};
+pub use emit::{Emitted, notify};
 pub use events::{BusinessEvent, EventType};
 
 /// Id of the function that turns failed runs into `run.failed` events.

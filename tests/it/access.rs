@@ -2,16 +2,17 @@
 //! the API, a sign-in session for browsers), the `Host` names served (a DNS-rebinding page
 //! is refused), and browser writes from another site refused on every route.
 
+use paysteps::testing::StoreInternals as _;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use paysteps::http::Access;
-use paysteps::http::access::AccessArgs;
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::webhooks::Destinations;
+use paysteps::testing::http::Access;
+use paysteps::testing::http::access::AccessArgs;
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::webhooks::Destinations;
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use paysteps::engine::system_now_ms;
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::stripe::signer;
-use paysteps::webhooks::Destinations;
+use paysteps::testing::engine::system_now_ms;
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::signer;
+use paysteps::testing::webhooks::Destinations;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

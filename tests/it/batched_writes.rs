@@ -4,13 +4,14 @@
 //! only while its run's lease is held; and a write the database refuses fails alone, not
 //! the writes it was batched with.
 
+use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 use futures::future::join_all;
-use paysteps::state::RunStatus;
-use paysteps::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate};
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::state::RunStatus;
+use paysteps::testing::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate};
+use paysteps::testing::stripe::fixtures::Overrides;
 
 use crate::common::db::{postgres_url, report_postgres_skipped};
 use crate::common::stored::{store_event, stripe_event};

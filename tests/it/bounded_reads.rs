@@ -4,8 +4,8 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use paysteps::engine::{Function, NonRetriable, Trigger};
-use paysteps::http::Access;
+use paysteps::testing::engine::{Function, NonRetriable, Trigger};
+use paysteps::testing::http::Access;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

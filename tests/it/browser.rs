@@ -4,7 +4,8 @@
 //! read the Billing page's daily report charts, open disputes and refunds.
 //! Screenshots land in `target/screenshots/`. Skipped when chromedriver is missing.
 
-use paysteps::store::Write;
+use paysteps::testing::StoreInternals as _;
+use paysteps::testing::store::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use paysteps::http::Access;
-use paysteps::payments::reports::{self, Day};
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::http::Access;
+use paysteps::testing::payments::reports::{self, Day};
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -598,7 +599,7 @@ async fn an_operator_manages_webhook_endpoints_on_their_page() {
     };
     let _one_browser = BROWSER.lock().await;
     let token = "browser-serve-dashboard-token-0123456789";
-    let access = paysteps::http::access::AccessArgs {
+    let access = paysteps::testing::http::access::AccessArgs {
         allowed_hosts: Vec::new(),
         session_hours: 12,
         insecure_cookies: true,
@@ -609,7 +610,7 @@ async fn an_operator_manages_webhook_endpoints_on_their_page() {
     .expect("a long token");
     let app = TestApp::start_with(Setup {
         access,
-        webhooks: Some(paysteps::webhooks::Destinations::AllowPrivate),
+        webhooks: Some(paysteps::testing::webhooks::Destinations::AllowPrivate),
         ..Setup::default()
     })
     .await;

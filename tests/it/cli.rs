@@ -1,9 +1,10 @@
 //! The `paysteps` binary itself: `serve` refusing a bad configuration, `migrate`, and
 //! `trigger` sending signed fixtures to a running server.
 
+use paysteps::testing::StoreInternals as _;
 use std::process::{Command, Output};
 
-use paysteps::store::RunFilter;
+use paysteps::testing::store::RunFilter;
 use tokio::net::TcpListener;
 
 use crate::common::{Backend, SECRET, TestApp};
@@ -70,10 +71,11 @@ fn migrate_creates_the_schema() {
     assert!(output.status.success(), "{}", text(&output));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let store =
-            paysteps::store::Store::connect(&dir.path().join("fresh.db").display().to_string())
-                .await
-                .expect("open");
+        let store = paysteps::testing::store::Store::connect(
+            &dir.path().join("fresh.db").display().to_string(),
+        )
+        .await
+        .expect("open");
         let subscriptions = store
             .count("SELECT COUNT(*) FROM subscriptions", vec![])
             .await

@@ -1,10 +1,11 @@
 //! `paysteps runs`, `replay` and `cancel` against a server on loopback that requires the
 //! dashboard token.
 
+use paysteps::testing::StoreInternals as _;
 use std::process::Output;
 
-use paysteps::http::Access;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::http::Access;
+use paysteps::testing::stripe::fixtures::Overrides;
 use tokio::net::TcpListener;
 
 use crate::common::{Backend, Setup, TestApp, first_run};

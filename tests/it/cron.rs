@@ -1,10 +1,11 @@
 //! Cron triggers: one run per tick across processes, one after downtime.
 
+use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use paysteps::engine::{CRON_TICK, Clock, Engine, Function, Trigger};
+use paysteps::testing::engine::{CRON_TICK, Clock, Engine, Function, Trigger};
 
 use crate::common::{Backend, TestDb, test_config};
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use paysteps::engine::system_now_ms;
+use paysteps::testing::engine::system_now_ms;
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use paysteps::args;
-use paysteps::engine::operations::ReplayMode;
-use paysteps::engine::{
+use paysteps::testing::engine::operations::ReplayMode;
+use paysteps::testing::engine::{
     Engine, EventInput, FUNCTION_FAILED, Function, NonRetriable, StepError, Trigger,
 };
-use paysteps::store::{IngestOutcome, Store};
+use paysteps::testing::store::{IngestOutcome, Store};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -546,20 +546,21 @@ async fn runs_queued_by_another_process_wake_idle_workers() {
 async fn a_dedupe_window_holds_an_id_for_its_length_only(backend: Backend) {
     let app = TestApp::start(backend).await;
     let keyed = || {
-        let mut input = paysteps::engine::EventInput::new("app/order.placed", &json!({"order": 1}));
+        let mut input =
+            paysteps::testing::engine::EventInput::new("app/order.placed", &json!({"order": 1}));
         input.dedupe_key = Some("api:order-1".into());
         input.dedupe_window = Some(Duration::from_secs(24 * 3600));
         input
     };
     let first = app.engine.ingest(keyed()).await.expect("ingest");
-    let paysteps::store::IngestOutcome::Accepted { event_id, .. } = first else {
+    let paysteps::testing::store::IngestOutcome::Accepted { event_id, .. } = first else {
         panic!("{first:?}")
     };
     app.clock.advance(Duration::from_secs(24 * 3600 - 1));
     let again = app.engine.ingest(keyed()).await.expect("ingest");
     assert_eq!(
         again,
-        paysteps::store::IngestOutcome::Duplicate {
+        paysteps::testing::store::IngestOutcome::Duplicate {
             event_id: event_id.clone()
         }
     );
@@ -567,7 +568,7 @@ async fn a_dedupe_window_holds_an_id_for_its_length_only(backend: Backend) {
     app.clock.advance(Duration::from_secs(1));
     let later = app.engine.ingest(keyed()).await.expect("ingest");
     assert!(
-        matches!(&later, paysteps::store::IngestOutcome::Accepted { event_id: id, .. } if *id != event_id),
+        matches!(&later, paysteps::testing::store::IngestOutcome::Accepted { event_id: id, .. } if *id != event_id),
         "{later:?}"
     );
     assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 2);

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use paysteps::config::Secret;
-use paysteps::engine::{Function, Trigger};
-use paysteps::http::EventKeys;
+use paysteps::testing::config::Secret;
+use paysteps::testing::engine::{Function, Trigger};
+use paysteps::testing::http::EventKeys;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

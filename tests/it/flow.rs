@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paysteps::engine::{Event, Function, StepError, Trigger, WaitFor};
+use paysteps::testing::engine::{Event, Function, StepError, Trigger, WaitFor};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 

@@ -2,6 +2,7 @@
 //! writer, savepoints per transaction), on PostgreSQL each has its own. A transaction that
 //! fails after writing leaves nothing; the ones committed beside it keep everything.
 
+use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -10,8 +11,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use paysteps::args;
-use paysteps::engine::{EventInput, Function, Trigger};
-use paysteps::store::{Durability, Generation, Store, Write};
+use paysteps::testing::engine::{EventInput, Function, Trigger};
+use paysteps::testing::store::{Durability, Generation, Store, Write};
 
 use crate::common::{Backend, Setup, TestApp, TestDb, eventually};
 
@@ -66,7 +67,7 @@ async fn failed_transactions_leave_nothing_and_the_ones_beside_them_keep_everyth
     store.close().await;
 }
 
-async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), String>> {
+async fn write(store: &Store, n: usize) -> paysteps::testing::store::Result<Result<(), String>> {
     let rows = [format!("gc-{n:04}-a"), format!("gc-{n:04}-b")];
     if !n.is_multiple_of(3) && n % 5 == 1 {
         return store
@@ -105,18 +106,18 @@ async fn write(store: &Store, n: usize) -> paysteps::store::Result<Result<(), St
 #[derive(Debug)]
 enum Failed {
     GaveUp(String),
-    Store(paysteps::store::Error),
+    Store(paysteps::testing::store::Error),
 }
 
-impl From<paysteps::store::Error> for Failed {
-    fn from(err: paysteps::store::Error) -> Self {
+impl From<paysteps::testing::store::Error> for Failed {
+    fn from(err: paysteps::testing::store::Error) -> Self {
         Failed::Store(err)
     }
 }
 
 impl Failed {
     /// The store's failure outside, the work's own inside.
-    fn split<T>(written: Result<T, Failed>) -> paysteps::store::Result<Result<T, String>> {
+    fn split<T>(written: Result<T, Failed>) -> paysteps::testing::store::Result<Result<T, String>> {
         match written {
             Ok(value) => Ok(Ok(value)),
             Err(Failed::GaveUp(message)) => Ok(Err(message)),
@@ -139,7 +140,7 @@ async fn an_event_keyed_for_ever_is_stored_once_however_many_deliveries_race(bac
 /// 30 events at once store each event once, with one run, and count the rest duplicates.
 async fn deliveries_race(backend: Backend, window: Option<i64>) {
     use crate::common::stored::{store_event, stripe_event};
-    use paysteps::store::IngestOutcome;
+    use paysteps::testing::store::IngestOutcome;
 
     let db = TestDb::create(backend).await;
     let store = Arc::new(db.store().await);
@@ -222,7 +223,7 @@ async fn a_write_building_on_an_early_answer_whose_commit_failed_does_not_run() 
                 .write::<_, (), _, _>(Write::shared(), |tx| {
                     Box::pin(async move {
                         tx.set_setting("failing", "1").await?;
-                        Err(paysteps::store::Error::Transaction(
+                        Err(paysteps::testing::store::Error::Transaction(
                             "bookkeeping failed".into(),
                         ))
                     })
@@ -437,8 +438,8 @@ async fn queued_behind(store: &Store, n: usize) {
 /// makes its commit fail: a step of a run that does not exist, with the foreign key
 /// checked only at the commit. Whatever queues next shares that commit and is lost.
 struct DoomedCommit {
-    slow: tokio::task::JoinHandle<paysteps::store::Result<()>>,
-    dooming: tokio::task::JoinHandle<paysteps::store::Result<u64>>,
+    slow: tokio::task::JoinHandle<paysteps::testing::store::Result<()>>,
+    dooming: tokio::task::JoinHandle<paysteps::testing::store::Result<u64>>,
     release: Arc<Notify>,
 }
 
@@ -524,7 +525,7 @@ async fn early_answered_writes_are_all_kept_once_durable() {
 async fn hold_writer(
     store: &Arc<Store>,
 ) -> (
-    tokio::task::JoinHandle<paysteps::store::Result<()>>,
+    tokio::task::JoinHandle<paysteps::testing::store::Result<()>>,
     Arc<Notify>,
 ) {
     let (started, release) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
@@ -544,7 +545,7 @@ async fn set_held(
     key: &'static str,
     started: Arc<Notify>,
     release: Arc<Notify>,
-) -> paysteps::store::Result<()> {
+) -> paysteps::testing::store::Result<()> {
     store
         .write(Write::isolated(), move |tx| {
             Box::pin(async move {
@@ -560,7 +561,7 @@ async fn set_early(
     store: Arc<Store>,
     key: &str,
     after: Option<Generation>,
-) -> paysteps::store::Result<Early> {
+) -> paysteps::testing::store::Result<Early> {
     let key = key.to_owned();
     let written = store
         .write(

@@ -2,6 +2,7 @@
 //! cap, the event API's key checked before its body and its batch cap, a batch stored
 //! with one commit, and a shutdown that ends within its grace.
 
+use paysteps::testing::StoreInternals as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clap::Parser;
-use paysteps::cli::{Cli, Command as CliCommand, serve_until};
-use paysteps::config::Secret;
-use paysteps::engine::{Clock, Engine, EngineConfig, Function, Trigger};
-use paysteps::http::{Access, EventKeys, Limits, Served};
+use paysteps::testing::cli::{Cli, Command as CliCommand, serve_until};
+use paysteps::testing::config::Secret;
+use paysteps::testing::engine::{Clock, Engine, EngineConfig, Function, Trigger};
+use paysteps::testing::http::{Access, EventKeys, Limits, Served};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,7 +62,7 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let stop = CancellationToken::new();
-        let served = tokio::spawn(paysteps::http::serve::serve(
+        let served = tokio::spawn(paysteps::testing::http::serve::serve(
             listener,
             router,
             limits,

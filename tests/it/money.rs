@@ -3,7 +3,7 @@
 
 use axum::http::StatusCode;
 use paysteps::args;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::fixtures::Overrides;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -119,7 +119,8 @@ where
 
 fn fixture(name: &str) -> Value {
     let mut event = fixture_event(name, Overrides::default());
-    event["id"] = paysteps::stripe::fixtures::fixture(name).expect("fixture")["id"].clone();
+    event["id"] =
+        paysteps::testing::stripe::fixtures::fixture(name).expect("fixture")["id"].clone();
     event
 }
 
@@ -640,7 +641,7 @@ async fn unreadable_refunds_and_disputes_fail_at_once_and_change_nothing(backend
 /// one event type no function handles.
 async fn every_fixture_runs_to_completion(backend: Backend) {
     let app = TestApp::start(backend).await;
-    for name in paysteps::stripe::fixtures::names() {
+    for name in paysteps::testing::stripe::fixtures::names() {
         let answer = app.deliver_fixture(name, Overrides::default()).await;
         app.settle().await;
         let runs = answer["runs"].as_array().cloned().unwrap_or_default();

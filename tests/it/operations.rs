@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use paysteps::engine::{Function, Trigger};
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::engine::{Function, Trigger};
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 

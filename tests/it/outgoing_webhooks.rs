@@ -2,6 +2,7 @@
 //! functions, signed deliveries verified by a receiver on loopback with the official
 //! `standardwebhooks` verifier, retries, 410, rotation, destination safety, resend.
 
+use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,10 +11,10 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use paysteps::engine::new_id;
-use paysteps::store::{NewRun, Write};
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::webhooks::Destinations;
+use paysteps::testing::engine::new_id;
+use paysteps::testing::store::{NewRun, Write};
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::webhooks::Destinations;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -476,14 +477,14 @@ async fn private_destinations_are_refused_under_serve(backend: Backend) {
     app.store()
         .write(Write::isolated(), move |tx| {
             Box::pin(async move {
-                paysteps::webhooks::repo::insert_endpoint(
+                paysteps::testing::webhooks::repo::insert_endpoint(
                     tx,
-                    &paysteps::webhooks::repo::NewEndpoint {
+                    &paysteps::testing::webhooks::repo::NewEndpoint {
                         id: "whep_inside".into(),
                         url,
                         description: None,
                         events: "[\"*\"]".into(),
-                        secret: paysteps::webhooks::secret::generate(),
+                        secret: paysteps::testing::webhooks::secret::generate(),
                     },
                     now,
                 )

@@ -1,8 +1,9 @@
 //! The built-in Stripe functions, end to end: signed delivery → runs → business tables.
 
 use axum::http::StatusCode;
-use paysteps::store::Write;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::StoreInternals as _;
+use paysteps::testing::store::Write;
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::Value;
 
 use crate::common::{Backend, TestApp, TestDb, first_run};
@@ -224,12 +225,12 @@ async fn invoice_events_move_the_subscription_and_log_failures(backend: Backend)
 /// arrived first) get the user when the link is made; other customers' rows and rows
 /// that already name a user are left alone.
 async fn a_customer_link_gives_that_customers_earlier_rows_their_user(backend: Backend) {
-    use paysteps::payments::ordering::{Source, Version};
-    use paysteps::payments::repo::{
+    use paysteps::testing::payments::ordering::{Source, Version};
+    use paysteps::testing::payments::repo::{
         CustomerLink, PaymentRecord, SubscriptionView, link_customer, upsert_payment,
         write_subscription,
     };
-    use paysteps::stripe::objects::Terms;
+    use paysteps::testing::stripe::objects::Terms;
 
     let db = TestDb::create(backend).await;
     let store = db.store().await;

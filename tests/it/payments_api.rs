@@ -3,7 +3,7 @@
 //! and disputes, the derived status and its filter, disputes by due date, and bad input.
 
 use axum::http::StatusCode;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::{Value, json};
 
 use crate::common::{Backend, TestApp, fixture_event};

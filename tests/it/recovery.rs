@@ -1,11 +1,12 @@
 //! Crashes and shutdowns lose nothing: a run resumes after its last completed step.
 
+use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use paysteps::args;
-use paysteps::engine::{Clock, Engine, Function, Trigger, system_now_ms};
+use paysteps::testing::engine::{Clock, Engine, Function, Trigger, system_now_ms};
 use serde_json::json;
 
 use crate::common::{Backend, TestDb, eventually, start_run, test_config};
@@ -205,7 +206,7 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         }
     });
     let engine = Engine::builder(db.store().await)
-        .config(paysteps::engine::EngineConfig {
+        .config(paysteps::testing::engine::EngineConfig {
             workers: 1,
             ..test_config(Clock::System)
         })

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use paysteps::payments::reports::Day;
-use paysteps::payments::rollup::FUNCTION_ID;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::payments::reports::Day;
+use paysteps::testing::payments::rollup::FUNCTION_ID;
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::{Value, json};
 
 use crate::common::{Backend, TestApp, fixture_event};

@@ -1,16 +1,17 @@
 //! Retention: what ended longer ago than the retention is deleted, in batches; what has
 //! not ended, the business tables and Stripe's event ids stay.
 
+use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use paysteps::engine::operations::ReplayMode;
-use paysteps::engine::{Engine, Function, Trigger};
-use paysteps::retention::{self, Retention};
-use paysteps::store::{Pruned, Write};
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::webhooks::Destinations;
+use paysteps::testing::engine::operations::ReplayMode;
+use paysteps::testing::engine::{Engine, Function, Trigger};
+use paysteps::testing::retention::{self, Retention};
+use paysteps::testing::store::{Pruned, Write};
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::webhooks::Destinations;
 use serde_json::json;
 
 use crate::common::{Backend, Setup, TestApp, fixture_event, send, start_run};

@@ -11,10 +11,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
-use paysteps::http::access::TrustedProxies;
-use paysteps::http::{Access, AppState, EventKeys};
-use paysteps::stripe::signature::Verifier;
-use paysteps::webhooks::Destinations;
+use paysteps::testing::http::access::TrustedProxies;
+use paysteps::testing::http::{Access, AppState, EventKeys};
+use paysteps::testing::stripe::signature::Verifier;
+use paysteps::testing::webhooks::Destinations;
 use reqwest::redirect::Policy;
 use tower::ServiceExt;
 
@@ -117,7 +117,7 @@ async fn each_sign_in_is_a_session_of_its_own_until_signed_out(backend: Backend)
     assert!(c.cookie != a.cookie && c.cookie != b.cookie);
 
     // A process given a new dashboard token knows none of them.
-    let rotated = paysteps::http::router(AppState {
+    let rotated = paysteps::testing::http::router(AppState {
         engine: app.engine.clone(),
         verifier: Arc::new(Verifier::new([SECRET], Duration::from_secs(300))),
         max_body_bytes: 1 << 20,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use paysteps::engine::{Event, EventInput, Function, StepError, Trigger, WaitFor};
+use paysteps::testing::engine::{Event, EventInput, Function, StepError, Trigger, WaitFor};
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, Notify};
 

@@ -11,8 +11,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use paysteps::stripe::api::StripeApi;
-use paysteps::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::api::StripeApi;
+use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::{Value, json};
 
 use crate::common::{Backend, Setup, TestApp, first_run, fixture_event};

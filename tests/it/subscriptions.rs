@@ -5,8 +5,8 @@
 use std::collections::HashSet;
 
 use axum::http::StatusCode;
-use paysteps::payments::repo::Entitlement;
-use paysteps::stripe::fixtures::{self, Overrides};
+use paysteps::testing::payments::repo::Entitlement;
+use paysteps::testing::stripe::fixtures::{self, Overrides};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

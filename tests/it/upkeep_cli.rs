@@ -5,9 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use paysteps::engine::{Clock, Engine, Function, Trigger, system_now_ms};
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::stripe::signer;
+use paysteps::testing::engine::{Clock, Engine, Function, Trigger, system_now_ms};
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::signer;
 use sqlx::Connection;
 
 use crate::common::{Backend, SECRET, TestDb, eventually, fixture_event, start_run, test_config};

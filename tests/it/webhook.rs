@@ -1,9 +1,9 @@
 //! `POST /api/stripe/webhook`: every rejection, tolerance, rotation, duplicates.
 
 use axum::http::StatusCode;
-use paysteps::engine::system_now_ms;
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::stripe::signer;
+use paysteps::testing::engine::system_now_ms;
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::signer;
 
 use crate::common::{Backend, OLD_SECRET, SECRET, Setup, TestApp, fixture_event};
 
@@ -350,7 +350,7 @@ async fn metrics_count_events_rejections_runs_and_the_queue(backend: Backend) {
 async fn with_a_stripe_mode_the_other_modes_events_are_stored_but_start_nothing(backend: Backend) {
     let app = TestApp::start_with(Setup {
         backend,
-        stripe_mode: Some(paysteps::stripe::Mode::Live),
+        stripe_mode: Some(paysteps::testing::stripe::Mode::Live),
         ..Setup::default()
     })
     .await;

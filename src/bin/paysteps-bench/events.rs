@@ -3,9 +3,9 @@
 
 use anyhow::{Context, anyhow};
 use clap::ValueEnum;
-use paysteps::engine::system_now_ms;
-use paysteps::stripe::fixtures::{self, Overrides};
-use paysteps::stripe::signer;
+use paysteps::testing::engine::system_now_ms;
+use paysteps::testing::stripe::fixtures::{self, Overrides};
+use paysteps::testing::stripe::signer;
 use serde_json::Value;
 
 /// Which Stripe event every request carries.

@@ -1,10 +1,11 @@
 //! Growth: a database that already holds a history of processed events before the load
 //! starts, and the latency of the dashboard's API queries over it afterwards.
 
+use paysteps::testing::StoreInternals as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use paysteps::store::{Dialect, Store, Write};
+use paysteps::testing::store::{Dialect, Store, Write};
 use rand::Rng;
 
 use crate::report::percentile;
@@ -18,7 +19,7 @@ const CHUNK: usize = 100_000;
 pub async fn prefill(store: &Store, events: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let payload = payload();
-    let now = paysteps::engine::system_now_ms();
+    let now = paysteps::testing::engine::system_now_ms();
     let span_ms: i64 = 3 * 24 * 60 * 60 * 1000;
     let spacing = (span_ms / events.max(1) as i64).max(1);
     let first = now - spacing * events as i64;

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use paysteps::engine::system_now_ms;
-use paysteps::store::Store;
-use paysteps::stripe::signer;
+use paysteps::testing::engine::system_now_ms;
+use paysteps::testing::store::Store;
+use paysteps::testing::stripe::signer;
 use serde::Deserialize;
 use tokio::sync::{Barrier, Semaphore};
 

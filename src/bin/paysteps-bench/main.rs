@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use paysteps::store::Store;
-use paysteps::stripe::signer;
+use paysteps::testing::store::Store;
+use paysteps::testing::stripe::signer;
 use rand::Rng;
 
 use events::Mix;

@@ -320,8 +320,8 @@ pub fn postgres_usage() -> HashMap<u32, Usage> {
 }
 
 /// Bytes of WAL the PostgreSQL server has generated so far; `None` on SQLite.
-pub async fn wal_bytes(store: &paysteps::store::Store) -> Option<u64> {
-    if store.dialect() != paysteps::store::Dialect::Postgres {
+pub async fn wal_bytes(store: &paysteps::testing::store::Store) -> Option<u64> {
+    if store.dialect() != paysteps::testing::store::Dialect::Postgres {
         return None;
     }
     let row: (i64,) = store

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use paysteps::args;
-use paysteps::store::Store;
+use paysteps::testing::store::Store;
 
 use crate::events::{Expected, Mix};
 use crate::load::Outcome;

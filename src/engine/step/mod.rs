@@ -43,7 +43,7 @@ pub(crate) use halt::{Halt, Reason};
 /// use std::time::Duration;
 ///
 /// use paysteps::args;
-/// use paysteps::engine::{Function, Trigger};
+/// use paysteps::{Function, Trigger};
 ///
 /// let f = Function::new("trial", Trigger::event("app/trial.started"), |ctx| async move {
 ///     let user = ctx.event.data["user"].as_str().unwrap_or_default().to_owned();

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::args;
-use crate::store::{Result, Store, StoreTx};
+use crate::store::{Result, StoreTx};
 
 /// An invoice as an `invoice.*` event shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -48,11 +48,6 @@ pub struct InvoiceRecord {
     /// `created` of the event, in seconds: the row's watermark.
     pub event_created: i64,
 }
-
-const COLUMNS: &str = "id, subscription_id, customer_id, user_id, status, billing_reason, \
-     amount_due, amount_paid, currency, attempt_count, next_payment_attempt, period_end, \
-     payment_intent_id, charge_id, hosted_invoice_url, api_version, livemode, account, \
-     event_created";
 
 /// A newer event, or one of the same second with at least as many attempts, wins.
 const UPSERT: &str = "INSERT INTO invoices (id, subscription_id, customer_id, user_id, status, \
@@ -106,14 +101,4 @@ pub async fn upsert_invoice(tx: &mut StoreTx, i: &InvoiceRecord, now_ms: i64) ->
     )
     .await?;
     Ok(())
-}
-
-/// An invoice as stored.
-pub async fn invoice(store: &Store, id: &str) -> Result<Option<InvoiceRecord>> {
-    store
-        .fetch_optional(
-            &format!("SELECT {COLUMNS} FROM invoices WHERE id = $1"),
-            args![id],
-        )
-        .await
 }

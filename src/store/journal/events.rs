@@ -14,7 +14,7 @@ const EVENT_COLUMNS: &str =
 impl StoreTx {
     /// Stores an event and its runs, unless an event with the same dedupe key exists,
     /// in which case only its duplicate count moves and no run is created.
-    pub async fn insert_event(
+    pub(crate) async fn insert_event(
         &mut self,
         event: &NewEvent,
         runs: &[NewRun],
@@ -128,7 +128,7 @@ impl Store {
     /// [`StoreTx::insert_event`] to store (a duplicate is also answered `None`). When it
     /// stores the event, same effect as `write(Write::isolated(), …)` running
     /// [`StoreTx::store_event`] with `lease`.
-    pub async fn store_event_alone(
+    pub(crate) async fn store_event_alone(
         &self,
         event: &NewEvent,
         runs: &[NewRun],
@@ -159,7 +159,7 @@ impl Store {
     }
 
     /// Finds an event by its own id or by the id its sender gave it (`evt_…`).
-    pub async fn event(&self, id: &str) -> Result<Option<EventRow>> {
+    pub(crate) async fn event(&self, id: &str) -> Result<Option<EventRow>> {
         self.fetch_optional(
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE id = $1 \

@@ -5,7 +5,7 @@ use crate::store::{Result, Store, StoreTx};
 
 impl StoreTx {
     /// Records when a cron schedule starts, unless it already has a last tick.
-    pub async fn start_cron(&mut self, function_id: &str, now: i64) -> Result<()> {
+    pub(crate) async fn start_cron(&mut self, function_id: &str, now: i64) -> Result<()> {
         self.execute(
             "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
              ON CONFLICT (function_id) DO NOTHING",
@@ -16,7 +16,7 @@ impl StoreTx {
     }
 
     /// Moves a cron function's last tick forward (never back).
-    pub async fn advance_cron(&mut self, function_id: &str, tick: i64) -> Result<()> {
+    pub(crate) async fn advance_cron(&mut self, function_id: &str, tick: i64) -> Result<()> {
         self.execute(
             "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
              ON CONFLICT (function_id) DO UPDATE SET last_tick = excluded.last_tick \
@@ -28,7 +28,7 @@ impl StoreTx {
     }
 
     /// Stores `value` under `key` in the settings table, replacing any previous value.
-    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+    pub(crate) async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         self.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -39,7 +39,7 @@ impl StoreTx {
     }
 
     /// Stores `value` unless the key is set, and returns what is stored.
-    pub async fn setting_or_insert(&mut self, key: &str, value: &str) -> Result<String> {
+    pub(crate) async fn setting_or_insert(&mut self, key: &str, value: &str) -> Result<String> {
         self.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
             args![key, value],
@@ -55,7 +55,7 @@ impl StoreTx {
 impl Store {
     /// The last tick a cron function fired (milliseconds since the Unix epoch); `None`
     /// before its first.
-    pub async fn cron_last_tick(&self, function_id: &str) -> Result<Option<i64>> {
+    pub(crate) async fn cron_last_tick(&self, function_id: &str) -> Result<Option<i64>> {
         let row: Option<(i64,)> = self
             .fetch_optional(
                 "SELECT last_tick FROM cron_state WHERE function_id = $1",
@@ -66,7 +66,7 @@ impl Store {
     }
 
     /// The value stored under `key` in the settings table, if any.
-    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) async fn setting(&self, key: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = self
             .fetch_optional("SELECT value FROM settings WHERE key = $1", args![key])
             .await?;

@@ -16,7 +16,7 @@ pub(in crate::store) const STEP_UPSERT: &str = "ON CONFLICT (run_id, step_key) D
 
 impl StoreTx {
     /// Writes a step checkpoint, replacing the step's previous row.
-    pub async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
+    pub(crate) async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
         let mut params = Params::default();
         let row = step_row(&mut params, run_id, step);
         let sql = format!(
@@ -31,7 +31,7 @@ impl StoreTx {
     /// Saves a step checkpoint provided `owner` still holds the run's lease, in one
     /// statement; false (and nothing written) once the run was taken over, cancelled or
     /// finished elsewhere.
-    pub async fn save_step_if_leased(
+    pub(crate) async fn save_step_if_leased(
         &mut self,
         run_id: &str,
         owner: &str,
@@ -48,7 +48,7 @@ impl Store {
     /// running [`StoreTx::save_step_if_leased`]. On PostgreSQL it is made, with
     /// no `BEGIN` or `COMMIT`, by one statement with the other runs' checkpoints waiting,
     /// and answered once committed.
-    pub async fn save_step_early(
+    pub(crate) async fn save_step_early(
         &self,
         run_id: &str,
         owner: &str,
@@ -82,7 +82,7 @@ impl Store {
     }
 
     /// A run's steps, in the order they first ran.
-    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
+    pub(crate) async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
         self.fetch_all(
             &format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY position"),
             args![run_id],

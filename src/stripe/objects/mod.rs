@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use charge::{Charge, Dispute, DisputeFunds, Refund};
 pub use checkout::CheckoutSession;
 pub use invoice::{Invoice, UpcomingInvoice};
-pub use payment_intent::{PaymentError, PaymentIntent};
+pub use payment_intent::PaymentIntent;
 pub use subscription::{Subscription, SubscriptionItem, Terms};
 
 /// Why a Stripe event's payload could not be read.

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Once;
 
-use paysteps::store::Store;
+use paysteps::testing::store::Store;
 use sqlx::Connection;
 use tempfile::TempDir;
 

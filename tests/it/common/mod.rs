@@ -6,23 +6,24 @@ pub mod proxy;
 pub mod serve;
 pub mod stored;
 
+use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use paysteps::engine::{
+use paysteps::testing::engine::{
     Backoff, Clock, Engine, EngineBuilder, EngineConfig, FaultPlan, Function as EngineFunction,
     system_now_ms,
 };
-use paysteps::http::{self, Access, AppState, EventKeys};
-use paysteps::payments;
-use paysteps::store::Store;
-use paysteps::stripe::fixtures::{self, Overrides};
-use paysteps::stripe::signature::Verifier;
-use paysteps::stripe::signer;
-use paysteps::webhooks::{self, Destinations};
+use paysteps::testing::http::{self, Access, AppState, EventKeys};
+use paysteps::testing::payments;
+use paysteps::testing::store::Store;
+use paysteps::testing::stripe::fixtures::{self, Overrides};
+use paysteps::testing::stripe::signature::Verifier;
+use paysteps::testing::stripe::signer;
+use paysteps::testing::webhooks::{self, Destinations};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -58,11 +59,11 @@ pub struct Setup {
     /// Who may use the dashboard and `/api/v1` (open, as under `dev`, by default).
     pub access: Access,
     /// Which subscription statuses entitle (`active,trialing` by default).
-    pub entitlement: paysteps::payments::repo::Entitlement,
+    pub entitlement: paysteps::testing::payments::repo::Entitlement,
     /// `STRIPE_MODE` (both modes processed by default).
-    pub stripe_mode: Option<paysteps::stripe::Mode>,
+    pub stripe_mode: Option<paysteps::testing::stripe::Mode>,
     /// The Stripe API the subscription functions ask (none by default).
-    pub stripe_api: Option<paysteps::stripe::api::StripeApi>,
+    pub stripe_api: Option<paysteps::testing::stripe::api::StripeApi>,
 }
 
 impl Setup {
@@ -293,11 +294,11 @@ impl TestApp {
 /// Ingests an application event with `data` and returns the runs it started.
 pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<String> {
     let outcome = engine
-        .ingest(paysteps::engine::EventInput::new(name, &data))
+        .ingest(paysteps::testing::engine::EventInput::new(name, &data))
         .await
         .expect("ingest");
     match outcome {
-        paysteps::store::IngestOutcome::Accepted { runs, .. } => runs,
+        paysteps::testing::store::IngestOutcome::Accepted { runs, .. } => runs,
         other => panic!("expected the event accepted, got {other:?}"),
     }
 }
@@ -305,14 +306,16 @@ pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<String> {
 /// Ingests an application event and returns the one run it started.
 pub async fn start_run(engine: &Engine, name: &str) -> String {
     let outcome = engine
-        .ingest(paysteps::engine::EventInput::new(
+        .ingest(paysteps::testing::engine::EventInput::new(
             name,
             &serde_json::json!({}),
         ))
         .await
         .expect("ingest");
     match outcome {
-        paysteps::store::IngestOutcome::Accepted { runs, .. } if runs.len() == 1 => runs[0].clone(),
+        paysteps::testing::store::IngestOutcome::Accepted { runs, .. } if runs.len() == 1 => {
+            runs[0].clone()
+        }
         other => panic!("expected one run, got {other:?}"),
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use paysteps::engine::system_now_ms;
-use paysteps::stripe::fixtures::Overrides;
-use paysteps::stripe::signer;
+use paysteps::testing::engine::system_now_ms;
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::signer;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};

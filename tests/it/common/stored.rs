@@ -1,7 +1,8 @@
 //! Events stored through the store itself, as the engine stores them, for tests of the
 //! storage layer.
 
-use paysteps::store::{IngestOutcome, NewEvent, NewRun, Store, Write};
+use paysteps::testing::store::{IngestOutcome, NewEvent, NewRun, Store, Write};
+use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 
 /// The name of every event made by [`stripe_event`].
 pub const NAME: &str = "stripe/test.stored";
@@ -36,7 +37,7 @@ pub async fn store_event(
     store: &Store,
     event: NewEvent,
     run: NewRun,
-) -> paysteps::store::Result<IngestOutcome> {
+) -> paysteps::testing::store::Result<IngestOutcome> {
     if let Some(outcome) = store
         .store_event_alone(&event, std::slice::from_ref(&run), None)
         .await?
