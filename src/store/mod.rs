@@ -46,6 +46,7 @@ pub use journal::{
     ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate, queues_runs,
 };
 pub use retention::Pruned;
+pub(crate) use rows::EventRow;
 pub use rows::{RunRow, StepRow};
 pub use sessions::NewSession;
 pub use url::{redact_url, sqlite_path};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use futures::future::join_all;
-use paysteps::testing::state::RunStatus;
+use paysteps::testing::state::{RunStatus, StepKind, StepStatus};
 use paysteps::testing::store::{IngestOutcome, NewEvent, NewLease, NewRun, StepUpdate};
 use paysteps::testing::stripe::fixtures::Overrides;
 
@@ -173,8 +173,8 @@ async fn checkpoints_and_endings_of_many_runs_share_commits_and_need_the_lease()
                     key: "charge:0".into(),
                     name: "charge".into(),
                     position: 0,
-                    kind: "run",
-                    status: "completed",
+                    kind: StepKind::Run,
+                    status: StepStatus::Completed,
                     attempts: 1,
                     output: Some(format!("{{\"by\":\"{owner}\"}}")),
                     error: None,

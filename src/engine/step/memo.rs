@@ -4,6 +4,7 @@
 use serde::de::DeserializeOwned;
 
 use super::{Interrupt, Step};
+use crate::state::{StepKind, StepStatus};
 use crate::store::{StepRow, StepUpdate};
 
 /// A step about to execute: its key and place in the run.
@@ -19,7 +20,7 @@ pub(in crate::engine) struct Planned {
 impl Planned {
     pub(in crate::engine) fn update(
         &self,
-        status: &'static str,
+        status: StepStatus,
         output: Option<String>,
         error: Option<String>,
         ended_at: i64,
@@ -28,7 +29,7 @@ impl Planned {
             key: self.key.clone(),
             name: self.name.clone(),
             position: self.position,
-            kind: "run",
+            kind: StepKind::Run,
             status,
             attempts: self.attempts,
             output,

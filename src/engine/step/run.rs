@@ -12,6 +12,7 @@ use super::memo::{Lookup, Planned};
 use super::{Halt, Interrupt, Step};
 use crate::engine::error::StepError;
 use crate::engine::retry::{AfterFailure, after_failure};
+use crate::state::StepStatus;
 use crate::store::{StoreTx, Write};
 
 impl Step {
@@ -65,7 +66,7 @@ impl Step {
         match result {
             Ok(value) => {
                 let output = to_json(&value)?;
-                let update = planned.update("completed", Some(output), None, self.now());
+                let update = planned.update(StepStatus::Completed, Some(output), None, self.now());
                 self.checkpoint(update).await?;
                 Ok(value)
             }
@@ -110,7 +111,8 @@ impl Step {
                         .map_err(TxStepError::Step)?;
                         let output = serde_json::to_string(&value)
                             .map_err(|e| TxStepError::Step(StepError::non_retriable(e)))?;
-                        let update = plan.update("completed", Some(output), None, this.now());
+                        let update =
+                            plan.update(StepStatus::Completed, Some(output), None, this.now());
                         // Last, so a lost lease rolls the work back with the checkpoint.
                         if !tx.save_step_if_leased(&run_id, &owner, &update).await? {
                             return Err(TxStepError::Lost);
@@ -146,7 +148,7 @@ impl Step {
         );
         let now = self.now();
         let message = err.to_string();
-        let mut step = planned.update("errored", None, Some(message.clone()), now);
+        let mut step = planned.update(StepStatus::Errored, None, Some(message.clone()), now);
         let halt = match decision {
             AfterFailure::RetryIn(delay) => {
                 step.wake_at = Some(now + delay);
@@ -156,7 +158,7 @@ impl Step {
                 }
             }
             AfterFailure::GiveUp => {
-                step.status = "failed";
+                step.status = StepStatus::Failed;
                 let error = format!("step '{}' failed: {message}", planned.name);
                 Halt::Fail { step, error }
             }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Halt, Interrupt, Step};
 use crate::engine::clock::duration_ms;
+use crate::state::{StepKind, StepStatus};
 use crate::store::StepUpdate;
 
 enum Wake {
@@ -44,8 +45,8 @@ impl Step {
             key,
             name: name.to_owned(),
             position,
-            kind: "sleep",
-            status: "sleeping",
+            kind: StepKind::Sleep,
+            status: StepStatus::Sleeping,
             attempts: 1,
             output: None,
             error: None,
@@ -59,7 +60,7 @@ impl Step {
                 until: wake_at,
             }));
         }
-        update.status = "completed";
+        update.status = StepStatus::Completed;
         update.ended_at = Some(now);
         self.checkpoint(update).await
     }

@@ -154,8 +154,8 @@ mod tests {
             key: "charge".into(),
             name: "charge".into(),
             position: 0,
-            kind: kind.as_str(),
-            status: status.as_str(),
+            kind,
+            status,
             attempts: 1,
             output: None,
             error: error.map(str::to_owned),
@@ -200,7 +200,7 @@ mod tests {
             Next::Retry { step, at, error } => {
                 assert_eq!(at, NOW + 5_000);
                 assert_eq!(error.as_deref(), Some("card declined"));
-                assert_eq!(step.status, "errored");
+                assert_eq!(step.status, StepStatus::Errored);
             }
             other => panic!("expected a retry, got {other:?}"),
         }
@@ -223,7 +223,7 @@ mod tests {
                     error: got,
                 } => {
                     assert_eq!(got, error);
-                    assert_eq!(step.status, "failed");
+                    assert_eq!(step.status, StepStatus::Failed);
                 }
                 other => panic!("expected a failure, got {other:?}"),
             }
@@ -239,7 +239,7 @@ mod tests {
         match next(Some(halt), parked(), STORE_RETRY_AT) {
             Next::Sleep { step, until } => {
                 assert_eq!(until, NOW + 3_600_000);
-                assert_eq!(step.kind, "sleep");
+                assert_eq!(step.kind, StepKind::Sleep);
             }
             other => panic!("expected a sleep, got {other:?}"),
         }
@@ -298,7 +298,7 @@ mod tests {
                 intake: Some(intake),
                 ..
             } => {
-                assert_eq!(step.kind, "invoke");
+                assert_eq!(step.kind, StepKind::Invoke);
                 let runs: Vec<&NewRun> = intake.runs.iter().map(|p| &p.run).collect();
                 assert_eq!(runs.len(), 1);
                 assert_eq!(runs[0].function_id, "child");

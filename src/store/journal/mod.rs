@@ -7,6 +7,7 @@ mod runs;
 mod settings;
 mod steps;
 
+use crate::state::{StepKind, StepStatus};
 use serde::Serialize;
 
 use super::rows::RunRow;
@@ -97,11 +98,10 @@ pub struct StepUpdate {
     pub name: String,
     /// Order of the step within the run, from 0.
     pub position: i64,
-    /// What the step does: `run`, `sleep`, `wait` or `invoke`.
-    pub kind: &'static str,
-    /// The step's state: `completed`, `errored` (an attempt failed; a retry is due at
-    /// `wake_at`), `failed`, `sleeping` or `waiting`.
-    pub status: &'static str,
+    /// What the step does.
+    pub kind: StepKind,
+    /// The step's state (`errored`: an attempt failed and a retry is due at `wake_at`).
+    pub status: StepStatus,
     /// Attempts made so far.
     pub attempts: i64,
     /// The checkpointed output, as JSON text, once completed.

@@ -98,8 +98,8 @@ fn step_row(params: &mut Params, run_id: &str, step: &StepUpdate) -> Columns {
         .bind(params, "step_key", &step.key)
         .bind(params, "name", &step.name)
         .bind(params, "position", step.position)
-        .bind(params, "kind", step.kind)
-        .bind(params, "status", step.status)
+        .bind(params, "kind", step.kind.as_str())
+        .bind(params, "status", step.status.as_str())
         .bind(params, "attempts", step.attempts)
         .bind(params, "output", step.output.clone())
         .bind(params, "error", step.error.clone())
@@ -128,6 +128,7 @@ fn leased_step(run_id: &str, owner: &str, step: &StepUpdate) -> (String, Vec<Arg
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{StepKind, StepStatus};
     use crate::store::params::assert_matches_args;
 
     fn step() -> StepUpdate {
@@ -135,8 +136,8 @@ mod tests {
             key: "charge:0".into(),
             name: "charge".into(),
             position: 0,
-            kind: "run",
-            status: "completed",
+            kind: StepKind::Run,
+            status: StepStatus::Completed,
             attempts: 1,
             output: Some("1".into()),
             error: None,
