@@ -14,7 +14,6 @@ mod registry;
 mod retry;
 mod shutdown;
 mod step;
-mod step_events;
 mod worker;
 
 use std::sync::atomic::{AtomicBool, AtomicI64};
@@ -34,10 +33,9 @@ pub use flow::{CancelOn, Concurrency, Throttle};
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use shutdown::Stopped;
-pub use step::{Ctx, Interrupt, Step};
+pub use step::{Ctx, Interrupt, Step, WaitFor};
 #[cfg(feature = "testing")]
 pub use step::{FaultPlan, InjectedFault};
-pub use step_events::WaitFor;
 
 use crate::metrics::Metrics;
 use crate::store::{IngestOutcome, NewLease, Store, Write};

@@ -2,11 +2,12 @@
 //!
 //! [`Step`] holds one execution's state; its tools are spread by stage: `memo` finds a
 //! step among those stored, `run` executes one, `checkpoint` records it and tracks when
-//! the record is durable, `sleep` parks the run, `halt` says why a run stops. Waiting
-//! for events and invoking functions are in `engine::step_events`.
+//! the record is durable, `sleep` parks the run, `halt` says why a run stops, and
+//! `events` reaches beyond the run: waiting for events, sending them, invoking functions.
 
 mod checkpoint;
 mod ctx;
+mod events;
 #[cfg(feature = "testing")]
 mod faults;
 mod halt;
@@ -27,6 +28,7 @@ use super::retry::Backoff;
 use crate::store::{Durability, Generation, StepRow, Store};
 
 pub use ctx::Ctx;
+pub use events::WaitFor;
 #[cfg(feature = "testing")]
 pub use faults::{FaultPlan, InjectedFault};
 pub use halt::Interrupt;

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::clock::duration_ms;
-use super::error::StepError;
-use super::event::{Event, EventInput, FUNCTION_FINISHED, FUNCTION_INVOKED, Finished};
-use super::intake::{self, Intake, PlannedRun};
-use super::step::{Halt, Interrupt, Step};
-use super::{new_id, path};
+use super::super::clock::duration_ms;
+use super::super::error::StepError;
+use super::super::event::{Event, EventInput, FUNCTION_FINISHED, FUNCTION_INVOKED, Finished};
+use super::super::intake::{self, Intake, PlannedRun};
+use super::super::{new_id, path};
+use super::{Halt, Interrupt, Step};
 use crate::state::{ListenerKind, StepKind, StepStatus};
 use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate, Write};
 
