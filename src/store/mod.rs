@@ -178,7 +178,8 @@ impl Store {
 
     /// How many write transactions wait for SQLite's writer: queued behind the commit
     /// it is making now. Always 0 on PostgreSQL, where writers do not queue here.
-    pub(crate) fn queued_writes(&self) -> usize {
+    #[doc(hidden)]
+    pub fn queued_writes(&self) -> usize {
         match &self.0 {
             Backend::Sqlite(s) => s.queued_writes(),
             Backend::Postgres(_) => 0,
@@ -203,7 +204,8 @@ impl Store {
     /// Runs `work` in one write transaction, as `write` says: isolated or shared,
     /// answered on durable commit or early (see [`Write`] for the contract).
     /// `Err` means nothing of `work` is kept, whether `work` or the commit failed.
-    pub(crate) async fn write<A, T, E, F>(
+    #[doc(hidden)]
+    pub async fn write<A, T, E, F>(
         &self,
         write: Write<A, E>,
         work: F,

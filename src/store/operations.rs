@@ -229,7 +229,8 @@ impl Store {
     }
 
     /// The runs that replay `run_id`, oldest first.
-    pub(crate) async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
+    #[doc(hidden)]
+    pub async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
         self.fetch_all(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM runs r WHERE r.replay_of = $1 ORDER BY r.created_at, r.id"

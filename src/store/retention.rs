@@ -140,7 +140,8 @@ impl StoreTx {
     /// deliveries with their attempts, business events, events, sessions) that ended
     /// before `cutoff`; `None` keeps the journal and deletes only sessions expired at
     /// `now`. Repeat until it answers [`Pruned::is_empty`].
-    pub(crate) async fn prune_batch(
+    #[doc(hidden)]
+    pub async fn prune_batch(
         &mut self,
         cutoff: Option<i64>,
         now: i64,

@@ -2,7 +2,6 @@
 //! the API, a sign-in session for browsers), the `Host` names served (a DNS-rebinding page
 //! is refused), and browser writes from another site refused on every route.
 
-use paysteps::testing::StoreInternals as _;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -4,7 +4,6 @@
 //! only while its run's lease is held; and a write the database refuses fails alone, not
 //! the writes it was batched with.
 
-use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 
 use axum::http::StatusCode;

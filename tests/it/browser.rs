@@ -4,7 +4,6 @@
 //! read the Billing page's daily report charts, open disputes and refunds.
 //! Screenshots land in `target/screenshots/`. Skipped when chromedriver is missing.
 
-use paysteps::testing::StoreInternals as _;
 use paysteps::testing::store::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! The `paysteps` binary itself: `serve` refusing a bad configuration, `migrate`, and
 //! `trigger` sending signed fixtures to a running server.
 
-use paysteps::testing::StoreInternals as _;
 use std::process::{Command, Output};
 
 use paysteps::testing::store::RunFilter;

@@ -1,7 +1,6 @@
 //! `paysteps runs`, `replay` and `cancel` against a server on loopback that requires the
 //! dashboard token.
 
-use paysteps::testing::StoreInternals as _;
 use std::process::Output;
 
 use paysteps::testing::http::Access;

@@ -1,6 +1,5 @@
 //! Cron triggers: one run per tick across processes, one after downtime.
 
-use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

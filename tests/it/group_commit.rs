@@ -2,7 +2,6 @@
 //! writer, savepoints per transaction), on PostgreSQL each has its own. A transaction that
 //! fails after writing leaves nothing; the ones committed beside it keep everything.
 
-use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

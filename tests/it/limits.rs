@@ -2,7 +2,6 @@
 //! cap, the event API's key checked before its body and its batch cap, a batch stored
 //! with one commit, and a shutdown that ends within its grace.
 
-use paysteps::testing::StoreInternals as _;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! functions, signed deliveries verified by a receiver on loopback with the official
 //! `standardwebhooks` verifier, retries, 410, rotation, destination safety, resend.
 
-use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! The built-in Stripe functions, end to end: signed delivery → runs → business tables.
 
 use axum::http::StatusCode;
-use paysteps::testing::StoreInternals as _;
 use paysteps::testing::store::Write;
 use paysteps::testing::stripe::fixtures::Overrides;
 use serde_json::Value;

@@ -1,6 +1,5 @@
 //! Crashes and shutdowns lose nothing: a run resumes after its last completed step.
 
-use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Retention: what ended longer ago than the retention is deleted, in batches; what has
 //! not ended, the business tables and Stripe's event ids stay.
 
-use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 use std::time::Duration;
 
 use axum::Router;

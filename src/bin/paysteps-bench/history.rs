@@ -1,7 +1,6 @@
 //! Growth: a database that already holds a history of processed events before the load
 //! starts, and the latency of the dashboard's API queries over it afterwards.
 
-use paysteps::testing::StoreInternals as _;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;

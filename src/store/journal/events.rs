@@ -14,7 +14,8 @@ const EVENT_COLUMNS: &str =
 impl StoreTx {
     /// Stores an event and its runs, unless an event with the same dedupe key exists,
     /// in which case only its duplicate count moves and no run is created.
-    pub(crate) async fn insert_event(
+    #[doc(hidden)]
+    pub async fn insert_event(
         &mut self,
         event: &NewEvent,
         runs: &[NewRun],
@@ -128,7 +129,8 @@ impl Store {
     /// [`StoreTx::insert_event`] to store (a duplicate is also answered `None`). When it
     /// stores the event, same effect as `write(Write::isolated(), …)` running
     /// [`StoreTx::store_event`] with `lease`.
-    pub(crate) async fn store_event_alone(
+    #[doc(hidden)]
+    pub async fn store_event_alone(
         &self,
         event: &NewEvent,
         runs: &[NewRun],

@@ -18,18 +18,15 @@ const FINISH_RUN: &str = "UPDATE runs SET status = $3, output = $4, error = $5, 
 impl StoreTx {
     /// Creates a run of `event_id`, queued and due at `now` (milliseconds since the Unix
     /// epoch).
-    pub(crate) async fn insert_run(
-        &mut self,
-        event_id: &str,
-        run: &NewRun,
-        now: i64,
-    ) -> Result<()> {
+    #[doc(hidden)]
+    pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
         self.insert_run_as(event_id, run, RunStatus::Queued, now, None, now)
             .await
     }
 
     /// Ends a run held by `owner` with a final status.
-    pub(crate) async fn finish_run(
+    #[doc(hidden)]
+    pub async fn finish_run(
         &mut self,
         run_id: &str,
         owner: &str,
@@ -72,7 +69,8 @@ impl StoreTx {
 impl Store {
     /// Claims up to `limit` runs that are due, or whose lease expired, for `owner`, in
     /// one statement committed alone.
-    pub(crate) async fn claim_runs(
+    #[doc(hidden)]
+    pub async fn claim_runs(
         &self,
         owner: &str,
         now: i64,
@@ -140,7 +138,8 @@ impl Store {
     /// [`StoreTx::finish_run`], committed alone. Same effect as
     /// `write(Write::shared(), …)` running it; on PostgreSQL it is made by one statement
     /// with the other runs ending meanwhile.
-    pub(crate) async fn finish_run(
+    #[doc(hidden)]
+    pub async fn finish_run(
         &self,
         run_id: &str,
         owner: &str,
@@ -169,7 +168,8 @@ impl Store {
     }
 
     /// The earliest time a queued or sleeping run, or a lease, falls due.
-    pub(crate) async fn next_due(&self) -> Result<Option<i64>> {
+    #[doc(hidden)]
+    pub async fn next_due(&self) -> Result<Option<i64>> {
         let row: (Option<i64>,) = self
             .fetch_one(
                 "SELECT MIN(due_at) FROM runs WHERE due_at IS NOT NULL",
@@ -180,7 +180,8 @@ impl Store {
     }
 
     /// The run with this id (`run_…`), if any.
-    pub(crate) async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+    #[doc(hidden)]
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         self.fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
             args![run_id],
@@ -189,7 +190,8 @@ impl Store {
     }
 
     /// Runs matching `filter`, newest first.
-    pub(crate) async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+    #[doc(hidden)]
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
         let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1");
         let mut args: Vec<Arg> = Vec::new();
         let mut push = |clause: &str, value: Arg, sql: &mut String| {

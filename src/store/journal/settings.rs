@@ -28,7 +28,8 @@ impl StoreTx {
     }
 
     /// Stores `value` under `key` in the settings table, replacing any previous value.
-    pub(crate) async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+    #[doc(hidden)]
+    pub async fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
         self.execute(
             "INSERT INTO settings (key, value) VALUES ($1, $2) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -48,7 +48,8 @@ impl Store {
     /// running [`StoreTx::save_step_if_leased`]. On PostgreSQL it is made, with
     /// no `BEGIN` or `COMMIT`, by one statement with the other runs' checkpoints waiting,
     /// and answered once committed.
-    pub(crate) async fn save_step_early(
+    #[doc(hidden)]
+    pub async fn save_step_early(
         &self,
         run_id: &str,
         owner: &str,
@@ -82,7 +83,8 @@ impl Store {
     }
 
     /// A run's steps, in the order they first ran.
-    pub(crate) async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
+    #[doc(hidden)]
+    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
         self.fetch_all(
             &format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY position"),
             args![run_id],

@@ -6,7 +6,6 @@ pub mod proxy;
 pub mod serve;
 pub mod stored;
 
-use paysteps::testing::StoreInternals as _;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,7 +2,6 @@
 //! storage layer.
 
 use paysteps::testing::store::{IngestOutcome, NewEvent, NewRun, Store, Write};
-use paysteps::testing::{StoreInternals as _, StoreTxInternals as _};
 
 /// The name of every event made by [`stripe_event`].
 pub const NAME: &str = "stripe/test.stored";
