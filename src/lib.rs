@@ -55,6 +55,7 @@ pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod http;
+pub(crate) mod ids;
 pub(crate) mod metrics;
 pub(crate) mod payments;
 pub(crate) mod retention;
@@ -71,6 +72,7 @@ pub use engine::{
     EngineConfig, EngineError, Event, EventInput, Failure, Function, Interrupt, NonRetriable,
     RunStatus, ScheduleError, Step, StepError, Throttle, Trigger, WaitFor,
 };
+pub use ids::{EventId, FunctionId, IdError, RunId};
 pub use payments::functions as stripe_functions;
 pub use store::{
     Arg, ArgType, Dialect, Error as StoreError, IngestOutcome, Record, Result as StoreResult,

@@ -20,6 +20,10 @@ pub mod http {
     pub use crate::http::*;
 }
 /// The Prometheus metrics.
+pub mod ids {
+    pub use crate::ids::*;
+}
+
 pub mod metrics {
     pub use crate::metrics::*;
 }

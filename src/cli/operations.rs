@@ -222,6 +222,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 /// `action` (`replay`, `cancel`) on the run `run_id`; refuses a filter given as well.
+/// The id stays text as typed: the API it is sent to answers one that names no run.
 async fn one_run(
     client: &ApiClient,
     run_id: &str,

@@ -82,7 +82,8 @@ pub async fn run(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints the runs an event started, from `GET /api/v1/events/{id}`.
+/// Prints the runs an event started, from `GET /api/v1/events/{id}`. The id stays text:
+/// it is only sent to the API, which also knows an event by the sender's id.
 async fn runs_of(
     client: &reqwest::Client,
     base: &Url,

@@ -100,4 +100,7 @@ pub enum EngineError {
     /// holds the id.
     #[error("function '{0}' is registered twice")]
     DuplicateFunction(String),
+    /// A function's id is not one: it is empty.
+    #[error("{0}")]
+    InvalidFunctionId(crate::ids::IdError),
 }

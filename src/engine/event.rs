@@ -1,11 +1,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ids::{EventId, FunctionId, RunId};
+use crate::state::RunStatus;
+
 /// An event as a function sees it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
-    /// paysteps' own id for the event.
-    pub id: String,
+    /// paysteps' own id for the event, `ev_…`.
+    pub id: EventId,
     /// The id the sender gave it (`evt_…` for Stripe).
     pub external_id: Option<String>,
     /// `stripe/<type>` for Stripe deliveries.
@@ -96,9 +99,9 @@ impl EventInput {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
     /// The id of the function whose run failed.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// paysteps' id of the run that failed, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The error the run failed with, as text.
     pub error: String,
     /// The event that started the failed run.
@@ -122,11 +125,11 @@ pub const FUNCTION_FINISHED: &str = "paysteps/function.finished";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finished {
     /// paysteps' id of the invoked run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The id of the invoked function.
-    pub function_id: String,
-    /// `completed` or `failed`.
-    pub status: String,
+    pub function_id: FunctionId,
+    /// `completed` or `failed`, in lowercase.
+    pub status: RunStatus,
     /// The run's output when it completed.
     pub output: Option<Value>,
     /// The run's error, as text, when it failed.
@@ -137,7 +140,7 @@ impl EventInput {
     /// The stored form of this event, received at `now`.
     pub(crate) fn into_new_event(self, now: i64) -> crate::store::NewEvent {
         crate::store::NewEvent {
-            id: super::new_id("ev"),
+            id: EventId::new(),
             dedupe_key: self.dedupe_key,
             dedupe_for_ms: self.dedupe_window.map(super::clock::duration_ms),
             external_id: self.external_id,

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::clock::duration_ms;
 use super::path;
+use crate::ids::FunctionId;
 
 /// At most `limit` runs in progress at once, across the function or per key. A run holds
 /// its slot from its start to its end (sleeping and waiting included), so a limit of one
@@ -78,7 +79,7 @@ impl RunFlow {
 
 impl Flow {
     /// The keys of a run of `function_id` started by this event.
-    pub fn for_event(&self, function_id: &str, name: &str, payload: &Value) -> RunFlow {
+    pub fn for_event(&self, function_id: &FunctionId, name: &str, payload: &Value) -> RunFlow {
         let keyed = |scope: &str, key: &Option<String>| match key {
             None => format!("{function_id}:{scope}"),
             Some(p) => format!(
@@ -176,7 +177,7 @@ mod tests {
             ..Flow::default()
         };
         let envelope = json!({"data": {"object": {"id": "in_1", "customer": "cus_1"}}});
-        let run = flow.for_event("f", "stripe/invoice.paid", &envelope);
+        let run = flow.for_event(&"f".parse().unwrap(), "stripe/invoice.paid", &envelope);
         assert_eq!(run.concurrency, Some(("f:concurrency:cus_1".into(), 1)));
         assert_eq!(run.idempotency_key.as_deref(), Some("idempotency:f:in_1"));
         assert_eq!(

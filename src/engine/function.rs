@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::cron::{Schedule, ScheduleError};
 use super::flow::{CancelOn, Concurrency, Flow, Throttle};
 use super::step::{Ctx, Interrupt};
+use crate::ids::FunctionId;
 
 pub(crate) type Handler =
     Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<serde_json::Value, Interrupt>> + Send + Sync>;
@@ -229,12 +230,16 @@ impl Function {
 
     /// The id under which this function's failure handler runs.
     pub fn failure_handler_id(&self) -> Option<String> {
-        self.on_failure.as_ref().map(|_| failure_id(&self.id))
+        self.on_failure
+            .as_ref()
+            .map(|_| format!("{}.on_failure", self.id))
     }
 }
 
-pub(crate) fn failure_id(function_id: &str) -> String {
-    format!("{function_id}.on_failure")
+/// The id under which the failure handler of `function_id` runs.
+pub(crate) fn failure_id(function_id: &FunctionId) -> FunctionId {
+    FunctionId::try_from(format!("{function_id}.on_failure"))
+        .expect("a non-empty id with a suffix is not empty")
 }
 
 fn boxed<F, Fut, T>(handler: F) -> Handler

@@ -7,6 +7,7 @@ use super::event::{Event, EventInput};
 use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{Engine, clock::duration_ms, new_id, path};
+use crate::ids::{EventId, FunctionId, RunId};
 use crate::metrics::SourceLabels;
 use crate::state::{ListenerKind, RunStatus};
 use crate::store::{
@@ -54,11 +55,11 @@ impl Intake {
 }
 
 impl PlannedRun {
-    pub fn plain(function_id: impl Into<String>) -> PlannedRun {
+    pub fn plain(function_id: &FunctionId) -> PlannedRun {
         PlannedRun {
             run: NewRun {
-                id: new_id("run"),
-                function_id: function_id.into(),
+                id: RunId::new(),
+                function_id: function_id.clone(),
                 replay_of: None,
             },
             flow: RunFlow::default(),
@@ -200,7 +201,7 @@ pub(crate) async fn admit(tx: &mut StoreTx, intake: &Intake) -> store::Result<Ad
 /// Inserts one run under its flow control; false when its idempotency key was taken.
 async fn start_run(
     tx: &mut StoreTx,
-    event_id: &str,
+    event_id: &EventId,
     planned: &PlannedRun,
     now: i64,
 ) -> store::Result<bool> {
@@ -268,8 +269,8 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
         if !matched {
             continue;
         }
-        match (listener.kind.parse::<ListenerKind>(), &listener.step_key) {
-            (Ok(ListenerKind::Wait), Some(step_key)) => {
+        match (listener.kind, &listener.step_key) {
+            (ListenerKind::Wait, Some(step_key)) => {
                 let output = match &as_step_output {
                     Some(output) => output,
                     None => as_step_output.insert(serde_json::to_string(&Some(Event::from_new(
@@ -285,13 +286,13 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
                     due = true;
                 }
             }
-            (Ok(ListenerKind::Cancel), _) => {
+            (ListenerKind::Cancel, _) => {
                 let reason = format!("cancelled by event {} ({})", event.name, event.id);
                 tx.cancel_run(&listener.run_id, &reason, now).await?;
                 // A cancelled run may free a concurrency slot for a pending one.
                 due = true;
             }
-            _ => {}
+            (ListenerKind::Wait, None) => {}
         }
     }
     Ok(due)

@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::ids::new_id;
 pub use crate::state::RunStatus;
 pub use clock::{Clock, system_now_ms};
 pub use cron::{Schedule, ScheduleError};
@@ -37,6 +38,7 @@ pub use step::{Ctx, Interrupt, Step, WaitFor};
 #[cfg(feature = "testing")]
 pub use step::{FaultPlan, InjectedFault};
 
+use crate::ids::FunctionId;
 use crate::metrics::Metrics;
 use crate::store::{IngestOutcome, NewLease, Store, Write};
 use registry::Registry;
@@ -85,7 +87,7 @@ pub(crate) struct Inner {
     pub tasks: Mutex<Vec<JoinHandle<()>>>,
     pub metrics: Metrics,
     /// Runs this engine is executing now; only their leases are renewed.
-    pub active: Mutex<Vec<String>>,
+    pub active: Mutex<Vec<crate::ids::RunId>>,
     /// One permit per worker; an execution holds one from its claim (or from before its
     /// event is stored, for runs handed over at intake) to its end.
     pub slots: Arc<Semaphore>,
@@ -183,7 +185,7 @@ impl EngineBuilder {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FunctionInfo {
     /// The function's id as registered.
-    pub id: String,
+    pub id: FunctionId,
     /// The event name that starts it; `None` for cron functions and failure handlers.
     pub trigger: Option<String>,
     /// The cron expression and its time zone, for cron functions.
@@ -193,7 +195,7 @@ pub struct FunctionInfo {
     /// The step timeout in milliseconds, if the function sets one.
     pub step_timeout_ms: Option<u128>,
     /// The id of the function's failure handler (`<id>.on_failure`), if it has one.
-    pub on_failure: Option<String>,
+    pub on_failure: Option<FunctionId>,
 }
 
 impl Engine {
@@ -442,9 +444,4 @@ async fn admit(
         })
         .await?;
     Ok((admitted, intake, durability))
-}
-
-/// A new sortable id with a readable prefix: `run_0192…`.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }

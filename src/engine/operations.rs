@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, RunStatus, new_id};
+use super::{Engine, RunStatus};
+use crate::ids::{FunctionId, RunId};
 use crate::store::operations::RunQuery;
 use crate::store::{self, NewRun, RunRow, Write};
 
@@ -99,7 +100,7 @@ pub struct BulkOutcome {
     /// Runs matched by the selection.
     pub matched: i64,
     /// The runs acted on: the new replays, or the cancelled runs. Empty for a preview.
-    pub run_ids: Vec<String>,
+    pub run_ids: Vec<RunId>,
 }
 
 /// Which bulk operation a selection is for.
@@ -160,10 +161,11 @@ impl Selection {
 impl Engine {
     /// Starts a new run of the same function on the same event, linked to the original
     /// by `replay_of`. The original must have ended.
-    pub async fn replay(&self, run_id: &str, mode: ReplayMode) -> Result<RunRow, OperationError> {
-        let registered: Vec<String> = self.inner.registry.iter().map(|f| f.id.clone()).collect();
+    pub async fn replay(&self, run_id: &RunId, mode: ReplayMode) -> Result<RunRow, OperationError> {
+        let registered: Vec<FunctionId> =
+            self.inner.registry.iter().map(|f| f.id.clone()).collect();
         let now = self.clock().now_ms();
-        let run_id = run_id.to_owned();
+        let run_id = run_id.clone();
         let new = self
             .store()
             .write(
@@ -207,7 +209,8 @@ impl Engine {
         expected: Option<i64>,
     ) -> Result<BulkOutcome, OperationError> {
         let query = selection.query(BulkKind::Replay)?;
-        let registered: Vec<String> = self.inner.registry.iter().map(|f| f.id.clone()).collect();
+        let registered: Vec<FunctionId> =
+            self.inner.registry.iter().map(|f| f.id.clone()).collect();
         let now = self.clock().now_ms();
         let outcome = self
             .store()
@@ -244,9 +247,9 @@ impl Engine {
     /// Cancels a run that has not ended. A queued or sleeping run is cancelled at once;
     /// a running one loses its lease, and its worker stops at the next step boundary
     /// (the step in flight finishes, but its checkpoint is refused).
-    pub async fn cancel(&self, run_id: &str) -> Result<RunRow, OperationError> {
+    pub async fn cancel(&self, run_id: &RunId) -> Result<RunRow, OperationError> {
         let now = self.clock().now_ms();
-        let run_id = run_id.to_owned();
+        let run_id = run_id.clone();
         self.store()
             .write(
                 Write::isolated().failing_with::<OperationError>(),
@@ -305,19 +308,14 @@ impl Engine {
 }
 
 /// The run `run_id`, locked for this transaction.
-async fn locked_run(tx: &mut store::StoreTx, run_id: &str) -> Result<RunRow, OperationError> {
+async fn locked_run(tx: &mut store::StoreTx, run_id: &RunId) -> Result<RunRow, OperationError> {
     tx.run_for_update(run_id)
         .await?
-        .ok_or_else(|| OperationError::NotFound(run_id.to_owned()))
+        .ok_or_else(|| OperationError::NotFound(run_id.to_string()))
 }
 
-fn check_replayable(run: &RunRow, registered: &[String]) -> Result<(), OperationError> {
-    let ended = run
-        .status
-        .parse::<RunStatus>()
-        .map(RunStatus::is_final)
-        .unwrap_or(false);
-    if !ended {
+fn check_replayable(run: &RunRow, registered: &[FunctionId]) -> Result<(), OperationError> {
+    if !run.status.is_final() {
         return Err(OperationError::Conflict(format!(
             "run '{}' is {}; only ended runs can be replayed",
             run.id, run.status
@@ -352,9 +350,9 @@ async fn replay_one(
     original: &RunRow,
     mode: ReplayMode,
     now: i64,
-) -> store::Result<String> {
+) -> store::Result<RunId> {
     let run = NewRun {
-        id: new_id("run"),
+        id: RunId::new(),
         function_id: original.function_id.clone(),
         replay_of: Some(original.id.clone()),
     };

@@ -9,23 +9,24 @@ use super::flow::Flow;
 use super::function::{Function, Handler, failure_id};
 #[cfg(feature = "testing")]
 use super::step::FaultPlan;
+use crate::ids::FunctionId;
 
 /// A registered function as the workers see it.
 #[derive(Clone)]
 pub(crate) struct Registered {
-    pub id: String,
+    pub id: FunctionId,
     pub trigger: Trigger,
     pub retries: u32,
     pub timeout: Option<Duration>,
     pub handler: Handler,
     /// The failure handler's function id, when there is one.
-    pub on_failure: Option<String>,
+    pub on_failure: Option<FunctionId>,
     pub flow: Flow,
 }
 
 pub(crate) struct Registry {
-    functions: HashMap<String, Registered>,
-    order: Vec<String>,
+    functions: HashMap<FunctionId, Registered>,
+    order: Vec<FunctionId>,
     /// The steps a test makes fail, in every function.
     #[cfg(feature = "testing")]
     fault_plan: FaultPlan,
@@ -41,9 +42,10 @@ impl Registry {
             fault_plan: FaultPlan::default(),
         };
         for f in functions {
-            let on_failure = f.on_failure.as_ref().map(|_| failure_id(&f.id));
+            let id = FunctionId::try_from(f.id.as_str()).map_err(EngineError::InvalidFunctionId)?;
+            let on_failure = f.on_failure.as_ref().map(|_| failure_id(&id));
             let mut entries = vec![Registered {
-                id: f.id.clone(),
+                id,
                 trigger: f.trigger.clone(),
                 retries: f.retries,
                 timeout: f.step_timeout,
@@ -64,7 +66,7 @@ impl Registry {
             }
             for entry in entries {
                 if registry.functions.contains_key(&entry.id) {
-                    return Err(EngineError::DuplicateFunction(entry.id));
+                    return Err(EngineError::DuplicateFunction(entry.id.into_string()));
                 }
                 registry.order.push(entry.id.clone());
                 registry.functions.insert(entry.id.clone(), entry);
@@ -84,8 +86,8 @@ impl Registry {
         &self.fault_plan
     }
 
-    pub fn get(&self, id: &str) -> Option<&Registered> {
-        self.functions.get(id)
+    pub fn get(&self, id: &(impl AsRef<str> + ?Sized)) -> Option<&Registered> {
+        self.functions.get(id.as_ref())
     }
 
     /// Every function, in registration order.
@@ -96,5 +98,22 @@ impl Registry {
     /// The functions an event with this name starts.
     pub fn triggered_by<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Registered> {
         self.iter().filter(move |f| f.trigger.matches(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Interrupt;
+
+    #[test]
+    fn a_function_without_an_id_is_refused() {
+        let f = Function::new("", Trigger::event("app/x"), |_ctx| async {
+            Ok::<_, Interrupt>(())
+        });
+        assert!(matches!(
+            Registry::build(vec![f]),
+            Err(EngineError::InvalidFunctionId(_))
+        ));
     }
 }

@@ -33,6 +33,7 @@ use super::error::ApiError;
 use super::state::AppState;
 use crate::config::{Secret, parse_secrets};
 use crate::engine::EventInput;
+use crate::ids::EventId;
 use crate::store::IngestOutcome;
 use crate::stripe::envelope::kind;
 
@@ -125,7 +126,7 @@ async fn accept(
     state: &AppState,
     key: Result<Path<String>, PathRejection>,
     request: Request,
-) -> Result<Vec<String>, Refusal> {
+) -> Result<Vec<EventId>, Refusal> {
     // The key is checked before a byte of the body is read: a sender without one costs
     // neither the time nor the memory of its body.
     let known = match &key {

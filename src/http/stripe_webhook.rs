@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::engine::{EventInput, system_now_ms};
+use crate::ids::RunId;
 use crate::store::IngestOutcome;
 use crate::stripe::envelope;
 
@@ -26,7 +27,7 @@ struct Answer {
     received: bool,
     event_id: String,
     duplicate: bool,
-    runs: Vec<String>,
+    runs: Vec<RunId>,
     /// Why the event starts nothing, when it belongs to the mode not processed.
     #[serde(skip_serializing_if = "Option::is_none")]
     ignored: Option<String>,

@@ -80,11 +80,11 @@ mod tests {
 
     fn failure(data: Value) -> Failure {
         Failure {
-            function_id: "payment-intent-payment-failed".into(),
-            run_id: "run_1".into(),
+            function_id: "payment-intent-payment-failed".parse().unwrap(),
+            run_id: "run_1".parse().unwrap(),
             error: "step 'record-payment' failed: boom".into(),
             event: Event {
-                id: "ev_1".into(),
+                id: "ev_1".parse().unwrap(),
                 external_id: Some("evt_1".into()),
                 name: "stripe/payment_intent.payment_failed".into(),
                 data,

@@ -5,6 +5,7 @@ use super::journal::NewRun;
 use super::params::{Columns, Params};
 use super::{Result, StoreTx};
 use crate::args;
+use crate::ids::{EventId, RunId};
 use crate::state::{ListenerKind, RunStatus};
 
 /// A run that listens for an event.
@@ -13,7 +14,7 @@ pub struct NewListener {
     /// The listener's id, `lis_…`.
     pub id: String,
     /// paysteps' id of the listening run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// `wait` completes a waiting step; `cancel` cancels the run.
     pub kind: ListenerKind,
     /// The waiting step's key (for `wait`); `None` for `cancel`.
@@ -33,9 +34,9 @@ pub struct NewListener {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ListenerRow {
     /// paysteps' id of the listening run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// `wait` or `cancel`, as in [`NewListener::kind`].
-    pub kind: String,
+    pub kind: ListenerKind,
     /// The waiting step's key, for `wait`.
     pub step_key: Option<String>,
     /// The path read in both events, if the listener matches on one.
@@ -49,7 +50,7 @@ impl StoreTx {
     /// time) until a concurrency slot frees.
     pub(crate) async fn insert_run_as(
         &mut self,
-        event_id: &str,
+        event_id: &EventId,
         run: &NewRun,
         status: RunStatus,
         run_at: i64,
@@ -111,7 +112,7 @@ impl StoreTx {
 
     /// Gives back the slot an ended run held and queues the oldest run pending on its key;
     /// returns that run's id. Does nothing for a run without a concurrency key.
-    pub(crate) async fn release_slot(&mut self, run_id: &str, now: i64) -> Result<Option<String>> {
+    pub(crate) async fn release_slot(&mut self, run_id: &RunId, now: i64) -> Result<Option<RunId>> {
         let key: Option<(String,)> = self
             .fetch_optional(
                 "UPDATE concurrency_slots SET active = active - 1 WHERE key = \
@@ -120,7 +121,7 @@ impl StoreTx {
             )
             .await?;
         let Some((key,)) = key else { return Ok(None) };
-        let promoted: Option<(String,)> = self
+        let promoted: Option<(RunId,)> = self
             .fetch_optional(
                 "UPDATE runs SET status = 'queued', \
                  due_at = CASE WHEN run_at > $2 THEN run_at ELSE $2 END, updated_at = $2 \
@@ -197,7 +198,7 @@ impl StoreTx {
     /// `step_key` is `None`.
     pub(crate) async fn delete_listeners(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         step_key: Option<&str>,
     ) -> Result<()> {
         match step_key {
@@ -220,7 +221,7 @@ impl StoreTx {
     /// waits; false when it no longer does (timed out, or the run ended).
     pub(crate) async fn resume_waiting_step(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         step_key: &str,
         output: &str,
         now: i64,
@@ -250,7 +251,7 @@ impl StoreTx {
     /// and its listeners. False when the run had already ended.
     pub(crate) async fn cancel_run(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         reason: &str,
         now: i64,
     ) -> Result<bool> {
@@ -274,7 +275,7 @@ impl StoreTx {
     /// run; false when an event completed it first or the run is no longer ours.
     pub(crate) async fn time_out_waiting_step(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         step_key: &str,
         now: i64,

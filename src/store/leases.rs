@@ -3,6 +3,7 @@
 
 use super::{Result, Store};
 use crate::args;
+use crate::ids::RunId;
 use crate::store::Write;
 
 impl Store {
@@ -11,7 +12,7 @@ impl Store {
     pub(crate) async fn renew_leases(
         &self,
         owner: &str,
-        run_ids: Vec<String>,
+        run_ids: Vec<RunId>,
         expires_at: i64,
     ) -> Result<()> {
         let owner = owner.to_owned();

@@ -39,6 +39,8 @@ use futures::future::BoxFuture;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
+use crate::ids::{EventId, FunctionId, RunId};
+
 pub use backup::backup;
 pub use error::{Error, Result};
 pub use flow::NewListener;
@@ -104,6 +106,9 @@ arg_type!(Int: i64 => |v| v, i32 => i64::from, u32 => i64::from);
 arg_type!(Float: f64 => |v| v);
 arg_type!(Bool: bool => |v| v);
 arg_type!(Text: String => |v| v, &str => str::to_owned, &String => String::clone);
+arg_type!(Text: RunId => String::from, &RunId => |v: &RunId| v.as_str().to_owned());
+arg_type!(Text: EventId => String::from, &EventId => |v: &EventId| v.as_str().to_owned());
+arg_type!(Text: FunctionId => String::from, &FunctionId => |v: &FunctionId| v.as_str().to_owned());
 
 impl<T: ArgType> From<Option<T>> for Arg {
     fn from(v: Option<T>) -> Self {

@@ -6,6 +6,8 @@ use serde::Serialize;
 
 use super::{Arg, Result, Store, StoreTx};
 use crate::args;
+use crate::ids::{EventId, FunctionId, RunId};
+use crate::state::RunStatus;
 use crate::store::rows::RunRow;
 
 /// The run columns, qualified for queries that join `events`.
@@ -113,7 +115,7 @@ impl Sql {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct HistoryRow {
     /// The status the run moved to (lowercase, e.g. `running`).
-    pub status: String,
+    pub status: RunStatus,
     /// The run's execution count at that moment.
     pub attempt: i64,
     /// The error recorded with the change, if any.
@@ -126,7 +128,7 @@ pub struct HistoryRow {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventSummary {
     /// paysteps' id for the event, `ev_…`.
-    pub id: String,
+    pub id: EventId,
     /// The sender's own id for the event (`evt_…` for Stripe).
     pub external_id: Option<String>,
     /// The event name, e.g. `stripe/invoice.paid`.
@@ -166,9 +168,9 @@ pub struct EventQuery {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunError {
     /// paysteps' id of the failed run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The id of the function the run executed.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// The error the run failed with.
     pub error: Option<String>,
     /// When it failed, in milliseconds since the Unix epoch.
@@ -220,7 +222,7 @@ impl Store {
     }
 
     /// The run's status changes, oldest first.
-    pub(crate) async fn run_history(&self, run_id: &str) -> Result<Vec<HistoryRow>> {
+    pub(crate) async fn run_history(&self, run_id: &RunId) -> Result<Vec<HistoryRow>> {
         self.fetch_all(
             "SELECT status, attempt, error, at FROM run_history WHERE run_id = $1 ORDER BY id",
             args![run_id],
@@ -230,7 +232,7 @@ impl Store {
 
     /// The runs that replay `run_id`, oldest first.
     #[doc(hidden)]
-    pub async fn replays_of(&self, run_id: &str) -> Result<Vec<RunRow>> {
+    pub async fn replays_of(&self, run_id: &RunId) -> Result<Vec<RunRow>> {
         self.fetch_all(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM runs r WHERE r.replay_of = $1 ORDER BY r.created_at, r.id"
@@ -269,7 +271,7 @@ impl Store {
     /// The latest errors of failed runs, newest first, per function at most `per_function`.
     pub(crate) async fn latest_errors(
         &self,
-        function_id: &str,
+        function_id: &FunctionId,
         limit: i64,
     ) -> Result<Vec<RunError>> {
         self.fetch_all(
@@ -284,7 +286,7 @@ impl Store {
 
 impl StoreTx {
     /// A run read inside the transaction.
-    pub(crate) async fn run_for_update(&mut self, run_id: &str) -> Result<Option<RunRow>> {
+    pub(crate) async fn run_for_update(&mut self, run_id: &RunId) -> Result<Option<RunRow>> {
         self.fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.id = $1"),
             args![run_id],
@@ -308,7 +310,7 @@ impl StoreTx {
     }
 
     /// Copies the completed steps of `from` to `to`, so `to` resumes after them.
-    pub(crate) async fn copy_completed_steps(&mut self, from: &str, to: &str) -> Result<u64> {
+    pub(crate) async fn copy_completed_steps(&mut self, from: &RunId, to: &RunId) -> Result<u64> {
         self.execute(
             "INSERT INTO steps (run_id, step_key, name, position, kind, status, attempts, output, \
              error, wake_at, started_at, ended_at) \

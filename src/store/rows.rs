@@ -1,10 +1,53 @@
 use serde::Serialize;
 
+use crate::ids::{EventId, FunctionId, RunId};
+use crate::state::{ListenerKind, RunStatus, StepKind, StepStatus};
+
+/// Reads each of these types from a text column, through its `FromStr`: text that does
+/// not parse is a decode error, not a panic.
+macro_rules! text_column {
+    ($($ty:ty),* $(,)?) => {$(
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $ty
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $ty
+        where
+            String: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                Ok(<String as sqlx::Decode<'r, DB>>::decode(value)?.parse::<$ty>()?)
+            }
+        }
+    )*};
+}
+
+text_column!(
+    RunId,
+    EventId,
+    FunctionId,
+    RunStatus,
+    StepStatus,
+    StepKind,
+    ListenerKind,
+);
+
 /// An event as stored. `data` is the JSON payload as received.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EventRow {
     /// paysteps' id for the event, `ev_…`.
-    pub id: String,
+    pub id: EventId,
     /// The sender's own id for the event (`evt_…` for Stripe).
     pub external_id: Option<String>,
     /// The event name, e.g. `stripe/invoice.paid`.
@@ -29,13 +72,13 @@ pub struct EventRow {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunRow {
     /// paysteps' id for the run, `run_…`.
-    pub id: String,
+    pub id: RunId,
     /// The id of the function the run executes.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// paysteps' id of the event that started it, `ev_…`.
-    pub event_id: String,
-    /// Its [`RunStatus`](crate::engine::RunStatus), lowercase.
-    pub status: String,
+    pub event_id: EventId,
+    /// Its status, stored and serialized in lowercase.
+    pub status: RunStatus,
     /// When a queued or sleeping run is due, in milliseconds since the Unix epoch.
     pub run_at: i64,
     /// Executions so far, counting the current one.
@@ -49,7 +92,7 @@ pub struct RunRow {
     /// The error it failed (or was cancelled) with.
     pub error: Option<String>,
     /// The run this one replays, if it is a replay.
-    pub replay_of: Option<String>,
+    pub replay_of: Option<RunId>,
     /// When it was created, in milliseconds since the Unix epoch.
     pub created_at: i64,
     /// When a worker first claimed it, in milliseconds since the Unix epoch.
@@ -64,7 +107,7 @@ pub struct RunRow {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StepRow {
     /// paysteps' id of the step's run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The step's key: unique within the run, derived from its name.
     pub step_key: String,
     /// The step's name as the function gave it.
@@ -72,10 +115,10 @@ pub struct StepRow {
     /// Order of the step within the run, from 0.
     pub position: i64,
     /// What the step does: `run`, `sleep`, `wait` or `invoke`.
-    pub kind: String,
+    pub kind: StepKind,
     /// The step's state: `completed`, `errored` (an attempt failed; a retry is due at
     /// `wake_at`), `failed`, `sleeping` or `waiting`.
-    pub status: String,
+    pub status: StepStatus,
     /// Attempts made so far.
     pub attempts: i64,
     /// The checkpointed output, as JSON text, once completed.

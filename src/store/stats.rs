@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Dialect, Result, Store};
 use crate::args;
+use crate::ids::FunctionId;
 
 /// Width of a `function_stats` bucket: runs are counted by the five minutes they were
 /// created in (the triggers of migration `function_stats` round `created_at` down to it).
@@ -27,10 +28,10 @@ pub struct EventName {
 }
 
 /// A function's runs created in a window, and how many of them ended how.
-#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct FunctionCounts {
     /// The function's id.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// Runs created in the window.
     pub runs: i64,
     /// Those that completed.
@@ -48,7 +49,7 @@ pub struct FunctionCounts {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DurationBin {
     /// The function's id.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// The bin's upper bound in ms (`i64::MAX` for the last bin).
     pub le_ms: i64,
     /// Runs in the bin.

@@ -9,13 +9,14 @@ use serde::{Deserialize, Serialize};
 
 use super::Webhooks;
 use super::destination::Destinations;
-use super::emit::{DELIVER_FUNCTION, emit};
+use super::emit::{DELIVER_FUNCTION, deliver_function, emit};
 use super::endpoint::{EndpointStatus, parse_url};
 use super::events::{BusinessEvent, EndpointDisabledData, EventType};
 use super::repo::{self, AttemptRow, BusinessEventRow, EndpointRow};
 use super::schedule::{DISABLE_AFTER_MS, SCHEDULE_MS, delay_before, parse_retry_after};
 use super::secret::signature_header;
 use crate::engine::{Ctx, Function, Interrupt, StepError, Trigger, new_id, system_now_ms};
+use crate::ids::RunId;
 use crate::store::{Store, StoreTx, Write};
 
 /// How long one attempt may take, connection to last byte.
@@ -64,7 +65,7 @@ async fn deliver(ctx: Ctx, webhooks: Webhooks) -> Result<serde_json::Value, Inte
     let target: Option<Target> = ctx
         .step
         .run("load delivery", || async move {
-            Ok(repo::delivery_of_run(&store, &run_id)
+            Ok(repo::delivery_of_run(&store, run_id.as_str())
                 .await?
                 .map(|d| Target {
                     delivery_id: d.id,
@@ -430,8 +431,8 @@ async fn resend_in(
         return Ok(None);
     };
     let run = crate::store::NewRun {
-        id: new_id("run"),
-        function_id: DELIVER_FUNCTION.to_owned(),
+        id: RunId::new(),
+        function_id: deliver_function(),
         replay_of: None,
     };
     super::emit::queue_runs(tx, &mut event, std::slice::from_ref(&run), now).await?;
@@ -441,7 +442,7 @@ async fn resend_in(
         &id,
         &event.id,
         &original.endpoint_id,
-        &run.id,
+        run.id.as_str(),
         Some(original.id.clone()),
         now,
     )

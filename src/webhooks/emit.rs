@@ -8,10 +8,16 @@ use super::endpoint::Subscription;
 use super::events::BusinessEvent;
 use super::repo::{self, BusinessEventRow};
 use crate::engine::{Ctx, Interrupt, new_id};
+use crate::ids::{EventId, FunctionId, RunId};
 use crate::store::{NewEvent, NewRun, StoreTx};
 
 /// The function that delivers one event to one endpoint.
 pub const DELIVER_FUNCTION: &str = "webhooks.deliver";
+
+/// [`DELIVER_FUNCTION`] as a function id, for the runs it is given.
+pub(crate) fn deliver_function() -> FunctionId {
+    FunctionId::try_from(DELIVER_FUNCTION).expect("the delivery function's id is not empty")
+}
 
 /// Prefix of the engine events the delivery runs belong to.
 pub const ENGINE_EVENT_PREFIX: &str = "paysteps/webhook.";
@@ -58,8 +64,8 @@ pub async fn emit(
     let runs: Vec<NewRun> = endpoints
         .iter()
         .map(|_| NewRun {
-            id: new_id("run"),
-            function_id: DELIVER_FUNCTION.to_owned(),
+            id: RunId::new(),
+            function_id: deliver_function(),
             replay_of: None,
         })
         .collect();
@@ -67,7 +73,16 @@ pub async fn emit(
     let mut deliveries = Vec::with_capacity(runs.len());
     for (endpoint_id, run) in endpoints.iter().zip(&runs) {
         let id = new_id("whd");
-        repo::insert_delivery(tx, &id, &webhook_id, endpoint_id, &run.id, None, now).await?;
+        repo::insert_delivery(
+            tx,
+            &id,
+            &webhook_id,
+            endpoint_id,
+            run.id.as_str(),
+            None,
+            now,
+        )
+        .await?;
         deliveries.push(id);
     }
     if !deliveries.is_empty() {
@@ -103,7 +118,7 @@ pub(crate) async fn queue_runs(
         return tx.signal_new_runs().await;
     }
     let engine_event = NewEvent {
-        id: new_id("ev"),
+        id: EventId::new(),
         dedupe_key: None,
         dedupe_for_ms: None,
         external_id: Some(event.id.clone()),
@@ -116,7 +131,7 @@ pub(crate) async fn queue_runs(
         customer: None,
     };
     tx.insert_event(&engine_event, runs).await?;
-    repo::set_engine_event(tx, &event.id, &engine_event.id).await?;
+    repo::set_engine_event(tx, &event.id, engine_event.id.as_str()).await?;
     event.engine_event_id = Some(engine_event.id);
     Ok(())
 }

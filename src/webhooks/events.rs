@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::ids::{EventId, FunctionId, RunId};
+
 /// A business event type an endpoint can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -309,13 +311,13 @@ pub struct DisputeData {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunFailedData {
     /// The id of the function whose run failed.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// paysteps' id of the failed run, `run_…`.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The error the run failed with.
     pub error: String,
     /// The event the run was started by: paysteps' id, its name and the sender's id.
-    pub event_id: String,
+    pub event_id: EventId,
     /// The name of that event (`stripe/invoice.paid`…).
     pub event_name: String,
     /// The sender's id for that event (`evt_…` for Stripe).

@@ -7,6 +7,7 @@ use super::endpoint::EndpointStatus;
 use super::secret::ROTATION_OVERLAP_MS;
 use crate::args;
 use crate::config::Secret;
+use crate::ids::EventId;
 use crate::store::{Result, Store, StoreTx};
 
 /// An endpoint as stored, without its secrets.
@@ -52,7 +53,7 @@ pub struct BusinessEventRow {
     /// The JSON body every delivery sends.
     pub payload: String,
     /// The engine event the delivery runs belong to; `None` until the first delivery.
-    pub engine_event_id: Option<String>,
+    pub engine_event_id: Option<EventId>,
     /// When it was recorded, in milliseconds since the Unix epoch.
     pub created_at: i64,
 }

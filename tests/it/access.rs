@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
+use paysteps::RunStatus;
 use paysteps::testing::http::Access;
 use paysteps::testing::http::access::AccessArgs;
 use paysteps::testing::stripe::fixtures::Overrides;
@@ -143,8 +144,13 @@ async fn without_the_token_requests_are_refused_and_change_nothing(backend: Back
             .await,
     );
     app.settle().await;
-    let run = app.store().run(&run_id).await.expect("read").expect("run");
-    assert_eq!(run.status, "failed");
+    let run = app
+        .store()
+        .run(&run_id.parse().expect("a run id"))
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.status, RunStatus::Failed);
     let runs = app.count("SELECT COUNT(*) FROM runs").await;
 
     let answer = send(&app, replay(&run_id).body(Body::from("{}")).unwrap()).await;

@@ -181,7 +181,7 @@ async fn checkpoints_and_endings_of_many_runs_share_commits_and_need_the_lease()
                     started_at: 1_000,
                     ended_at: Some(1_001),
                 };
-                let run_id = format!("run_batch_{n}");
+                let run_id = format!("run_batch_{n}").parse().expect("a run id");
                 let saved = store.save_step_early(&run_id, owner, &step, None).await;
                 (owner, saved.expect("save").0)
             }
@@ -195,7 +195,7 @@ async fn checkpoints_and_endings_of_many_runs_share_commits_and_need_the_lease()
         |(n, owner)| {
             let store = store.clone();
             async move {
-                let run_id = format!("run_batch_{n}");
+                let run_id = format!("run_batch_{n}").parse().expect("a run id");
                 let output = Some(format!("\"{owner}\""));
                 let ended = store
                     .finish_run(&run_id, owner, RunStatus::Completed, output, None, 2_000)

@@ -28,7 +28,7 @@ async fn store_distinct_names(app: &TestApp) {
             format!(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {NAMES}) \
                  INSERT INTO events (id, name, source, data, ts, received_at) \
-                 SELECT 'evt_bulk_' || i, 'app/name.' || i, 'api', '{{}}', 0, 0 FROM n"
+                 SELECT 'ev_bulk_' || i, 'app/name.' || i, 'api', '{{}}', 0, 0 FROM n"
             ),
             vec![],
         )

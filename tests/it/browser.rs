@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
+use paysteps::RunStatus;
 use paysteps::testing::http::Access;
 use paysteps::testing::payments::reports::{self, Day};
 use paysteps::testing::stripe::fixtures::Overrides;
@@ -354,8 +355,13 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
         .await;
     app.settle().await;
     for id in others.iter().chain([&target]) {
-        let run = app.store().run(id).await.expect("read").expect("run");
-        assert_eq!(run.status, "failed");
+        let run = app
+            .store()
+            .run(&id.parse().unwrap())
+            .await
+            .expect("read")
+            .expect("run");
+        assert_eq!(run.status, RunStatus::Failed);
     }
     app.engine.start();
 
@@ -476,9 +482,13 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
     })
     .await;
     for original in &others {
-        let replays = app.store().replays_of(original).await.expect("replays");
+        let replays = app
+            .store()
+            .replays_of(&original.parse().unwrap())
+            .await
+            .expect("replays");
         assert_eq!(replays.len(), 1, "{original}");
-        assert_eq!(replays[0].status, "completed");
+        assert_eq!(replays[0].status, RunStatus::Completed);
     }
 
     // The other pages render what happened.

@@ -3,6 +3,7 @@
 
 use std::process::{Command, Output};
 
+use paysteps::RunStatus;
 use paysteps::testing::store::RunFilter;
 use tokio::net::TcpListener;
 
@@ -144,7 +145,10 @@ async fn trigger_sends_signed_fixtures_that_start_runs() {
     app.settle().await;
     let runs = app.store().runs(&RunFilter::default()).await.expect("runs");
     assert_eq!(runs.len(), 10, "{runs:#?}");
-    assert!(runs.iter().all(|r| r.status == "completed"), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Completed),
+        "{runs:?}"
+    );
     let (_, body) = app.get("/api/v1/users/user_42/subscription").await;
     assert_eq!(body["subscribed"], true, "{body}");
 

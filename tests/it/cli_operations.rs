@@ -40,11 +40,12 @@ async fn paysteps(args: &[&str]) -> (bool, String) {
 
 async fn status(app: &TestApp, run_id: &str) -> String {
     app.store()
-        .run(run_id)
+        .run(&run_id.parse().expect("a run id"))
         .await
         .expect("read")
         .expect("run")
         .status
+        .to_string()
 }
 
 async fn the_cli_lists_replays_and_cancels_runs_through_the_api(backend: Backend) {

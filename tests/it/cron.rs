@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use paysteps::RunStatus;
 use paysteps::testing::engine::{CRON_TICK, Clock, Engine, Function, Trigger};
 
 use crate::common::{Backend, TestDb, test_config};
@@ -86,7 +87,10 @@ async fn a_tick_fires_once_across_processes_and_once_after_downtime(backend: Bac
         .expect("count");
     assert_eq!(ticks, 2);
     let runs = a.store().runs(&Default::default()).await.expect("runs");
-    assert!(runs.iter().all(|r| r.status == "completed"), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Completed),
+        "{runs:?}"
+    );
     // The second run is for 13:05, the latest tick before the clock's 13:06.
     let latest: i64 = serde_json::from_str(runs[0].output.as_deref().unwrap_or("0")).expect("tick");
     assert_eq!(latest, START_MS - 60_000 + 3 * 3_600_000 + 300_000);

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use paysteps::args;
 use paysteps::testing::engine::operations::ReplayMode;
 use paysteps::testing::engine::{
     Engine, EventInput, FUNCTION_FAILED, Function, NonRetriable, StepError, Trigger,
 };
 use paysteps::testing::store::{IngestOutcome, Store};
+use paysteps::{RunId, args};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -390,7 +390,7 @@ fn quick(id: &str, event: &str) -> Function {
     })
 }
 
-async fn completes_soon(app: &TestApp, run_id: &str) -> bool {
+async fn completes_soon(app: &TestApp, run_id: &RunId) -> bool {
     eventually(SOON, || async {
         app.run(run_id).await["status"] == "completed"
     })

@@ -12,6 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use clap::Parser;
+use paysteps::RunStatus;
 use paysteps::testing::cli::{Cli, Command as CliCommand, serve_until};
 use paysteps::testing::config::Secret;
 use paysteps::testing::engine::{Clock, Engine, EngineConfig, Function, Trigger};
@@ -469,7 +470,7 @@ async fn steps_cut_short_by_the_grace_are_released_for_the_next_start(backend: B
     // The run is queued again, leased to no one, due now.
     let store = db.store().await;
     let run = store.run(&run_id).await.expect("read").expect("the run");
-    assert_eq!(run.status, "queued", "{run:?}");
+    assert_eq!(run.status, RunStatus::Queued, "{run:?}");
     assert_eq!(run.lease_owner, None, "{run:?}");
 
     // The next start claims it at once (its lease of 30 s has not lapsed) and the step,
@@ -487,7 +488,7 @@ async fn steps_cut_short_by_the_grace_are_released_for_the_next_start(backend: B
         .await
         .expect("read")
         .expect("the run");
-    assert_eq!(run.status, "completed", "{run:?}");
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
 

@@ -169,6 +169,20 @@ async fn refused_replays_and_cancels_change_nothing(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["code"], "not_found");
+    // Text that is no run id at all is answered as an unknown run id is.
+    for id in ["nope", "ev_1", "run_"] {
+        for action in ["replay", "cancel"] {
+            let (status, body) = app
+                .post(&format!("/api/v1/runs/{id}/{action}"), &json!({}))
+                .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+            assert_eq!(body["error"]["code"], "not_found");
+            assert_eq!(body["error"]["message"], format!("no run with id '{id}'"));
+        }
+        let (status, body) = app.get(&format!("/api/v1/runs/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["message"], format!("no run with id '{id}'"));
+    }
     let (status, body) = app
         .post(
             &format!("/api/v1/runs/{failed}/replay"),

@@ -10,10 +10,10 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use paysteps::testing::engine::new_id;
 use paysteps::testing::store::{NewRun, Write};
 use paysteps::testing::stripe::fixtures::Overrides;
 use paysteps::testing::webhooks::Destinations;
+use paysteps::{EventId, RunId};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -367,12 +367,12 @@ async fn a_retried_or_replayed_stripe_run_notifies_once(backend: Backend) {
     assert!(got[0].verifies_with(&secret));
 
     // A second run of the same function for the same event, as a replay makes it.
-    let event_id = run["event_id"].as_str().expect("event id").to_owned();
-    let replay = new_id("run");
+    let event_id: EventId = run["event_id"].as_str().expect("event id").parse().unwrap();
+    let replay = RunId::new();
     let replay_run = NewRun {
         id: replay.clone(),
-        function_id: run["function_id"].as_str().unwrap().to_owned(),
-        replay_of: Some(run_id.clone()),
+        function_id: run["function_id"].as_str().unwrap().parse().unwrap(),
+        replay_of: Some(run_id.parse().unwrap()),
     };
     let now = app.clock.now_ms();
     app.store()

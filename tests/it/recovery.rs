@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use paysteps::args;
 use paysteps::testing::engine::{Clock, Engine, Function, Trigger, system_now_ms};
+use paysteps::testing::state::StepStatus;
+use paysteps::{RunStatus, args};
 use serde_json::json;
 
 use crate::common::{Backend, TestDb, eventually, start_run, test_config};
@@ -102,7 +103,11 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(run.status, "running", "the crash left the run leased");
+    assert_eq!(
+        run.status,
+        RunStatus::Running,
+        "the crash left the run leased"
+    );
     recovered.run_until_idle().await.expect("run");
 
     let run = recovered
@@ -111,7 +116,7 @@ async fn a_run_cut_off_by_a_crash_resumes_on_a_new_engine_and_effects_happen_onc
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(run.status, "completed", "{run:?}");
+    assert_eq!(run.status, RunStatus::Completed, "{run:?}");
     assert_eq!(
         effects.first.load(Ordering::SeqCst),
         1,
@@ -161,7 +166,7 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
     assert!(
         steps
             .iter()
-            .any(|s| s.name == "second" && s.status == "completed")
+            .any(|s| s.name == "second" && s.status == StepStatus::Completed)
     );
     first.store().close().await;
 
@@ -173,7 +178,7 @@ async fn a_graceful_shutdown_finishes_the_step_in_flight_and_releases_the_run(ba
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(run.status, "completed");
+    assert_eq!(run.status, RunStatus::Completed);
     assert_eq!(effects.second_started.load(Ordering::SeqCst), 1);
     assert_eq!(effects.first.load(Ordering::SeqCst), 1);
 }
@@ -223,7 +228,7 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(stored.status, "running", "{stored:?}");
+    assert_eq!(stored.status, RunStatus::Running, "{stored:?}");
     assert_eq!(stored.attempt, 1);
     assert!(stored.lease_owner.is_some() && stored.started_at.is_some());
 
@@ -239,7 +244,11 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         .await
         .expect("read")
         .expect("run");
-    assert_eq!(queued.status, "queued", "no worker was free: {queued:?}");
+    assert_eq!(
+        queued.status,
+        RunStatus::Queued,
+        "no worker was free: {queued:?}"
+    );
     assert!(queued.lease_owner.is_none() && queued.attempt == 0);
 
     hold.store(false, Ordering::SeqCst);
@@ -248,7 +257,7 @@ async fn a_run_stored_leased_to_a_free_worker_starts_at_once_and_waits_its_turn_
         let mut done = 0;
         for id in [&first, &second] {
             let run = store.run(id).await.expect("read").expect("run");
-            done += usize::from(run.status == "completed" && run.attempt == 1);
+            done += usize::from(run.status == RunStatus::Completed && run.attempt == 1);
         }
         done == 2
     })

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::event::CRON_TICK;
-use super::super::{Inner, Trigger, new_id};
+use super::super::{Inner, Trigger};
 use super::{TickDecision, decide};
+use crate::ids::{EventId, RunId};
 use crate::store::{self, IngestOutcome, NewEvent, NewRun, Write};
 
 /// Fires cron ticks as they fall due.
@@ -58,7 +59,7 @@ pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> 
             }
             TickDecision::Fire(tick) => {
                 let event = NewEvent {
-                    id: new_id("ev"),
+                    id: EventId::new(),
                     dedupe_key: Some(format!("cron:{function_id}:{tick}")),
                     dedupe_for_ms: None,
                     external_id: None,
@@ -77,7 +78,7 @@ pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> 
                     customer: None,
                 };
                 let run = NewRun {
-                    id: new_id("run"),
+                    id: RunId::new(),
                     function_id: function_id.clone(),
                     replay_of: None,
                 };

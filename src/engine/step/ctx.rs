@@ -2,6 +2,7 @@
 
 use super::Step;
 use crate::engine::event::{Event, FUNCTION_FAILED, Failure};
+use crate::ids::{FunctionId, RunId};
 
 /// What a handler is given: its event, its run, and the step tools.
 #[derive(Clone)]
@@ -9,9 +10,9 @@ pub struct Ctx {
     /// The event that started the run.
     pub event: Event,
     /// paysteps' id of the run, `run_…`; the same across retries and re-entries.
-    pub run_id: String,
+    pub run_id: RunId,
     /// The id of the function being run (`<id>.on_failure` in a failure handler).
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// Executions of this run so far, counting this one.
     pub attempt: i64,
     /// The step tools: [`Step::run`], [`Step::run_tx`], [`Step::sleep`],

@@ -11,7 +11,8 @@ use super::super::event::{Event, EventInput, FUNCTION_FINISHED, FUNCTION_INVOKED
 use super::super::intake::{self, Intake, PlannedRun};
 use super::super::{new_id, path};
 use super::{Halt, Interrupt, Step};
-use crate::state::{ListenerKind, StepKind, StepStatus};
+use crate::ids::EventId;
+use crate::state::{ListenerKind, RunStatus, StepKind, StepStatus};
 use crate::store::{IngestOutcome, NewListener, StepRow, StepUpdate, Write};
 
 /// What [`Step::wait_for_event`] waits for: an event name, optionally a field that must
@@ -146,7 +147,7 @@ impl Step {
         &self,
         name: &str,
         events: Vec<EventInput>,
-    ) -> Result<Vec<String>, Interrupt> {
+    ) -> Result<Vec<EventId>, Interrupt> {
         let registry = self.settings().registry.clone();
         let clock = self.settings().clock.clone();
         let ids = self
@@ -192,6 +193,8 @@ impl Step {
     pub async fn invoke(
         &self,
         name: &str,
+        // Text, as the function's author writes it: an id that is no registered
+        // function's (an empty one included) fails the run, as an unknown one always has.
         function_id: &str,
         data: &Value,
         timeout: Duration,
@@ -202,9 +205,9 @@ impl Step {
                 let finished: Finished = decode::<Event>(name, output.as_deref())?
                     .and_then(|event| serde_json::from_value(event.data).ok())
                     .ok_or_else(|| Interrupt::fail(format!("step '{name}' has no result")))?;
-                Ok(match finished.status.as_str() {
-                    "completed" => Ok(finished.output.unwrap_or(Value::Null)),
-                    _ => Err(finished.error.unwrap_or_else(|| finished.status.clone())),
+                Ok(match finished.status {
+                    RunStatus::Completed => Ok(finished.output.unwrap_or(Value::Null)),
+                    status => Err(finished.error.unwrap_or_else(|| status.to_string())),
                 })
             }
             WaitState::Waiting { row, wake_at } if self.now() >= wake_at => {
@@ -222,14 +225,14 @@ impl Step {
                 .await
                 .map(|_| Ok(Value::Null)),
             WaitState::New => {
-                if self.settings().registry.get(function_id).is_none() {
+                let Some(invoked) = self.settings().registry.get(function_id) else {
                     return Err(Interrupt::fail(format!(
                         "step '{name}' invokes '{function_id}', which is not registered"
                     )));
-                }
+                };
                 let now = self.now();
                 let until = now.saturating_add(duration_ms(timeout));
-                let child = PlannedRun::plain(function_id);
+                let child = PlannedRun::plain(&invoked.id);
                 let listener = NewListener {
                     id: new_id("lis"),
                     run_id: self.settings().run_id.clone(),
@@ -237,7 +240,7 @@ impl Step {
                     step_key: Some(key.clone()),
                     event_name: FUNCTION_FINISHED.to_owned(),
                     match_path: Some("data.run_id".to_owned()),
-                    match_value: Some(child.run.id.clone()),
+                    match_value: Some(child.run.id.to_string()),
                     expires_at: Some(until),
                 };
                 let mut input = EventInput::new(FUNCTION_INVOKED, data);
@@ -259,15 +262,12 @@ impl Step {
 
     fn wait_state(&self, key: &str) -> Result<WaitState, Interrupt> {
         let row = self.memo(key).cloned();
-        if let Some(row) = row
-            .as_ref()
-            .filter(|r| r.status == StepStatus::Completed.as_str())
-        {
+        if let Some(row) = row.as_ref().filter(|r| r.status == StepStatus::Completed) {
             return Ok(WaitState::Done(row.output.clone()));
         }
         self.check_boundary()?;
         Ok(match row {
-            Some(row) if row.status == StepStatus::Waiting.as_str() => {
+            Some(row) if row.status == StepStatus::Waiting => {
                 let wake_at = row.wake_at.unwrap_or(i64::MIN);
                 WaitState::Waiting {
                     row: Box::new(row),
@@ -291,7 +291,7 @@ impl Step {
                 step: self.waiting_step(
                     row.step_key.clone(),
                     &row.name,
-                    if row.kind == StepKind::Invoke.as_str() {
+                    if row.kind == StepKind::Invoke {
                         StepKind::Invoke
                     } else {
                         StepKind::Wait

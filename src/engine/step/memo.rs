@@ -53,7 +53,7 @@ impl Step {
     pub(super) fn lookup<T: DeserializeOwned>(&self, name: &str) -> Result<Lookup<T>, Interrupt> {
         let key = self.next_key(name);
         let existing = self.memo(&key);
-        if let Some(row) = existing.filter(|row| row.status == "completed") {
+        if let Some(row) = existing.filter(|row| row.status == StepStatus::Completed) {
             let output = row.output.as_deref().unwrap_or("null");
             return serde_json::from_str(output).map(Lookup::Done).map_err(|e| {
                 Interrupt::fail(format!(

@@ -25,6 +25,7 @@ use super::clock::Clock;
 use super::event::Event;
 use super::registry::Registry;
 use super::retry::Backoff;
+use crate::ids::{FunctionId, RunId};
 use crate::store::{Durability, Generation, StepRow, Store};
 
 pub use ctx::Ctx;
@@ -70,8 +71,8 @@ pub struct Step {
 }
 
 pub(crate) struct StepSettings {
-    pub run_id: String,
-    pub function_id: String,
+    pub run_id: RunId,
+    pub function_id: FunctionId,
     pub metrics: crate::metrics::Metrics,
     pub owner: String,
     pub retries: u32,
@@ -136,7 +137,7 @@ impl Step {
         &self.inner.settings
     }
 
-    fn lease_args(&self) -> (String, String, i64) {
+    fn lease_args(&self) -> (RunId, String, i64) {
         let s = &self.inner.settings;
         (s.run_id.clone(), s.owner.clone(), self.now())
     }

@@ -197,7 +197,7 @@ impl Step {
             .metrics
             .step_seconds
             .get_or_create(&crate::metrics::FunctionLabels {
-                function: settings.function_id.clone(),
+                function: settings.function_id.to_string(),
             })
             .observe(began.elapsed().as_secs_f64());
     }

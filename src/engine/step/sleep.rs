@@ -27,7 +27,7 @@ impl Step {
         let key = self.next_key(name);
         let now = self.now();
         let existing = self.memo(&key);
-        if existing.is_some_and(|row| row.status == "completed") {
+        if existing.is_some_and(|row| row.status == StepStatus::Completed) {
             return Ok(());
         }
         self.check_boundary()?;

@@ -194,7 +194,7 @@ pub(in crate::engine) fn hand_over(
             id: planned.run.id,
             function_id: planned.run.function_id,
             event_id: stored.id.clone(),
-            status: RunStatus::Running.as_str().to_owned(),
+            status: RunStatus::Running,
             run_at: now,
             attempt: 1,
             lease_owner: Some(lease.owner.clone()),

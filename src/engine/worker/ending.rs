@@ -6,7 +6,8 @@ use super::super::event::{
     Event, EventInput, FUNCTION_FAILED, FUNCTION_FINISHED, FUNCTION_INVOKED, Failure, Finished,
 };
 use super::super::intake::{self, Intake};
-use super::super::{Inner, Trigger, new_id};
+use super::super::{Inner, Trigger};
+use crate::ids::{EventId, RunId};
 use crate::state::RunStatus;
 use crate::store::{self, ClaimedRun, NewEvent, NewRun, StoreTx};
 
@@ -35,7 +36,7 @@ pub(super) fn failure_follow_up(
         .into_iter()
         .chain(listeners)
         .map(|function_id| NewRun {
-            id: new_id("run"),
+            id: RunId::new(),
             function_id,
             replay_of: None,
         })
@@ -50,7 +51,7 @@ pub(super) fn failure_follow_up(
         event: event.clone(),
     };
     let failure_event = NewEvent {
-        id: new_id("ev"),
+        id: EventId::new(),
         dedupe_key: Some(format!("failed:{}", run.id)),
         dedupe_for_ms: None,
         external_id: None,
@@ -92,9 +93,7 @@ impl Ending {
                         RunStatus::Completed
                     } else {
                         RunStatus::Failed
-                    }
-                    .as_str()
-                    .to_owned(),
+                    },
                     output: result.ok().cloned(),
                     error: result.err().map(str::to_owned),
                 };
@@ -121,7 +120,7 @@ impl Ending {
     pub(super) async fn apply(
         &self,
         tx: &mut StoreTx,
-        run_id: &str,
+        run_id: &RunId,
         now: i64,
     ) -> store::Result<bool> {
         let mut woke = false;

@@ -14,6 +14,7 @@ use super::apply::{self, Stop, fail};
 use super::dispatch::Start;
 use super::ending::Ending;
 use super::next::{self, Outcome};
+use crate::ids::RunId;
 use crate::store::{self, ClaimedRun};
 
 /// Executes one claimed run up to its next stop and records where it stopped.
@@ -24,14 +25,14 @@ pub(in crate::engine) async fn execute(inner: &Inner, run: ClaimedRun, start: St
     if let Ok(stop) = &outcome {
         inner
             .metrics
-            .run_ended(&run.function_id, stop.outcome.as_str());
+            .run_ended(run.function_id.as_str(), stop.outcome.as_str());
         if stop.outcome == Outcome::Completed {
             let ms = (inner.config.clock.now_ms() - run.created_at).max(0);
             inner
                 .metrics
                 .run_latency_seconds
                 .get_or_create(&crate::metrics::FunctionLabels {
-                    function: run.function_id.clone(),
+                    function: run.function_id.to_string(),
                 })
                 .observe(ms as f64 / 1000.0);
         }
@@ -161,7 +162,7 @@ async fn complete_quietly(
 
 /// The run's event as stored, if it is.
 async fn stored_event(inner: &Inner, run: &ClaimedRun) -> store::Result<Option<Event>> {
-    let Some(row) = inner.store.event(&run.event_id).await? else {
+    let Some(row) = inner.store.event(run.event_id.as_str()).await? else {
         return Ok(None);
     };
     Ok(Some(Event {
@@ -173,13 +174,13 @@ async fn stored_event(inner: &Inner, run: &ClaimedRun) -> store::Result<Option<E
     }))
 }
 
-fn set_active(inner: &Inner, run_id: &str, active: bool) {
+fn set_active(inner: &Inner, run_id: &RunId, active: bool) {
     let mut runs = inner
         .active
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if active {
-        runs.push(run_id.to_owned());
+        runs.push(run_id.clone());
     } else {
         runs.retain(|id| id != run_id);
     }

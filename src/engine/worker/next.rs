@@ -168,7 +168,7 @@ mod tests {
     fn listener() -> Box<NewListener> {
         Box::new(NewListener {
             id: "lis_1".into(),
-            run_id: "run_1".into(),
+            run_id: "run_1".parse().unwrap(),
             kind: ListenerKind::Wait,
             step_key: Some("approval".into()),
             event_name: "app/approved".into(),
@@ -271,7 +271,7 @@ mod tests {
     fn an_invoke_parks_the_run_with_the_invoked_run_to_start() {
         let intake = Intake {
             event: NewEvent {
-                id: "ev_1".into(),
+                id: "ev_1".parse().unwrap(),
                 dedupe_key: None,
                 dedupe_for_ms: None,
                 external_id: None,
@@ -283,7 +283,7 @@ mod tests {
                 object_id: None,
                 customer: None,
             },
-            runs: vec![PlannedRun::plain("child")],
+            runs: vec![PlannedRun::plain(&"child".parse().unwrap())],
             lease: None,
         };
         let halt = Halt::Wait {

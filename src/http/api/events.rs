@@ -69,13 +69,14 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.engine.store();
+    // Text, not an `EventId`: the sender's id (`evt_…`) finds the event too.
     let event = store
         .event(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("event", &id))?;
     let runs: Vec<RunView> = store
         .runs(&RunFilter {
-            event_id: Some(event.id.clone()),
+            event_id: Some(event.id.to_string()),
             limit: 1000,
             ..RunFilter::default()
         })

@@ -82,8 +82,8 @@ async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, 
     };
     let mut functions = Vec::new();
     for info in state.engine.functions() {
-        let hour = of(&hour_counts, &hour_bins, &info.id);
-        let day = of(&day_counts, &day_bins, &info.id);
+        let hour = of(&hour_counts, &hour_bins, info.id.as_str());
+        let day = of(&day_counts, &day_bins, info.id.as_str());
         let errors = store.latest_errors(&info.id, 5).await?;
         let mut entry = serde_json::to_value(&info).unwrap_or_default();
         entry["stats"] = json!({ "hour": hour, "day": day });
@@ -99,7 +99,7 @@ mod tests {
 
     fn bin(le_ms: i64, count: i64) -> DurationBin {
         DurationBin {
-            function_id: "f".into(),
+            function_id: "f".parse().unwrap(),
             le_ms,
             count,
         }
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn stats_count_outcomes_and_take_percentiles_from_bins() {
         let counts = FunctionCounts {
-            function_id: "f".into(),
+            function_id: "f".parse().unwrap(),
             runs: 21,
             completed: 19,
             failed: 1,

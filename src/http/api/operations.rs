@@ -13,6 +13,7 @@ use super::runs::RunView;
 use crate::engine::operations::{BulkKind, OperationError, ReplayMode};
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::ids::RunId;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -49,13 +50,19 @@ fn optional_body<T: Default>(body: Result<Json<T>, JsonRejection>) -> Result<T, 
     }
 }
 
+/// The run named in the path; an id that is no run id names no run, and is answered
+/// as an unknown one is.
+fn run_id(id: String) -> Result<RunId, OperationError> {
+    id.parse().map_err(|_| OperationError::NotFound(id))
+}
+
 async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Result<Json<ReplayBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body = optional_body(body)?;
-    let run = state.engine.replay(&id, body.mode).await?;
+    let run = state.engine.replay(&run_id(id)?, body.mode).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "mode": body.mode, "run": RunView::from(run) })),
@@ -66,7 +73,7 @@ async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let run = state.engine.cancel(&id).await?;
+    let run = state.engine.cancel(&run_id(id)?).await?;
     Ok(Json(json!({ "run": RunView::from(run) })))
 }
 

@@ -13,7 +13,8 @@ use super::params::{parse_limit, parse_opt_time, parse_statuses};
 use crate::engine::RunStatus;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::state::StepStatus;
+use crate::ids::{EventId, FunctionId, RunId};
+use crate::state::{StepKind, StepStatus};
 use crate::store::operations::RunQuery;
 use crate::store::{RunRow, StepRow};
 
@@ -44,14 +45,14 @@ pub const MAX_LIMIT: i64 = 1000;
 
 #[derive(Debug, Serialize)]
 pub struct RunView {
-    pub id: String,
-    pub function_id: String,
-    pub event_id: String,
-    pub status: String,
+    pub id: RunId,
+    pub function_id: FunctionId,
+    pub event_id: EventId,
+    pub status: RunStatus,
     pub attempt: i64,
     pub output: Value,
     pub error: Option<String>,
-    pub replay_of: Option<String>,
+    pub replay_of: Option<RunId>,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub ended_at: Option<i64>,
@@ -82,8 +83,8 @@ impl From<RunRow> for RunView {
 struct StepView {
     key: String,
     name: String,
-    kind: String,
-    status: String,
+    kind: StepKind,
+    status: StepStatus,
     attempts: i64,
     output: Value,
     error: Option<String>,
@@ -167,24 +168,26 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = state.engine.store();
+    // An id that is no run id names no run: the same answer as an unknown one.
+    let Ok(id) = id.parse::<RunId>() else {
+        return Err(ApiError::not_found("run", &id));
+    };
     let run = store
         .run(&id)
         .await?
-        .ok_or_else(|| ApiError::not_found("run", &id))?;
-    let event = store.event(&run.event_id).await?;
+        .ok_or_else(|| ApiError::not_found("run", id.as_str()))?;
+    let event = store.event(run.event_id.as_str()).await?;
     let steps: Vec<StepView> = store
         .steps(&id)
         .await?
         .into_iter()
         .map(StepView::from)
         .collect();
-    let failed_step = if run.status == RunStatus::Failed.as_str() {
+    let failed_step = if run.status == RunStatus::Failed {
         steps
             .iter()
             .rev()
-            .find(|s| {
-                s.status == StepStatus::Failed.as_str() || s.status == StepStatus::Errored.as_str()
-            })
+            .find(|s| matches!(s.status, StepStatus::Failed | StepStatus::Errored))
             .map(|s| s.key.clone())
     } else {
         None

@@ -3,6 +3,7 @@
 
 use super::{IngestOutcome, NewEvent, NewLease, NewRun, queues_runs};
 use crate::args;
+use crate::ids::EventId;
 use crate::store::params::{Columns, Params};
 use crate::store::postgres::{self, BatchedEvent, Made};
 use crate::store::rows::EventRow;
@@ -35,7 +36,7 @@ impl StoreTx {
         let (sql, args) = event_statement(self.dialect(), event, runs, lease, false);
         let claim = match self.dialect() {
             Dialect::Sqlite => {
-                let (holder, listened): (String, bool) = self.fetch_one(&sql, args).await?;
+                let (holder, listened): (EventId, bool) = self.fetch_one(&sql, args).await?;
                 if holder == event.id {
                     Claim::Won { listened }
                 } else {
@@ -66,10 +67,10 @@ impl StoreTx {
     /// On PostgreSQL, after the event's statement stored nothing: counts a duplicate on
     /// the event that holds the key and answers its id. The statement's snapshot may
     /// predate the holder's commit, so this takes statements of its own.
-    async fn count_duplicate(&mut self, event: &NewEvent) -> Result<String> {
+    async fn count_duplicate(&mut self, event: &NewEvent) -> Result<EventId> {
         let holder = match key_window(event) {
             Some((key, _)) => {
-                let (holder,): (String,) = self
+                let (holder,): (EventId,) = self
                     .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
                     .await?;
                 self.execute(
@@ -80,7 +81,7 @@ impl StoreTx {
                 holder
             }
             None => {
-                let (holder,): (String,) = self
+                let (holder,): (EventId,) = self
                     .fetch_one(
                         "UPDATE events SET duplicates = duplicates + 1 WHERE dedupe_key = $1 \
                          RETURNING id",
@@ -98,10 +99,10 @@ impl StoreTx {
     pub(crate) async fn claim_event_key(
         &mut self,
         key: &str,
-        event_id: &str,
+        event_id: &EventId,
         now: i64,
         window: i64,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<EventId>> {
         let taken: Option<(String,)> = self
             .fetch_optional(
                 "INSERT INTO event_keys (key, event_id, expires_at) VALUES ($1, $2, $3) \
@@ -114,7 +115,7 @@ impl StoreTx {
         if taken.is_some() {
             return Ok(None);
         }
-        let (holder,): (String,) = self
+        let (holder,): (EventId,) = self
             .fetch_one("SELECT event_id FROM event_keys WHERE key = $1", args![key])
             .await?;
         Ok(Some(holder))
@@ -160,7 +161,8 @@ impl Store {
         Ok(Some(accepted(event, runs)))
     }
 
-    /// Finds an event by its own id or by the id its sender gave it (`evt_…`).
+    /// Finds an event by its own id or by the id its sender gave it (`evt_…`), hence
+    /// text rather than an [`EventId`].
     pub(crate) async fn event(&self, id: &str) -> Result<Option<EventRow>> {
         self.fetch_optional(
             &format!(
@@ -343,7 +345,7 @@ enum Claim {
     /// whether any listener waits for its name.
     Won { listened: bool },
     /// Another event holds the key; its duplicate count moved.
-    Lost { holder: String },
+    Lost { holder: EventId },
 }
 
 #[cfg(test)]
@@ -353,7 +355,7 @@ mod tests {
 
     fn event(window: Option<i64>) -> NewEvent {
         NewEvent {
-            id: "ev_1".into(),
+            id: "ev_1".parse().unwrap(),
             dedupe_key: Some("stripe:evt_1".into()),
             dedupe_for_ms: window,
             external_id: Some("evt_1".into()),
@@ -369,8 +371,8 @@ mod tests {
 
     fn run(n: usize) -> NewRun {
         NewRun {
-            id: format!("run_{n}"),
-            function_id: "f".into(),
+            id: format!("run_{n}").parse().unwrap(),
+            function_id: "f".parse().unwrap(),
             replay_of: None,
         }
     }

@@ -7,8 +7,10 @@ mod runs;
 mod settings;
 mod steps;
 
-use crate::state::{StepKind, StepStatus};
 use serde::Serialize;
+
+use crate::ids::{EventId, FunctionId, RunId};
+use crate::state::{StepKind, StepStatus};
 
 use super::rows::RunRow;
 
@@ -19,7 +21,7 @@ pub(super) use steps::{STEP_COLUMNS, STEP_UPSERT};
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     /// paysteps' id for the event, `ev_…`.
-    pub id: String,
+    pub id: EventId,
     /// Dedupe key (`stripe:evt_…`); `None` stores the event unconditionally.
     pub dedupe_key: Option<String>,
     /// How long the key holds, in milliseconds; `None` holds it for ever.
@@ -46,11 +48,11 @@ pub struct NewEvent {
 #[derive(Debug, Clone)]
 pub struct NewRun {
     /// paysteps' id for the run, `run_…`.
-    pub id: String,
+    pub id: RunId,
     /// The id of the function the run executes.
-    pub function_id: String,
+    pub function_id: FunctionId,
     /// The run this one replays, if it is a replay.
-    pub replay_of: Option<String>,
+    pub replay_of: Option<RunId>,
 }
 
 /// A lease on an event's runs taken as they are stored, so that the engine storing
@@ -75,14 +77,14 @@ pub enum IngestOutcome {
     /// The event was stored and started these runs (ids `run_…`, possibly none).
     Accepted {
         /// paysteps' id for the stored event, `ev_…`.
-        event_id: String,
+        event_id: EventId,
         /// The runs it started, `run_…`.
-        runs: Vec<String>,
+        runs: Vec<RunId>,
     },
     /// An event with the same dedupe key was already stored; nothing was started.
     Duplicate {
         /// paysteps' id of the event already stored, `ev_…`.
-        event_id: String,
+        event_id: EventId,
     },
 }
 
@@ -117,7 +119,8 @@ pub struct StepUpdate {
     pub ended_at: Option<i64>,
 }
 
-/// Which runs to list; every field narrows the selection.
+/// Which runs to list; every field narrows the selection. The fields are text as a
+/// caller gave it: a value that names no run (a malformed id included) selects nothing.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     /// Only runs with this status (lowercase, e.g. `failed`).

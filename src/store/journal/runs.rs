@@ -2,6 +2,7 @@
 
 use super::{ClaimedRun, NewRun, RunFilter};
 use crate::args;
+use crate::ids::{EventId, RunId};
 use crate::state::RunStatus;
 use crate::store::postgres::{Made, RunEnd};
 use crate::store::rows::RunRow;
@@ -19,7 +20,7 @@ impl StoreTx {
     /// Creates a run of `event_id`, queued and due at `now` (milliseconds since the Unix
     /// epoch).
     #[doc(hidden)]
-    pub async fn insert_run(&mut self, event_id: &str, run: &NewRun, now: i64) -> Result<()> {
+    pub async fn insert_run(&mut self, event_id: &EventId, run: &NewRun, now: i64) -> Result<()> {
         self.insert_run_as(event_id, run, RunStatus::Queued, now, None, now)
             .await
     }
@@ -28,7 +29,7 @@ impl StoreTx {
     #[doc(hidden)]
     pub async fn finish_run(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         status: RunStatus,
         output: Option<String>,
@@ -47,7 +48,7 @@ impl StoreTx {
     /// Gives up the lease and parks the run as `queued` or `sleeping` until `run_at`.
     pub(crate) async fn park_run(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         status: RunStatus,
         run_at: i64,
@@ -105,7 +106,7 @@ impl Store {
     /// batched with other runs ending and answered once committed.
     pub(crate) async fn complete_run_early(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         output: String,
         now: i64,
@@ -141,7 +142,7 @@ impl Store {
     #[doc(hidden)]
     pub async fn finish_run(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         status: RunStatus,
         output: Option<String>,
@@ -150,9 +151,9 @@ impl Store {
     ) -> Result<bool> {
         if let Backend::Postgres(pg) = &self.0 {
             let write = RunEnd {
-                run_id: run_id.to_owned(),
+                run_id: run_id.clone(),
                 owner: owner.to_owned(),
-                status: status.as_str().to_owned(),
+                status,
                 output: output.clone(),
                 error: error.clone(),
                 at: now,
@@ -181,7 +182,7 @@ impl Store {
 
     /// The run with this id (`run_…`), if any.
     #[doc(hidden)]
-    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+    pub async fn run(&self, run_id: &RunId) -> Result<Option<RunRow>> {
         self.fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"),
             args![run_id],

@@ -1,11 +1,12 @@
 //! Small tables beside the journal: each cron function's last tick, and settings.
 
 use crate::args;
+use crate::ids::FunctionId;
 use crate::store::{Result, Store, StoreTx};
 
 impl StoreTx {
     /// Records when a cron schedule starts, unless it already has a last tick.
-    pub(crate) async fn start_cron(&mut self, function_id: &str, now: i64) -> Result<()> {
+    pub(crate) async fn start_cron(&mut self, function_id: &FunctionId, now: i64) -> Result<()> {
         self.execute(
             "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
              ON CONFLICT (function_id) DO NOTHING",
@@ -16,7 +17,7 @@ impl StoreTx {
     }
 
     /// Moves a cron function's last tick forward (never back).
-    pub(crate) async fn advance_cron(&mut self, function_id: &str, tick: i64) -> Result<()> {
+    pub(crate) async fn advance_cron(&mut self, function_id: &FunctionId, tick: i64) -> Result<()> {
         self.execute(
             "INSERT INTO cron_state (function_id, last_tick) VALUES ($1, $2) \
              ON CONFLICT (function_id) DO UPDATE SET last_tick = excluded.last_tick \
@@ -56,7 +57,7 @@ impl StoreTx {
 impl Store {
     /// The last tick a cron function fired (milliseconds since the Unix epoch); `None`
     /// before its first.
-    pub(crate) async fn cron_last_tick(&self, function_id: &str) -> Result<Option<i64>> {
+    pub(crate) async fn cron_last_tick(&self, function_id: &FunctionId) -> Result<Option<i64>> {
         let row: Option<(i64,)> = self
             .fetch_optional(
                 "SELECT last_tick FROM cron_state WHERE function_id = $1",

@@ -2,6 +2,7 @@
 
 use super::StepUpdate;
 use crate::args;
+use crate::ids::RunId;
 use crate::store::params::{Columns, Params};
 use crate::store::postgres::{Made, StepCheckpoint};
 use crate::store::rows::StepRow;
@@ -16,7 +17,7 @@ pub(in crate::store) const STEP_UPSERT: &str = "ON CONFLICT (run_id, step_key) D
 
 impl StoreTx {
     /// Writes a step checkpoint, replacing the step's previous row.
-    pub(crate) async fn save_step(&mut self, run_id: &str, step: &StepUpdate) -> Result<()> {
+    pub(crate) async fn save_step(&mut self, run_id: &RunId, step: &StepUpdate) -> Result<()> {
         let mut params = Params::default();
         let row = step_row(&mut params, run_id, step);
         let sql = format!(
@@ -33,7 +34,7 @@ impl StoreTx {
     /// finished elsewhere.
     pub(crate) async fn save_step_if_leased(
         &mut self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         step: &StepUpdate,
     ) -> Result<bool> {
@@ -51,14 +52,14 @@ impl Store {
     #[doc(hidden)]
     pub async fn save_step_early(
         &self,
-        run_id: &str,
+        run_id: &RunId,
         owner: &str,
         step: &StepUpdate,
         after: Option<Generation>,
     ) -> Result<(bool, Option<Durability>)> {
         if let Backend::Postgres(pg) = &self.0 {
             let write = StepCheckpoint {
-                run_id: run_id.to_owned(),
+                run_id: run_id.clone(),
                 owner: owner.to_owned(),
                 step: step.clone(),
             };
@@ -84,7 +85,7 @@ impl Store {
 
     /// A run's steps, in the order they first ran.
     #[doc(hidden)]
-    pub async fn steps(&self, run_id: &str) -> Result<Vec<StepRow>> {
+    pub async fn steps(&self, run_id: &RunId) -> Result<Vec<StepRow>> {
         self.fetch_all(
             &format!("SELECT {STEP_COLUMNS} FROM steps WHERE run_id = $1 ORDER BY position"),
             args![run_id],
@@ -94,7 +95,7 @@ impl Store {
 }
 
 /// A step's row: its columns, each with its value bound in `params`.
-fn step_row(params: &mut Params, run_id: &str, step: &StepUpdate) -> Columns {
+fn step_row(params: &mut Params, run_id: &RunId, step: &StepUpdate) -> Columns {
     Columns::default()
         .bind(params, "run_id", run_id)
         .bind(params, "step_key", &step.key)
@@ -112,7 +113,7 @@ fn step_row(params: &mut Params, run_id: &str, step: &StepUpdate) -> Columns {
 
 /// Writes a step checkpoint provided `owner` holds the run's lease: the statement and
 /// its arguments.
-fn leased_step(run_id: &str, owner: &str, step: &StepUpdate) -> (String, Vec<Arg>) {
+fn leased_step(run_id: &RunId, owner: &str, step: &StepUpdate) -> (String, Vec<Arg>) {
     let mut params = Params::default();
     let row = step_row(&mut params, run_id, step);
     let owner = params.bind(owner);
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn a_step_row_lists_the_step_columns() {
         let mut params = Params::default();
-        let row = step_row(&mut params, "run_1", &step());
+        let row = step_row(&mut params, &"run_1".parse().unwrap(), &step());
         assert_eq!(row.names(), STEP_COLUMNS);
         let sql = format!("VALUES ({})", row.values());
         assert_matches_args(&sql, &params.into_args());
@@ -160,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_leased_checkpoint_reads_exactly_its_arguments() {
-        let (sql, args) = leased_step("run_1", "wrk_1", &step());
+        let (sql, args) = leased_step(&"run_1".parse().unwrap(), "wrk_1", &step());
         assert_matches_args(&sql, &args);
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use paysteps::RunId;
 use paysteps::testing::engine::{
     Backoff, Clock, Engine, EngineBuilder, EngineConfig, FaultPlan, Function as EngineFunction,
     system_now_ms,
@@ -279,7 +280,7 @@ impl TestApp {
         panic!("runs did not settle");
     }
 
-    pub async fn run(&self, run_id: &str) -> Value {
+    pub async fn run(&self, run_id: impl std::fmt::Display) -> Value {
         let (status, body) = self.get(&format!("/api/v1/runs/{run_id}")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
@@ -291,7 +292,7 @@ impl TestApp {
 }
 
 /// Ingests an application event with `data` and returns the runs it started.
-pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<String> {
+pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<RunId> {
     let outcome = engine
         .ingest(paysteps::testing::engine::EventInput::new(name, &data))
         .await
@@ -303,7 +304,7 @@ pub async fn send(engine: &Engine, name: &str, data: Value) -> Vec<String> {
 }
 
 /// Ingests an application event and returns the one run it started.
-pub async fn start_run(engine: &Engine, name: &str) -> String {
+pub async fn start_run(engine: &Engine, name: &str) -> RunId {
     let outcome = engine
         .ingest(paysteps::testing::engine::EventInput::new(
             name,

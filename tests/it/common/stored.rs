@@ -10,7 +10,7 @@ pub const NAME: &str = "stripe/test.stored";
 /// its key holds for ever.
 pub fn stripe_event(id: &str, evt_id: &str, run_id: &str, function: &str) -> (NewEvent, NewRun) {
     let event = NewEvent {
-        id: id.into(),
+        id: id.parse().expect("an event id"),
         dedupe_key: Some(format!("stripe:{evt_id}")),
         dedupe_for_ms: None,
         external_id: Some(evt_id.into()),
@@ -23,8 +23,8 @@ pub fn stripe_event(id: &str, evt_id: &str, run_id: &str, function: &str) -> (Ne
         customer: None,
     };
     let run = NewRun {
-        id: run_id.into(),
-        function_id: function.into(),
+        id: run_id.parse().expect("a run id"),
+        function_id: function.parse().expect("a function id"),
         replay_of: None,
     };
     (event, run)

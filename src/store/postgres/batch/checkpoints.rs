@@ -2,6 +2,8 @@
 //! transaction, and runs ending. Each is made only while its run's lease is held, as the
 //! single statements it stands for are.
 
+use crate::ids::RunId;
+use crate::state::RunStatus;
 use std::sync::LazyLock;
 
 use super::{BatchQuery, Batched, column};
@@ -32,7 +34,7 @@ const FINISH_RUNS: &str = "UPDATE runs SET status = f.status, output = f.output,
 
 /// A step checkpoint of a run held by `owner`.
 pub(in crate::store) struct StepCheckpoint {
-    pub run_id: String,
+    pub run_id: RunId,
     pub owner: String,
     pub step: StepUpdate,
 }
@@ -58,9 +60,9 @@ impl Batched for StepCheckpoint {
 
 /// The end of a run held by `owner`: its final status, output or error, and when.
 pub(in crate::store) struct RunEnd {
-    pub run_id: String,
+    pub run_id: RunId,
     pub owner: String,
-    pub status: String,
+    pub status: RunStatus,
     pub output: Option<String>,
     pub error: Option<String>,
     pub at: i64,

@@ -4,6 +4,7 @@
 //! take.
 
 use super::{BatchQuery, Batched, column};
+use crate::ids::RunId;
 use crate::store::journal::{NewEvent, NewLease, NewRun, queues_runs};
 
 /// Inserts the batch's events that no listener waits for and whose dedupe key is free,
@@ -80,7 +81,7 @@ impl Batched for BatchedEvent {
             .bind(runs().map(|(_, w)| w.event.id.as_str()).collect::<Vec<_>>())
             .bind(
                 runs()
-                    .map(|(r, _)| r.replay_of.as_deref())
+                    .map(|(r, _)| r.replay_of.as_ref().map(RunId::as_str))
                     .collect::<Vec<_>>(),
             )
     }
