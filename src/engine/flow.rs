@@ -1,11 +1,14 @@
 //! Flow control a function declares: how many of its runs may be in progress, how fast
 //! they may start, which events start none, and which events cancel them.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::clock::duration_ms;
+use super::expr::Expr;
 use super::path;
 use crate::ids::FunctionId;
 
@@ -54,6 +57,44 @@ pub(crate) struct Flow {
     /// A path whose value, once seen, starts no further run of the function for 24 h.
     pub idempotency: Option<String>,
     pub cancel_on: Vec<CancelOn>,
+    /// Keys written as expressions (an SDK function's), read instead of the paths.
+    pub exprs: Option<Arc<ExprKeys>>,
+}
+
+/// Flow keys written as expressions over the event as the function's code sees it.
+pub(crate) struct ExprKeys {
+    pub concurrency: Option<Expr>,
+    pub throttle: Option<Expr>,
+    pub idempotency: Option<Expr>,
+    /// The event the expressions read, from the stored event's name and payload.
+    pub shape: fn(&str, &Value) -> Value,
+}
+
+impl ExprKeys {
+    fn read(&self, expr: Option<&Expr>, name: &str, payload: &Value) -> Option<String> {
+        let event = (self.shape)(name, payload);
+        expr?.key(&[("event", &event)])
+    }
+}
+
+impl PartialEq for ExprKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.concurrency == other.concurrency
+            && self.throttle == other.throttle
+            && self.idempotency == other.idempotency
+    }
+}
+
+impl Eq for ExprKeys {}
+
+impl fmt::Debug for ExprKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExprKeys")
+            .field("concurrency", &self.concurrency)
+            .field("throttle", &self.throttle)
+            .field("idempotency", &self.idempotency)
+            .finish()
+    }
 }
 
 /// How long an idempotency key holds.
@@ -80,28 +121,34 @@ impl RunFlow {
 impl Flow {
     /// The keys of a run of `function_id` started by this event.
     pub fn for_event(&self, function_id: &FunctionId, name: &str, payload: &Value) -> RunFlow {
-        let keyed = |scope: &str, key: &Option<String>| match key {
-            None => format!("{function_id}:{scope}"),
-            Some(p) => format!(
-                "{function_id}:{scope}:{}",
-                path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v))
-            ),
+        let read = |p: &str| {
+            path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v))
         };
+        let exprs = self.exprs.as_deref();
+        let by_expr = |pick: fn(&ExprKeys) -> Option<&Expr>| {
+            exprs
+                .and_then(|e| pick(e).map(|expr| e.read(Some(expr), name, payload)))
+                .map(Option::unwrap_or_default)
+        };
+        let keyed = |scope: &str, key: &Option<String>, expr: Option<String>| match (expr, key) {
+            (Some(value), _) => format!("{function_id}:{scope}:{value}"),
+            (None, None) => format!("{function_id}:{scope}"),
+            (None, Some(p)) => format!("{function_id}:{scope}:{}", read(p)),
+        };
+        let idempotency =
+            by_expr(|e| e.idempotency.as_ref()).or_else(|| self.idempotency.as_deref().map(read));
         RunFlow {
-            concurrency: self
-                .concurrency
-                .as_ref()
-                .map(|c| (keyed("concurrency", &c.key), i64::from(c.limit.max(1)))),
+            concurrency: self.concurrency.as_ref().map(|c| {
+                let key = keyed("concurrency", &c.key, by_expr(|e| e.concurrency.as_ref()));
+                (key, i64::from(c.limit.max(1)))
+            }),
             throttle: self.throttle.as_ref().map(|t| {
                 let spacing = (duration_ms(t.period) / i64::from(t.limit.max(1))).max(1);
                 let burst = i64::from(t.burst.max(1) - 1) * spacing;
-                (keyed("throttle", &t.key), spacing, burst)
+                let key = keyed("throttle", &t.key, by_expr(|e| e.throttle.as_ref()));
+                (key, spacing, burst)
             }),
-            idempotency_key: self.idempotency.as_ref().map(|p| {
-                let value =
-                    path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v));
-                format!("idempotency:{function_id}:{value}")
-            }),
+            idempotency_key: idempotency.map(|value| format!("idempotency:{function_id}:{value}")),
             cancel_on: self
                 .cancel_on
                 .iter()

@@ -6,12 +6,34 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use super::cron::{Schedule, ScheduleError};
+use super::event::Event;
 use super::flow::{CancelOn, Concurrency, Flow, Throttle};
 use super::step::{Ctx, Interrupt};
 use crate::ids::FunctionId;
 
 pub(crate) type Handler =
     Arc<dyn Fn(Ctx) -> BoxFuture<'static, Result<serde_json::Value, Interrupt>> + Send + Sync>;
+
+/// Whether an event a trigger names starts the function after all (an SDK trigger's
+/// `expression`).
+pub(crate) type Condition = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
+
+/// One of the ways a function starts: a trigger, and for an event trigger, a condition
+/// the event must meet.
+#[derive(Clone)]
+pub(crate) struct Starter {
+    pub trigger: Trigger,
+    pub condition: Option<Condition>,
+}
+
+impl Starter {
+    pub fn new(trigger: Trigger) -> Starter {
+        Starter {
+            trigger,
+            condition: None,
+        }
+    }
+}
 
 /// What starts a function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +96,9 @@ impl Trigger {
 #[derive(Clone)]
 pub struct Function {
     pub(crate) id: String,
-    pub(crate) trigger: Trigger,
+    /// What starts the function: one trigger for a Rust function, any number (none for
+    /// an SDK function only ever invoked) for an SDK function.
+    pub(crate) starters: Vec<Starter>,
     pub(crate) retries: u32,
     pub(crate) step_timeout: Option<Duration>,
     pub(crate) handler: Handler,
@@ -100,7 +124,7 @@ impl Function {
     {
         Function {
             id: id.into(),
-            trigger,
+            starters: vec![Starter::new(trigger)],
             retries: DEFAULT_RETRIES,
             step_timeout: None,
             handler: boxed(handler),
@@ -223,9 +247,31 @@ impl Function {
         &self.id
     }
 
-    /// What starts the function.
+    /// What starts the function: its first trigger ([`Trigger::Internal`] when it has
+    /// none).
     pub fn trigger(&self) -> &Trigger {
-        &self.trigger
+        self.starters
+            .first()
+            .map_or(&Trigger::Internal, |s| &s.trigger)
+    }
+
+    /// A function whose code runs elsewhere (an SDK app's), started by `starters`.
+    pub(crate) fn remote(
+        id: String,
+        starters: Vec<Starter>,
+        retries: u32,
+        flow: Flow,
+        handler: Handler,
+    ) -> Function {
+        Function {
+            id,
+            starters,
+            retries,
+            step_timeout: None,
+            handler,
+            on_failure: None,
+            flow,
+        }
     }
 
     /// The id under which this function's failure handler runs.

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::event::{Event, EventInput};
-use super::flow::{IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
+use super::flow::{Flow, IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{Engine, clock::duration_ms, new_id, path};
 use crate::ids::{EventId, FunctionId, RunId};
@@ -70,22 +70,38 @@ impl PlannedRun {
 impl Registry {
     /// The runs `event` starts: one per function it triggers, with each one's flow keys.
     pub fn plan(&self, event: NewEvent) -> Intake {
+        let candidates = self.listening_to(&event.name);
         let mut payload: Option<Option<Value>> = None;
-        let runs = self
-            .triggered_by(&event.name)
-            .map(|f| {
-                let mut planned = PlannedRun::plain(&f.id);
-                if f.flow != Default::default() {
-                    let parsed = payload
-                        .get_or_insert_with(|| serde_json::from_str(&event.data).ok())
-                        .as_ref();
-                    if let Some(value) = parsed {
-                        planned.flow = f.flow.for_event(&f.id, &event.name, value);
-                    }
+        let mut seen: Option<Event> = None;
+        let mut runs = Vec::with_capacity(candidates.len());
+        for f in candidates {
+            let plain_flow = f.flow == Flow::default();
+            let value = if f.has_conditions() || !plain_flow {
+                payload
+                    .get_or_insert_with(|| serde_json::from_str(&event.data).ok())
+                    .as_ref()
+            } else {
+                None
+            };
+            if f.has_conditions() {
+                let Some(data) = value else { continue };
+                let seen = seen.get_or_insert_with(|| Event {
+                    id: event.id.clone(),
+                    external_id: event.external_id.clone(),
+                    name: event.name.clone(),
+                    data: data.clone(),
+                    ts: event.ts,
+                });
+                if !f.started_by(seen) {
+                    continue;
                 }
-                planned
-            })
-            .collect();
+            }
+            let mut planned = PlannedRun::plain(&f.id);
+            if !plain_flow && let Some(value) = value {
+                planned.flow = f.flow.for_event(&f.id, &event.name, value);
+            }
+            runs.push(planned);
+        }
         Intake {
             event,
             runs,

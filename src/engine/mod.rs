@@ -5,6 +5,7 @@ mod clock;
 mod cron;
 mod error;
 mod event;
+pub(crate) mod expr;
 mod flow;
 mod function;
 mod intake;
@@ -30,13 +31,17 @@ pub use clock::{Clock, system_now_ms};
 pub use cron::{Schedule, ScheduleError};
 pub use error::{EngineError, NonRetriable, StepError};
 pub use event::{CRON_TICK, Event, EventInput, FUNCTION_FAILED, Failure};
+pub(crate) use event::{FUNCTION_INVOKED, Finished};
 pub use flow::{CancelOn, Concurrency, Throttle};
+pub(crate) use flow::{ExprKeys, Flow};
+pub(crate) use function::Starter;
 pub use function::{DEFAULT_RETRIES, Function, Trigger};
 pub use retry::Backoff;
 pub use shutdown::Stopped;
 pub use step::{Ctx, Interrupt, Step, WaitFor};
 #[cfg(feature = "testing")]
 pub use step::{FaultPlan, InjectedFault};
+pub(crate) use step::{Invoked, RemoteStep};
 
 use crate::ids::FunctionId;
 use crate::metrics::Metrics;
@@ -247,26 +252,45 @@ impl Engine {
         &self.inner.config.clock
     }
 
-    /// Every registered function, failure handlers included.
+    /// Every registered function, failure handlers and SDK apps' functions included.
     pub fn functions(&self) -> Vec<FunctionInfo> {
         self.inner
             .registry
+            .all()
             .iter()
-            .map(|f| FunctionInfo {
-                id: f.id.clone(),
-                trigger: match &f.trigger {
-                    Trigger::Event(name) => Some(name.clone()),
-                    Trigger::Cron(_) | Trigger::Internal => None,
-                },
-                cron: match &f.trigger {
-                    Trigger::Cron(s) => Some(format!("{} ({})", s.expr(), s.time_zone())),
-                    _ => None,
-                },
-                retries: f.retries,
-                step_timeout_ms: f.timeout.map(|t| t.as_millis()),
-                on_failure: f.on_failure.clone(),
+            .map(|f| {
+                let events: Vec<String> = f
+                    .starters
+                    .iter()
+                    .filter_map(|s| match &s.trigger {
+                        Trigger::Event(name) => Some(name.clone()),
+                        Trigger::Cron(_) | Trigger::Internal => None,
+                    })
+                    .collect();
+                let crons: Vec<String> = f
+                    .crons()
+                    .map(|(_, s)| format!("{} ({})", s.expr(), s.time_zone()))
+                    .collect();
+                FunctionInfo {
+                    id: f.id.clone(),
+                    trigger: (!events.is_empty()).then(|| events.join(", ")),
+                    cron: (!crons.is_empty()).then(|| crons.join(", ")),
+                    retries: f.retries,
+                    step_timeout_ms: f.timeout.map(|t| t.as_millis()),
+                    on_failure: f.on_failure.clone(),
+                }
             })
             .collect()
+    }
+
+    /// Replaces the functions of the SDK app at `app` with `functions`; their crons are
+    /// fired from now on. Refused, changing nothing, when an id is taken outside the app.
+    pub(crate) fn install_app(
+        &self,
+        app: &str,
+        functions: Vec<Function>,
+    ) -> Result<(), EngineError> {
+        self.inner.registry.install_app(app, functions)
     }
 
     /// Stores an event and one queued run per function it triggers, in one transaction;

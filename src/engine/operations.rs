@@ -162,8 +162,13 @@ impl Engine {
     /// Starts a new run of the same function on the same event, linked to the original
     /// by `replay_of`. The original must have ended.
     pub async fn replay(&self, run_id: &RunId, mode: ReplayMode) -> Result<RunRow, OperationError> {
-        let registered: Vec<FunctionId> =
-            self.inner.registry.iter().map(|f| f.id.clone()).collect();
+        let registered: Vec<FunctionId> = self
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|f| f.id.clone())
+            .collect();
         let now = self.clock().now_ms();
         let run_id = run_id.clone();
         let new = self
@@ -209,8 +214,13 @@ impl Engine {
         expected: Option<i64>,
     ) -> Result<BulkOutcome, OperationError> {
         let query = selection.query(BulkKind::Replay)?;
-        let registered: Vec<FunctionId> =
-            self.inner.registry.iter().map(|f| f.id.clone()).collect();
+        let registered: Vec<FunctionId> = self
+            .inner
+            .registry
+            .all()
+            .iter()
+            .map(|f| f.id.clone())
+            .collect();
         let now = self.clock().now_ms();
         let outcome = self
             .store()

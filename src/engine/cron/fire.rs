@@ -5,27 +5,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::super::Inner;
 use super::super::event::CRON_TICK;
-use super::super::{Inner, Trigger};
+use super::Schedule;
 use super::{TickDecision, decide};
-use crate::ids::{EventId, RunId};
+use crate::ids::{EventId, FunctionId, RunId};
 use crate::store::{self, IngestOutcome, NewEvent, NewRun, Write};
 
 /// Fires cron ticks as they fall due.
+/// An app's sync may add or change schedules at any time: the loop looks again when
+/// one does.
 pub(in crate::engine) async fn cron_loop(inner: Arc<Inner>) {
-    let schedules: Vec<_> = inner
-        .registry
-        .iter()
-        .filter_map(|f| match &f.trigger {
-            Trigger::Cron(schedule) => Some(schedule.as_ref().clone()),
-            _ => None,
-        })
-        .collect();
-    if schedules.is_empty() {
-        return;
-    }
     loop {
-        if let Err(err) = fire_cron(&inner).await {
+        let changed = inner.registry.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let schedules: Vec<Schedule> = inner
+            .registry
+            .all()
+            .iter()
+            .flat_map(|f| f.crons().map(|(_, s)| s.clone()).collect::<Vec<_>>())
+            .collect();
+        if !schedules.is_empty()
+            && let Err(err) = fire_cron(&inner).await
+        {
             tracing::warn!(error = %err, "firing cron ticks failed");
         }
         let now = inner.config.clock.now_ms();
@@ -33,6 +36,7 @@ pub(in crate::engine) async fn cron_loop(inner: Arc<Inner>) {
         let wait_ms = next.map_or(60_000, |at| (at - now).clamp(10, 60_000));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(wait_ms as u64)) => {}
+            _ = changed => {}
             _ = inner.shutdown.cancelled() => return,
         }
     }
@@ -40,27 +44,34 @@ pub(in crate::engine) async fn cron_loop(inner: Arc<Inner>) {
 
 pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> {
     let mut started = 0;
-    for function in inner.registry.iter() {
-        let Trigger::Cron(schedule) = &function.trigger else {
-            continue;
-        };
+    let crons: Vec<(FunctionId, FunctionId, Schedule)> = inner
+        .registry
+        .all()
+        .iter()
+        .flat_map(|f| {
+            f.crons()
+                .map(|(name, s)| (f.id.clone(), name, s.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (function_id, cron_name, schedule) in crons {
+        let schedule = &schedule;
         let now = inner.config.clock.now_ms();
-        let last = inner.store.cron_last_tick(&function.id).await?;
-        let function_id = function.id.clone();
+        let last = inner.store.cron_last_tick(&cron_name).await?;
         match decide(schedule, last, now) {
             TickDecision::Wait => {}
             TickDecision::Start => {
                 inner
                     .store
                     .write(Write::isolated(), move |tx| {
-                        Box::pin(async move { tx.start_cron(&function_id, now).await })
+                        Box::pin(async move { tx.start_cron(&cron_name, now).await })
                     })
                     .await?;
             }
             TickDecision::Fire(tick) => {
                 let event = NewEvent {
                     id: EventId::new(),
-                    dedupe_key: Some(format!("cron:{function_id}:{tick}")),
+                    dedupe_key: Some(format!("cron:{cron_name}:{tick}")),
                     dedupe_for_ms: None,
                     external_id: None,
                     name: CRON_TICK.to_owned(),
@@ -88,7 +99,7 @@ pub(in crate::engine) async fn fire_cron(inner: &Inner) -> store::Result<usize> 
                         Box::pin(async move {
                             let outcome =
                                 tx.insert_event(&event, std::slice::from_ref(&run)).await?;
-                            tx.advance_cron(&function_id, tick).await?;
+                            tx.advance_cron(&cron_name, tick).await?;
                             Ok(outcome)
                         })
                     })

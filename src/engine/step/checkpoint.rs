@@ -61,7 +61,7 @@ impl Step {
         Ok(())
     }
 
-    pub(in crate::engine) async fn settle_or_halt(&self) -> Result<(), Interrupt> {
+    pub(crate) async fn settle_or_halt(&self) -> Result<(), Interrupt> {
         self.settle()
             .await
             .map_err(|err| self.halt(Halt::Store(err.to_string())))

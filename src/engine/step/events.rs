@@ -81,6 +81,15 @@ impl WaitFor {
     }
 }
 
+/// How an invocation ended.
+#[derive(Debug)]
+pub(crate) enum Invoked {
+    /// The invoked run ended: its output, or its error.
+    Finished(Result<Value, String>),
+    /// It had not ended by the timeout.
+    TimedOut,
+}
+
 /// Where a waiting step stands when the run is executed again.
 enum WaitState {
     Done(Option<String>),
@@ -98,6 +107,17 @@ impl Step {
         wait: WaitFor,
     ) -> Result<Option<Event>, Interrupt> {
         let key = self.next_key(name);
+        self.wait_keyed(&key, name, wait).await
+    }
+
+    /// [`Step::wait_for_event`] for a wait an app asked for under its own `key`.
+    pub(crate) async fn wait_keyed(
+        &self,
+        key: &str,
+        name: &str,
+        wait: WaitFor,
+    ) -> Result<Option<Event>, Interrupt> {
+        let key = key.to_owned();
         match self.wait_state(&key)? {
             WaitState::Done(output) => decode(name, output.as_deref()),
             WaitState::Waiting { row, wake_at } => self.keep_waiting(row, wake_at).await,
@@ -200,17 +220,15 @@ impl Step {
         timeout: Duration,
     ) -> Result<Result<Value, String>, Interrupt> {
         let key = self.next_key(name);
-        match self.wait_state(&key)? {
-            WaitState::Done(output) => {
-                let finished: Finished = decode::<Event>(name, output.as_deref())?
-                    .and_then(|event| serde_json::from_value(event.data).ok())
-                    .ok_or_else(|| Interrupt::fail(format!("step '{name}' has no result")))?;
-                Ok(match finished.status {
-                    RunStatus::Completed => Ok(finished.output.unwrap_or(Value::Null)),
-                    status => Err(finished.error.unwrap_or_else(|| status.to_string())),
-                })
-            }
-            WaitState::Waiting { row, wake_at } if self.now() >= wake_at => {
+        match self
+            .invoke_keyed(&key, name, function_id, data, timeout)
+            .await?
+        {
+            Invoked::Finished(result) => Ok(result),
+            Invoked::TimedOut => {
+                let row = self.memo(&key).cloned().ok_or_else(|| {
+                    Interrupt::fail(format!("step '{name}' timed out with no record"))
+                })?;
                 let planned = self.planned_from(&row);
                 Err(self.failed(
                     planned,
@@ -220,10 +238,35 @@ impl Step {
                     )),
                 ))
             }
+        }
+    }
+
+    /// [`Step::invoke`] for an invocation an app asked for under its own `key`: how the
+    /// invoked run ended, or that it did not within `timeout`.
+    pub(crate) async fn invoke_keyed(
+        &self,
+        key: &str,
+        name: &str,
+        function_id: &str,
+        data: &Value,
+        timeout: Duration,
+    ) -> Result<Invoked, Interrupt> {
+        let key = key.to_owned();
+        match self.wait_state(&key)? {
+            WaitState::Done(output) => {
+                let finished: Finished = decode::<Event>(name, output.as_deref())?
+                    .and_then(|event| serde_json::from_value(event.data).ok())
+                    .ok_or_else(|| Interrupt::fail(format!("step '{name}' has no result")))?;
+                Ok(Invoked::Finished(match finished.status {
+                    RunStatus::Completed => Ok(finished.output.unwrap_or(Value::Null)),
+                    status => Err(finished.error.unwrap_or_else(|| status.to_string())),
+                }))
+            }
+            WaitState::Waiting { wake_at, .. } if self.now() >= wake_at => Ok(Invoked::TimedOut),
             WaitState::Waiting { row, wake_at } => self
                 .keep_waiting(row, wake_at)
                 .await
-                .map(|_| Ok(Value::Null)),
+                .map(|_| Invoked::Finished(Ok(Value::Null))),
             WaitState::New => {
                 let Some(invoked) = self.settings().registry.get(function_id) else {
                     return Err(Interrupt::fail(format!(

@@ -82,7 +82,7 @@ impl Step {
     }
 
     /// A step boundary: stop here when a halt is pending or the worker is shutting down.
-    pub(in crate::engine) fn check_boundary(&self) -> Result<(), Interrupt> {
+    pub(crate) fn check_boundary(&self) -> Result<(), Interrupt> {
         if self.halted() {
             return Err(Interrupt(Reason::Parked));
         }

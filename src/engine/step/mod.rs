@@ -12,6 +12,7 @@ mod events;
 mod faults;
 mod halt;
 mod memo;
+mod remote;
 mod run;
 mod sleep;
 
@@ -29,11 +30,13 @@ use crate::ids::{FunctionId, RunId};
 use crate::store::{Durability, Generation, StepRow, Store};
 
 pub use ctx::Ctx;
+pub(crate) use events::Invoked;
 pub use events::WaitFor;
 #[cfg(feature = "testing")]
 pub use faults::{FaultPlan, InjectedFault};
 pub use halt::Interrupt;
 pub(crate) use halt::{Halt, Reason};
+pub(crate) use remote::RemoteStep;
 
 /// The step tools of one execution of a run.
 ///
@@ -105,11 +108,15 @@ struct Progress {
     unsettled: Vec<Durability>,
     /// The commit generation of the latest of them, which the next one builds on.
     last_early: Option<Generation>,
+    /// When the run's latest step ended: remote steps end strictly after it, so their
+    /// order of completion is kept.
+    last_ended_at: i64,
 }
 
 impl Step {
     pub(crate) fn new(settings: StepSettings, steps: Vec<StepRow>) -> Step {
         let next_position = steps.iter().map(|s| s.position + 1).max().unwrap_or(0);
+        let last_ended_at = steps.iter().filter_map(|s| s.ended_at).max().unwrap_or(0);
         let memo = steps.into_iter().map(|s| (s.step_key.clone(), s)).collect();
         Step {
             inner: Arc::new(StepState {
@@ -117,6 +124,7 @@ impl Step {
                 memo,
                 progress: Mutex::new(Progress {
                     next_position,
+                    last_ended_at,
                     ..Progress::default()
                 }),
             }),

@@ -23,8 +23,23 @@ impl Step {
         self.sleep_inner(name, Wake::At(until_ms)).await
     }
 
+    /// Parks the run until `until_ms`, for a sleep an app asked for under its own `key`.
+    pub(crate) async fn sleep_keyed(
+        &self,
+        key: &str,
+        name: &str,
+        until_ms: i64,
+    ) -> Result<(), Interrupt> {
+        self.sleep_at_key(key.to_owned(), name, Wake::At(until_ms))
+            .await
+    }
+
     async fn sleep_inner(&self, name: &str, wake: Wake) -> Result<(), Interrupt> {
         let key = self.next_key(name);
+        self.sleep_at_key(key, name, wake).await
+    }
+
+    async fn sleep_at_key(&self, key: String, name: &str, wake: Wake) -> Result<(), Interrupt> {
         let now = self.now();
         let existing = self.memo(&key);
         if existing.is_some_and(|row| row.status == StepStatus::Completed) {

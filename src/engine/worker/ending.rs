@@ -2,11 +2,11 @@
 //! failure handlers, its concurrency slot passed on, its listeners dropped, and the
 //! report of an invoked run to its caller.
 
+use super::super::Inner;
 use super::super::event::{
     Event, EventInput, FUNCTION_FAILED, FUNCTION_FINISHED, FUNCTION_INVOKED, Failure, Finished,
 };
 use super::super::intake::{self, Intake};
-use super::super::{Inner, Trigger};
 use crate::ids::{EventId, RunId};
 use crate::state::RunStatus;
 use crate::store::{self, ClaimedRun, NewEvent, NewRun, StoreTx};
@@ -23,12 +23,26 @@ pub(super) fn failure_follow_up(
     let Some(function) = inner.registry.get(&run.function_id) else {
         return Ok(None);
     };
-    if matches!(function.trigger, Trigger::Internal) || function.trigger.matches(FUNCTION_FAILED) {
+    if function.is_internal() || function.listens_to(FUNCTION_FAILED) {
         return Ok(None);
     }
+    let failure = Failure {
+        function_id: run.function_id.clone(),
+        run_id: run.id.clone(),
+        error: error.to_owned(),
+        event: event.clone(),
+    };
+    let failed = Event {
+        id: EventId::new(),
+        external_id: None,
+        name: FUNCTION_FAILED.to_owned(),
+        data: serde_json::to_value(&failure)?,
+        ts: now,
+    };
     let listeners = inner
         .registry
-        .triggered_by(FUNCTION_FAILED)
+        .started_by(&failed)
+        .into_iter()
         .map(|f| f.id.clone());
     let runs: Vec<NewRun> = function
         .on_failure
@@ -44,20 +58,14 @@ pub(super) fn failure_follow_up(
     if runs.is_empty() {
         return Ok(None);
     }
-    let failure = Failure {
-        function_id: run.function_id.clone(),
-        run_id: run.id.clone(),
-        error: error.to_owned(),
-        event: event.clone(),
-    };
     let failure_event = NewEvent {
-        id: EventId::new(),
+        id: failed.id,
         dedupe_key: Some(format!("failed:{}", run.id)),
         dedupe_for_ms: None,
         external_id: None,
-        name: FUNCTION_FAILED.to_owned(),
+        name: failed.name,
         source: "internal".to_owned(),
-        data: serde_json::to_string(&failure)?,
+        data: failed.data.to_string(),
         ts: now,
         received_at: now,
         object_id: None,
@@ -83,7 +91,8 @@ impl Ending {
         result: Result<&serde_json::Value, &str>,
         now: i64,
     ) -> store::Result<Ending> {
-        let flow = inner.registry.get(&run.function_id).map(|f| &f.flow);
+        let function = inner.registry.get(&run.function_id);
+        let flow = function.as_ref().map(|f| &f.flow);
         let finished = match event {
             Some(event) if event.name == FUNCTION_INVOKED => {
                 let finished = Finished {
