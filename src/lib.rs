@@ -51,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+pub(crate) mod apps;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod engine;

@@ -125,9 +125,47 @@ pub struct EngineArgs {
         value_parser = crate::retention::Retention::parse
     )]
     pub retention: crate::retention::Retention,
+    /// The URLs of SDK apps whose functions paysteps runs, e.g.
+    /// `http://127.0.0.1:3000/api/inngest`; repeat the flag, or separate with commas.
+    #[arg(long = "app-url", env = "PAYSTEPS_APP_URLS", value_delimiter = ',')]
+    pub app_urls: Vec<reqwest::Url>,
+    /// The signing key SDK apps share with paysteps (`signkey-<env>-<hex>`): requests to
+    /// them are signed with it, and they prove themselves with it. Required by `serve`
+    /// when it runs SDK apps.
+    #[arg(
+        long = "signing-key",
+        env = "PAYSTEPS_SIGNING_KEY",
+        hide_env_values = true,
+        value_parser = crate::apps::SigningKey::parse
+    )]
+    pub signing_key: Option<crate::apps::SigningKey>,
+    /// The previous signing key, still accepted while apps move to the new one.
+    #[arg(
+        long = "signing-key-fallback",
+        env = "PAYSTEPS_SIGNING_KEY_FALLBACK",
+        hide_env_values = true,
+        value_parser = crate::apps::SigningKey::parse
+    )]
+    pub signing_key_fallback: Option<crate::apps::SigningKey>,
 }
 
 impl EngineArgs {
+    /// The SDK apps to run functions of, or `None` when no `--app-url` is given.
+    pub fn apps(&self, engine: &crate::engine::Engine) -> Option<crate::apps::Apps> {
+        if self.app_urls.is_empty() {
+            return None;
+        }
+        let keys = self
+            .signing_key
+            .clone()
+            .map(|key| crate::apps::SigningKeys::new(key, self.signing_key_fallback.clone()));
+        Some(crate::apps::Apps::new(
+            engine.clone(),
+            self.app_urls.clone(),
+            keys,
+        ))
+    }
+
     /// The Stripe API client, when a key is given.
     pub fn stripe_api(&self) -> Option<crate::stripe::api::StripeApi> {
         self.stripe_api_key

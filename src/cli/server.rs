@@ -198,6 +198,9 @@ pub async fn serve(args: ServeArgs, functions: Vec<Function>) -> anyhow::Result<
     if args.dashboard_token.as_deref().is_none_or(str::is_empty) {
         missing.push("PAYSTEPS_DASHBOARD_TOKEN (or --dashboard-token)");
     }
+    if !args.engine.app_urls.is_empty() && args.engine.signing_key.is_none() {
+        missing.push("PAYSTEPS_SIGNING_KEY (or --signing-key), which --app-url needs");
+    }
     if !missing.is_empty() {
         bail!(
             "paysteps serve refuses to start: missing {}",
@@ -287,6 +290,7 @@ pub fn build_app(
         access,
         entitlement: args.entitled_statuses.clone(),
         stripe_mode: args.stripe_mode,
+        apps: None,
     }
 }
 
@@ -305,9 +309,15 @@ pub async fn serve_until(
 ) -> anyhow::Result<()> {
     let limits = args.limits.limits(http::serve::raise_open_file_limit());
     let grace = limits.shutdown_grace;
+    let apps = args.apps(&engine);
+    if let Some(apps) = &apps {
+        apps.load().await.context("reading the SDK apps")?;
+    }
     engine.start();
-    let state = build_app(engine.clone(), secrets, event_keys, access, args);
+    let mut state = build_app(engine.clone(), secrets, event_keys, access, args);
+    state.apps = apps.clone();
     let stop = CancellationToken::new();
+    let poller = apps.map(|apps| apps.spawn_poller(stop.child_token()));
     let signalled = stop.clone();
     let watcher = tokio::spawn(async move {
         shutdown.await;
@@ -324,6 +334,9 @@ pub async fn serve_until(
     let (served, stopped) =
         tokio::join!(http::serve(listener, state, limits, stop.clone()), workers);
     watcher.abort();
+    if let Some(poller) = poller {
+        poller.abort();
+    }
     engine.store().close().await;
     if served.cut_short > 0 || stopped != Stopped::Drained {
         tracing::warn!(connections = served.cut_short, engine = ?stopped, "stopped after the shutdown grace");

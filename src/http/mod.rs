@@ -7,6 +7,7 @@ pub mod error;
 mod event_api;
 mod health;
 mod metrics;
+mod sdk_api;
 pub mod serve;
 pub mod state;
 mod stripe_webhook;
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(stripe_webhook::router(&state))
         .merge(event_api::router())
+        .merge(sdk_api::router())
         .merge(health::router())
         .merge(metrics::router())
         .merge(access::protect(api::router(), &state))

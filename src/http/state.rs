@@ -27,4 +27,6 @@ pub struct AppState {
     /// The Stripe mode processed (`STRIPE_MODE`); events of the other are stored and
     /// acknowledged but start nothing. `None` processes both.
     pub stripe_mode: Option<crate::stripe::Mode>,
+    /// The SDK apps whose functions paysteps runs (`--app-url`), if any.
+    pub apps: Option<crate::apps::Apps>,
 }

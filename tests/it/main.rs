@@ -26,6 +26,7 @@ mod payments_api;
 mod recovery;
 mod reports;
 mod retention;
+mod sdk_apps;
 mod secrets;
 mod sessions;
 mod step_tools;

@@ -126,6 +126,7 @@ async fn each_sign_in_is_a_session_of_its_own_until_signed_out(backend: Backend)
         access: Access::token("a-new-dashboard-token"),
         entitlement: Default::default(),
         stripe_mode: None,
+        apps: None,
     });
     let answer = rotated.oneshot(page("/", &c.cookie)).await.expect("answer");
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1`.
 
+mod apps;
 mod billing;
 mod disputes;
 mod events;
@@ -21,6 +22,7 @@ use super::state::AppState;
 /// character in a path or query string is refused before any route sees it.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(apps::router())
         .merge(runs::router())
         .merge(events::router())
         .merge(functions::router())

@@ -166,6 +166,7 @@ impl TestApp {
             access: setup.access,
             entitlement: setup.entitlement,
             stripe_mode: setup.stripe_mode,
+            apps: None,
         };
         TestApp {
             router: http::router(state),

@@ -1,0 +1,16 @@
+-- Apps written with the Inngest SDKs whose functions paysteps runs. The registration
+-- last accepted is kept whole, so a restart has the app's functions before the app is
+-- reachable again; a sync that is refused leaves it in place and records why.
+CREATE TABLE apps (
+    url TEXT PRIMARY KEY,
+    app_id TEXT,
+    sdk TEXT,
+    framework TEXT,
+    registration TEXT,
+    checksum TEXT,
+    function_count INTEGER NOT NULL DEFAULT 0,
+    synced_at BIGINT,
+    error TEXT,
+    checked_at BIGINT,
+    created_at BIGINT NOT NULL
+);

@@ -1,0 +1,90 @@
+//! An app's functions as engine functions: their triggers and conditions, their flow
+//! control, and a handler that runs them in the app.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use serde_json::Value;
+
+use super::client::AppClient;
+use super::config::{AppFunction, AppTrigger};
+use super::driver::{self, RemoteFunction};
+use super::events::{internal_name, to_sdk, to_sdk_parts};
+use crate::engine::expr::Expr;
+use crate::engine::{
+    CancelOn, Concurrency, Event, ExprKeys, Flow, Function, Starter, Throttle, Trigger,
+};
+
+/// Engine functions for an app's functions, each run through `client`.
+pub fn functions_of(client: &AppClient, functions: Vec<AppFunction>) -> Vec<Function> {
+    functions
+        .into_iter()
+        .map(|f| function_of(client.clone(), f))
+        .collect()
+}
+
+fn function_of(client: AppClient, f: AppFunction) -> Function {
+    let remote = Arc::new(RemoteFunction {
+        url: f.url.clone(),
+        retries: f.retries,
+    });
+    let starters = f
+        .triggers
+        .into_iter()
+        .map(|t| match t {
+            AppTrigger::Event { name, condition } => Starter {
+                trigger: Trigger::event(internal_name(&name)),
+                condition: condition.map(condition_of),
+            },
+            AppTrigger::Cron(schedule) => Starter {
+                trigger: Trigger::Cron(schedule),
+                condition: None,
+            },
+        })
+        .collect();
+    let flow = Flow {
+        concurrency: f.concurrency.as_ref().map(|c| Concurrency {
+            limit: c.limit,
+            key: None,
+        }),
+        throttle: f.throttle.as_ref().map(|t| Throttle {
+            limit: t.limit,
+            period: t.period,
+            burst: t.burst,
+            key: None,
+        }),
+        idempotency: None,
+        cancel_on: f
+            .cancel
+            .iter()
+            .map(|c| CancelOn {
+                event: internal_name(&c.event).to_owned(),
+                matching: c.path.clone(),
+            })
+            .collect(),
+        exprs: Some(Arc::new(ExprKeys {
+            concurrency: f.concurrency.and_then(|c| c.key),
+            throttle: f.throttle.and_then(|t| t.key),
+            idempotency: f.idempotency,
+            shape: to_sdk_parts_of,
+        })),
+    };
+    Function::remote(
+        f.id,
+        starters,
+        f.retries,
+        flow,
+        Arc::new(move |ctx| driver::execute(client.clone(), remote.clone(), ctx).boxed()),
+    )
+}
+
+/// Whether an event starts the function: its trigger's expression over the event as
+/// the app sees it.
+fn condition_of(expr: Expr) -> Arc<dyn Fn(&Event) -> bool + Send + Sync> {
+    Arc::new(move |event: &Event| expr.matches(&[("event", &to_sdk(event))]))
+}
+
+/// The event an expression key reads, from the event's name and payload.
+fn to_sdk_parts_of(name: &str, payload: &Value) -> Value {
+    to_sdk_parts("", name, payload, 0)
+}

@@ -1,0 +1,754 @@
+//! Functions written with the official Inngest SDK (`tests/inngest-app`, pinned to
+//! `inngest@4.24.0`) run by a real `paysteps dev` or `serve` child process, as a team's
+//! TypeScript app would be: the app is synced, events are sent through `/e/{key}`, and
+//! what each function did is read back through `/api/v1`.
+//!
+//! Skipped when node or the app's `node_modules` are missing (`npm ci` in
+//! `tests/inngest-app`, which `.ci/run` does).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use paysteps::testing::stripe::fixtures::Overrides;
+use paysteps::testing::stripe::signer;
+use sha2::{Digest, Sha256};
+
+use crate::common::fixture_event;
+use crate::common::serve::{free_port, http_client};
+
+/// The signing key of the signed-mode tests, shared by paysteps and the app.
+const SIGNING_KEY: &str =
+    "signkey-test-8ee2262a15e8d3c42d6a840db7af3de2aab08ef632b32a37a687f24b34dba3ff";
+/// The Stripe webhook secret `serve` is started with.
+const STRIPE_SECRET: &str = "whsec_sdk_apps_test_0123456789";
+/// The dashboard token `serve` is started with.
+const TOKEN: &str = "sdk-apps-dashboard-token-0123456789";
+
+fn app_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/inngest-app")
+}
+
+/// Whether node and the app's dependencies are here; says once (or fails under
+/// `PAYSTEPS_TEST_REQUIRE_ALL`) when they are not.
+fn node_ready() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let installed = app_dir().join("node_modules/inngest/package.json").exists();
+    if node && installed {
+        return true;
+    }
+    static ONCE: Once = Once::new();
+    crate::common::db::skipped(
+        &ONCE,
+        "Node suite skipped: node or tests/inngest-app/node_modules is missing (run npm ci in tests/inngest-app)",
+    );
+    false
+}
+
+/// A child process killed on drop, its output in a log file printed when a test fails.
+struct Process {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(name: &'static str, mut command: Command, dir: &Path) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open the log");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Process {
+            name,
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- {} log ---\n{}", self.name, self.tail());
+        }
+    }
+}
+
+/// How paysteps and the app are set up.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// `paysteps dev` without a key; the SDK in dev mode.
+    Dev,
+    /// `paysteps serve` with a signing key; the SDK in cloud mode with the same key.
+    Signed,
+}
+
+/// The app, paysteps, and a client for both.
+struct Stack {
+    mode: Mode,
+    dir: TempDir,
+    app_port: u16,
+    port: u16,
+    _app: Process,
+    paysteps: Process,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    async fn launch(mode: Mode) -> Stack {
+        Stack::launch_with(mode, &[]).await
+    }
+
+    /// Starts the app (with `app_env` besides its usual environment) and paysteps.
+    async fn launch_with(mode: Mode, app_env: &[(&str, &str)]) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (app_port, port) = (free_port(), free_port());
+        let app = start_app(mode, dir.path(), app_port, port, app_env);
+        let paysteps = start_paysteps(mode, dir.path(), app_port, port);
+        let mut stack = Stack {
+            mode,
+            dir,
+            app_port,
+            port,
+            _app: app,
+            paysteps,
+            http: http_client(),
+        };
+        stack.wait_healthy().await;
+        stack
+    }
+
+    fn app_url(&self) -> String {
+        format!("http://127.0.0.1:{}/api/inngest", self.app_port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    async fn wait_healthy(&mut self) {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = self.http.get(self.url("/health")).send().await;
+            if health.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return;
+            }
+            assert!(Instant::now() < until, "paysteps not healthy after 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills paysteps (no shutdown) and starts it again on the same port and database.
+    async fn restart_paysteps(&mut self) {
+        self.paysteps.kill();
+        self.paysteps = start_paysteps(self.mode, self.dir.path(), self.app_port, self.port);
+        self.wait_healthy().await;
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends an event as the SDK's `inngest.send` does, and answers its id.
+    async fn send(&self, name: &str, data: Value) -> String {
+        let (status, body) = self
+            .post("/e/test-key", &json!([{ "name": name, "data": data }]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["ids"][0].as_str().expect("an event id").to_owned()
+    }
+
+    /// Waits until the app's functions are registered.
+    async fn synced(&self) -> Value {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = self.get("/api/v1/apps").await;
+            let app = body["apps"][0].clone();
+            if app["function_count"].as_i64().unwrap_or(0) > 0 {
+                return app;
+            }
+            assert!(
+                Instant::now() < until,
+                "the app did not sync within 30 s: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The runs an event started, once there are `n`.
+    async fn runs_of(&self, event_id: &str, n: usize) -> Vec<Value> {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, body) = self.get(&format!("/api/v1/events/{event_id}")).await;
+            let runs = body["runs"].as_array().cloned().unwrap_or_default();
+            if runs.len() >= n {
+                return runs;
+            }
+            assert!(Instant::now() < until, "no run for {event_id}: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The run once its status is one of `statuses`.
+    async fn run_until(&self, run_id: &str, statuses: &[&str], within: Duration) -> Value {
+        let until = Instant::now() + within;
+        loop {
+            let (_, run) = self.get(&format!("/api/v1/runs/{run_id}")).await;
+            if statuses.contains(&run["status"].as_str().unwrap_or_default()) {
+                return run;
+            }
+            assert!(
+                Instant::now() < until,
+                "run {run_id} is not {statuses:?} after {within:?}: {run:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What an app sends as its bearer: the hashed signing key, or in dev mode, none.
+    fn bearer(&self) -> String {
+        match self.mode {
+            Mode::Dev => String::new(),
+            Mode::Signed => {
+                let hex_key = SIGNING_KEY.trim_start_matches("signkey-test-");
+                let digest = Sha256::digest(hex::decode(hex_key).expect("hex key"));
+                format!("signkey-test-{}", hex::encode(digest))
+            }
+        }
+    }
+
+    /// The first run of `function`, once there is one (within 30 s).
+    async fn run_of_function(&self, function: &str) -> String {
+        self.run_of_function_within(function, Duration::from_secs(30))
+            .await
+    }
+
+    async fn run_of_function_within(&self, function: &str, within: Duration) -> String {
+        let until = Instant::now() + within;
+        loop {
+            let (_, body) = self
+                .get(&format!("/api/v1/runs?function={function}&limit=5"))
+                .await;
+            let found = body["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["function_id"] == function);
+            if let Some(run) = found {
+                return run["id"].as_str().expect("run id").to_owned();
+            }
+            assert!(
+                Instant::now() < until,
+                "no run of {function} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Delivers a signed `checkout.session.completed` to the Stripe webhook and answers
+    /// the session's id.
+    async fn deliver_stripe_checkout(&self) -> String {
+        let event = fixture_event("checkout.session.completed", Overrides::default());
+        let body = serde_json::to_vec(&event).expect("JSON");
+        let signature = signer::sign(STRIPE_SECRET, &body, chrono_now());
+        let response = self
+            .http
+            .post(self.url("/api/stripe/webhook"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .expect("deliver the webhook");
+        assert_eq!(response.status(), StatusCode::OK);
+        event["data"]["object"]["id"]
+            .as_str()
+            .expect("session id")
+            .to_owned()
+    }
+
+    /// The run of `function` (its composite id) started by the event named `name`.
+    async fn start(&self, name: &str, data: Value) -> String {
+        let event = self.send(name, data).await;
+        let runs = self.runs_of(&event, 1).await;
+        runs[0]["id"].as_str().expect("run id").to_owned()
+    }
+}
+
+fn start_app(mode: Mode, dir: &Path, app_port: u16, port: u16, env: &[(&str, &str)]) -> Process {
+    let mut command = Command::new("node");
+    command
+        .envs(env.iter().copied())
+        .arg("app.mjs")
+        .current_dir(app_dir())
+        .env("PORT", app_port.to_string())
+        .env("INNGEST_BASE_URL", format!("http://127.0.0.1:{port}"))
+        .env("INNGEST_EVENT_KEY", "test-key");
+    match mode {
+        Mode::Dev => {
+            command.env("INNGEST_DEV", "1");
+        }
+        Mode::Signed => {
+            command
+                .env("INNGEST_DEV", "0")
+                .env("INNGEST_SIGNING_KEY", SIGNING_KEY);
+        }
+    }
+    Process::spawn("app", command, dir)
+}
+
+fn start_paysteps(mode: Mode, dir: &Path, app_port: u16, port: u16) -> Process {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paysteps"));
+    command
+        .arg(match mode {
+            Mode::Dev => "dev",
+            Mode::Signed => "serve",
+        })
+        .current_dir(dir)
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/paysteps.db", dir.display()),
+        )
+        .env("PAYSTEPS_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "PAYSTEPS_APP_URLS",
+            format!("http://127.0.0.1:{app_port}/api/inngest"),
+        )
+        .env("PAYSTEPS_LEASE_SECS", "2")
+        .env("RUST_LOG", "info,paysteps=debug");
+    if mode == Mode::Signed {
+        command
+            .env("PAYSTEPS_SIGNING_KEY", SIGNING_KEY)
+            .env("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+            .env("PAYSTEPS_DASHBOARD_TOKEN", TOKEN)
+            .env("PAYSTEPS_EVENT_KEY", "test-key");
+    }
+    Process::spawn("paysteps", command, dir)
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+fn step_names(run: &Value) -> Vec<String> {
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The flow function end to end: a step, a sleep, a step that fails once and is retried,
+/// two steps in parallel, a wait that only the right event after it began ends, and an
+/// invocation of another function of the app.
+async fn every_step_tool(stack: &Stack) {
+    let run_id = stack
+        .start("test/flow.started", json!({ "user": "u1" }))
+        .await;
+    // Sent while the run is still in its first step or its sleep: before the wait.
+    stack
+        .send(
+            "test/flow.approved",
+            json!({ "user": "u1", "by": "too early" }),
+        )
+        .await;
+    let run = stack
+        .run_until(
+            &run_id,
+            &["waiting", "completed", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(run["status"], "waiting", "{run:#}");
+    let other = stack
+        .send(
+            "test/flow.approved",
+            json!({ "user": "u2", "by": "someone else" }),
+        )
+        .await;
+    // The other user's approval is stored and matched against the wait, which goes on.
+    stack.runs_of(&other, 0).await;
+    let (_, run) = stack.get(&format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["status"], "waiting", "{run:#}");
+    stack
+        .send("test/flow.approved", json!({ "user": "u1", "by": "ops" }))
+        .await;
+    let run = stack
+        .run_until(&run_id, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        run["output"],
+        json!({
+            "user": { "id": "u1", "plan": "pro" },
+            "flaky": 2,
+            "parallel": "ab",
+            "approved": "ops",
+            "invoked": { "doubled": 42 },
+        }),
+        "{run:#}"
+    );
+    let names = step_names(&run);
+    for step in [
+        "load-user",
+        "nap",
+        "flaky",
+        "par-a",
+        "par-b",
+        "approval",
+        "double-it",
+    ] {
+        assert!(
+            names.iter().any(|n| n == step),
+            "no step {step} in {names:?}"
+        );
+    }
+    let flaky = &run["steps"][names.iter().position(|n| n == "flaky").unwrap()];
+    assert_eq!(flaky["attempts"], 2, "{flaky}");
+}
+
+/// A step that throws NonRetriableError fails the run, and the function's onFailure
+/// handler runs with the error; a caught final step failure lets a function go on, and
+/// the event it sends starts another function.
+async fn failures(stack: &Stack) {
+    let fatal_event = stack.send("test/fatal.started", json!({})).await;
+    let caught = stack.start("test/caught.started", json!({})).await;
+    let fatal = stack.runs_of(&fatal_event, 1).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = stack
+        .run_until(&fatal, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("card declined for good"),
+        "{run:#}"
+    );
+    let handler = stack.run_of_function("e2e-app-fatal-failure").await;
+    let handler = stack
+        .run_until(&handler, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        handler["output"],
+        json!({ "failed": "e2e-app-fatal", "message": "card declined for good" }),
+        "{handler:#}"
+    );
+
+    let run = stack
+        .run_until(&caught, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        run["output"],
+        json!({ "recovered": "never works", "after": "went on" }),
+        "{run:#}"
+    );
+    let announced = stack.run_of_function("e2e-app-announced").await;
+    let announced = stack
+        .run_until(
+            &announced,
+            &["completed", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(announced["output"], json!({ "heard": "never works" }));
+
+    // What an app polls for an event it sent: its runs, with Inngest's statuses.
+    let response = stack
+        .http
+        .get(stack.url(&format!("/v1/events/{fatal_event}/runs")))
+        .bearer_auth(stack.bearer())
+        .send()
+        .await
+        .expect("GET /v1/events/{id}/runs");
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["data"][0]["run_id"], fatal.as_str(), "{body}");
+    assert_eq!(body["data"][0]["status"], "Failed", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_app_runs_its_functions_in_dev_mode() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch(Mode::Dev).await;
+    let app = stack.synced().await;
+    assert_eq!(app["sdk"], "js:v4.24.0");
+    assert_eq!(app["url"], stack.app_url());
+    assert_eq!(app["error"], Value::Null);
+    let (_, functions) = stack.get("/api/v1/functions").await;
+    let flow = functions["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "e2e-app-flow")
+        .cloned()
+        .unwrap_or_else(|| panic!("no e2e-app-flow in {functions:#}"));
+    assert_eq!(flow["trigger"], "test/flow.started");
+    assert_eq!(flow["retries"], 2);
+    tokio::join!(every_step_tool(&stack), failures(&stack));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_app_runs_its_functions_under_serve() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch(Mode::Signed).await;
+    stack.synced().await;
+    tokio::join!(every_step_tool(&stack), failures(&stack));
+
+    // The app refuses a call whose signature is not made with its key.
+    let call = stack
+        .http
+        .post(format!(
+            "{}?fnId=e2e-app-caught&stepId=step",
+            stack.app_url()
+        ))
+        .header("x-run-id", "run_forged")
+        .header(
+            "x-inngest-signature",
+            format!("t={}&s={}", chrono_now(), "00".repeat(32)),
+        )
+        .json(&json!({ "event": {}, "events": [], "steps": {}, "ctx": {}, "version": -1 }))
+        .send()
+        .await
+        .expect("forged call");
+    assert_eq!(call.status(), StatusCode::UNAUTHORIZED);
+
+    // paysteps refuses a registration without the app's bearer, and takes one with it.
+    let registration = json!({
+        "url": stack.app_url(), "appName": "e2e-app", "sdk": "js:v4.24.0", "functions": []
+    });
+    for bearer in [None, Some("signkey-test-00")] {
+        let mut request = stack
+            .http
+            .post(stack.url("/fn/register"))
+            .json(&registration);
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.expect("register");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(body["status"], 401, "{body}");
+    }
+    // The app's own out-of-band sync, which carries the hashed key, is accepted.
+    let put = stack
+        .http
+        .put(stack.app_url())
+        .json(&json!({ "url": stack.app_url() }))
+        .send()
+        .await
+        .expect("PUT the app");
+    let body: Value = put.json().await.expect("JSON");
+    assert_eq!(body["message"], "Successfully registered", "{body}");
+
+    // A verified Stripe webhook starts the app's function on that Stripe event.
+    let session = stack.deliver_stripe_checkout().await;
+    let run = stack.run_of_function("e2e-app-stripe-checkout").await;
+    let run = stack
+        .run_until(&run, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        run["output"],
+        json!({ "type": "checkout.session.completed", "session": session }),
+        "{run:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_failed_step() {
+    if !node_ready() {
+        return;
+    }
+    let mut stack = Stack::launch(Mode::Dev).await;
+    stack.synced().await;
+
+    // The idempotency key starts one run per job; the cancel event stops another job's.
+    let sleeper = stack
+        .start("test/sleeper.started", json!({ "job": "a", "sleep": "3s" }))
+        .await;
+    let again = stack
+        .send("test/sleeper.started", json!({ "job": "a", "sleep": "3s" }))
+        .await;
+    assert!(stack.runs_of(&again, 0).await.is_empty());
+    let doomed = stack
+        .start("test/sleeper.started", json!({ "job": "b", "sleep": "1m" }))
+        .await;
+    stack
+        .run_until(&sleeper, &["sleeping"], Duration::from_secs(30))
+        .await;
+    stack
+        .run_until(&doomed, &["sleeping"], Duration::from_secs(30))
+        .await;
+    stack
+        .send("test/sleeper.cancelled", json!({ "job": "b" }))
+        .await;
+    stack.restart_paysteps().await;
+    let run = stack
+        .run_until(&sleeper, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], "slept and woke", "{run:#}");
+    let run = stack
+        .run_until(
+            &doomed,
+            &["cancelled", "completed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+
+    // A run failed at its second step is replayed, once fixed, from that step.
+    let fragile = stack.start("test/fragile.started", json!({})).await;
+    let run = stack
+        .run_until(&fragile, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    let fixed = stack
+        .http
+        .get(format!("http://127.0.0.1:{}/test/fix", stack.app_port))
+        .send()
+        .await
+        .expect("fix the app");
+    assert!(fixed.status().is_success());
+    let (status, replay) = stack
+        .post(&format!("/api/v1/runs/{fragile}/replay"), &json!({}))
+        .await;
+    assert!(status.is_success(), "{status} {replay}");
+    let replay_id = replay["id"]
+        .as_str()
+        .or(replay["run"]["id"].as_str())
+        .unwrap_or_else(|| panic!("no replay id in {replay}"))
+        .to_owned();
+    let run = stack
+        .run_until(
+            &replay_id,
+            &["completed", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        run["output"],
+        json!({ "first": "done once", "second": "fixed", "firstRuns": 1 }),
+        "{run:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_function_of_an_app_fires() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch(Mode::Dev).await;
+    stack.synced().await;
+    // `* * * * *`: the next minute starts within 60 s.
+    let run = stack
+        .run_of_function_within("e2e-app-ticker", Duration::from_secs(75))
+        .await;
+    let run = stack
+        .run_until(&run, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], "ticked", "{run:#}");
+    assert_eq!(run["event"]["name"], "paysteps/cron.tick", "{run:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_with_a_setting_paysteps_does_not_carry_out_is_refused_and_says_why() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch_with(Mode::Dev, &[("PAYSTEPS_TEST_UNSUPPORTED", "1")]).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    let app = loop {
+        let (_, body) = stack.get("/api/v1/apps").await;
+        let app = body["apps"][0].clone();
+        if app["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("debounce"))
+        {
+            break app;
+        }
+        assert!(Instant::now() < until, "no refusal within 30 s: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        app["error"].as_str().unwrap().contains(
+            "function 'e2e-app-debounced': debounce (debounce) is not supported by paysteps"
+        ),
+        "{app}"
+    );
+    assert_eq!(app["function_count"], 0, "{app}");
+    let (_, functions) = stack.get("/api/v1/functions").await;
+    assert!(
+        !functions.to_string().contains("e2e-app-"),
+        "a refused app registered functions: {functions}"
+    );
+    // Syncing by hand says the same.
+    let (status, body) = stack
+        .post("/api/v1/apps/sync", &json!({ "url": stack.app_url() }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.to_string().contains("debounce"), "{body}");
+}
