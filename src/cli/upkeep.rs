@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::DbArgs;
 use crate::engine::system_now_ms;
-use crate::retention::{self, Retention};
+use crate::retention::{self, Pruned, Retention};
 use crate::store::{self, Store, redact_url};
 
 /// Options of `paysteps prune`.
@@ -83,7 +83,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_counts(pruned: &store::Pruned) {
+fn print_counts(pruned: &Pruned) {
     for (kind, count) in pruned.kinds() {
         println!("  {kind:<20}{count}");
     }
