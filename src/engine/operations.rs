@@ -186,7 +186,7 @@ impl Engine {
     }
 
     /// How many runs a bulk operation on `selection` would touch.
-    pub async fn preview(
+    pub(crate) async fn preview(
         &self,
         selection: &Selection,
         kind: BulkKind,
