@@ -14,6 +14,7 @@ use crate::store::{self, Store, redact_url};
 /// Options of `paysteps prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// The database to prune.
     #[command(flatten)]
     pub database: DbArgs,
     /// Days what ended is kept; 0 keeps the journal for ever.
@@ -24,6 +25,7 @@ pub struct PruneArgs {
         allow_hyphen_values = true,
         value_parser = Retention::parse
     )]
+    #[doc(hidden)]
     pub retention: Retention,
     /// Count what would be deleted, and delete nothing.
     #[arg(long)]
