@@ -47,12 +47,14 @@
 //!
 //! The main types: [`Engine`] and [`EngineBuilder`], [`Function`] and [`Trigger`],
 //! [`Ctx`] and [`Step`] inside a function, [`StepError`] and [`NonRetriable`] for what
-//! fails, [`Store`] and [`StoreTx`] for the database.
+//! fails, [`Store`] and [`StoreTx`] for the database. [`Engine::replay`] and
+//! [`Engine::cancel`] (or `…_matching` a [`Selection`]) are the operator's actions on runs;
+//! the [`cli`] module holds the commands and their arguments.
 
 #![warn(missing_docs)]
 
 pub(crate) mod apps;
-pub(crate) mod cli;
+pub mod cli;
 pub(crate) mod config;
 pub(crate) mod engine;
 pub(crate) mod http;
@@ -68,15 +70,18 @@ pub mod testing;
 pub(crate) mod webhooks;
 
 pub use cli::{Cli, Command, init_logging, run, run_with};
+pub use engine::operations::{BulkOutcome, OperationError, ReplayMode, Selection};
 pub use engine::{
     Backoff, CRON_TICK, CancelOn, Clock, Concurrency, Ctx, DEFAULT_RETRIES, Engine, EngineBuilder,
-    EngineConfig, EngineError, Event, EventInput, Failure, Function, Interrupt, NonRetriable,
-    RunStatus, ScheduleError, Step, StepError, Throttle, Trigger, WaitFor,
+    EngineConfig, EngineError, Event, EventInput, Failure, Function, FunctionInfo, Interrupt,
+    NonRetriable, RunStatus, Schedule, ScheduleError, Step, StepError, Stopped, Throttle, Trigger,
+    WaitFor,
 };
 pub use ids::{EventId, FunctionId, IdError, RunId};
 pub use payments::functions as stripe_functions;
+pub use state::UnknownStatus;
 pub use store::{
     Arg, ArgType, Dialect, Error as StoreError, IngestOutcome, Record, Result as StoreResult,
-    Store, StoreTx,
+    RunRow, Store, StoreTx,
 };
-pub use stripe::api::StripeApi;
+pub use stripe::api::{ApiError as StripeApiError, StripeApi};

@@ -1,16 +1,28 @@
 //! Retention: how long the journal keeps what ended, and the daily cron function that
 //! deletes the rest in batches.
 //!
-//! What goes is decided by [`StoreTx::prune_batch`](crate::store::StoreTx::prune_batch):
-//! runs that ended (completed, failed, cancelled) before the cutoff with their steps and
-//! status history, webhook deliveries that ended before it with their attempts, events
-//! left without runs (a Stripe event keeps its id, so a redelivery is still a
-//! duplicate), and expired dashboard sessions. Business tables are never touched.
+//! Each owner of tables prunes its own, and this module drives them in order, each batch
+//! a write (a transactional step) of its own:
+//!
+//! 1. [`webhooks::repo::prune_batch`]: outgoing webhook deliveries that ended before the
+//!    cutoff with their attempts, and business events left without deliveries;
+//! 2. [`StoreTx::prune_journal`](crate::store::StoreTx::prune_journal): runs that ended
+//!    (completed, failed, cancelled) before the cutoff with their steps and status
+//!    history, events left without runs (a Stripe event keeps its id, so a redelivery is
+//!    still a duplicate), old function statistics, and expired dashboard sessions.
+//!
+//! An engine event that a business event still refers to stays: the store is handed
+//! [`webhooks::repo::ENGINE_EVENT_HOLD`] and keeps every event a row of `webhook_events`
+//! names. The webhook tables go first so that the events their business events held go
+//! in the same prune. Business tables and webhook endpoints are never touched.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use crate::engine::{Ctx, Function, Interrupt, Trigger};
-use crate::store::{self, Pruned, Store, Write};
+use crate::store::{self, EventHold, JournalPruned, Store, Write};
+use crate::webhooks::repo::{self as webhooks, ENGINE_EVENT_HOLD, WebhooksPruned};
 
 /// The retention function's id.
 pub const FUNCTION_ID: &str = "journal-retention";
@@ -26,7 +38,118 @@ pub const BATCH_SIZE: i64 = 1000;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// The step of one batch of the engine's tables.
 const BATCH_STEP: &str = "prune-batch";
+
+/// The step of one batch of the outgoing webhook tables.
+const WEBHOOKS_STEP: &str = "prune-webhooks";
+
+/// The tables outside the engine's whose rows keep events.
+const HOLDS: [EventHold; 1] = [ENGINE_EVENT_HOLD];
+
+/// How many rows of each kind a prune deleted, or would delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    /// Runs that ended before the cutoff.
+    pub runs: u64,
+    /// Their steps (memoized outputs).
+    pub steps: u64,
+    /// Their status changes.
+    pub history: u64,
+    /// Events received before the cutoff and left without runs, deleted.
+    pub events: u64,
+    /// Stripe events of that kind whose payload was dropped; the id stays for dedupe.
+    pub payloads: u64,
+    /// Outgoing webhook deliveries that ended before the cutoff.
+    pub deliveries: u64,
+    /// Their attempts.
+    pub attempts: u64,
+    /// Business events made before the cutoff and left without deliveries.
+    pub messages: u64,
+    /// Dashboard sessions that expired.
+    pub sessions: u64,
+    /// Rows of function statistics (counts and duration bins) of buckets before the
+    /// cutoff; the dashboard reads the last day only.
+    pub statistics: u64,
+}
+
+impl Pruned {
+    /// Whether nothing at all was (or would be) deleted.
+    pub fn is_empty(&self) -> bool {
+        *self == Pruned::default()
+    }
+
+    /// Every kind with its count, in the order an operator reads them.
+    pub fn kinds(&self) -> [(&'static str, u64); 10] {
+        [
+            ("runs", self.runs),
+            ("steps", self.steps),
+            ("status changes", self.history),
+            ("events", self.events),
+            ("event payloads", self.payloads),
+            ("webhook deliveries", self.deliveries),
+            ("webhook attempts", self.attempts),
+            ("webhook messages", self.messages),
+            ("dashboard sessions", self.sessions),
+            ("function statistics", self.statistics),
+        ]
+    }
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, other: Pruned) {
+        self.runs += other.runs;
+        self.steps += other.steps;
+        self.history += other.history;
+        self.events += other.events;
+        self.payloads += other.payloads;
+        self.deliveries += other.deliveries;
+        self.attempts += other.attempts;
+        self.messages += other.messages;
+        self.sessions += other.sessions;
+        self.statistics += other.statistics;
+    }
+}
+
+impl From<JournalPruned> for Pruned {
+    fn from(journal: JournalPruned) -> Pruned {
+        let JournalPruned {
+            runs,
+            steps,
+            history,
+            events,
+            payloads,
+            sessions,
+            statistics,
+        } = journal;
+        Pruned {
+            runs,
+            steps,
+            history,
+            events,
+            payloads,
+            sessions,
+            statistics,
+            ..Pruned::default()
+        }
+    }
+}
+
+impl From<WebhooksPruned> for Pruned {
+    fn from(webhooks: WebhooksPruned) -> Pruned {
+        let WebhooksPruned {
+            deliveries,
+            attempts,
+            messages,
+        } = webhooks;
+        Pruned {
+            deliveries,
+            attempts,
+            messages,
+            ..Pruned::default()
+        }
+    }
+}
 
 /// How long what ended is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,11 +221,30 @@ async fn prune_run(ctx: Ctx, retention: Retention) -> Result<Pruned, Interrupt> 
     let now = ctx.event.data["tick"].as_i64().unwrap_or(ctx.event.ts);
     let cutoff = retention.cutoff(now);
     let mut total = Pruned::default();
+    if let Some(cutoff) = cutoff {
+        loop {
+            let batch: Pruned = ctx
+                .step
+                .run_tx(WEBHOOKS_STEP, move |tx| {
+                    Box::pin(async move {
+                        Ok(webhooks::prune_batch(tx, cutoff, BATCH_SIZE).await?.into())
+                    })
+                })
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            total += batch;
+        }
+    }
     loop {
         let batch: Pruned = ctx
             .step
             .run_tx(BATCH_STEP, move |tx| {
-                Box::pin(async move { Ok(tx.prune_batch(cutoff, now, BATCH_SIZE).await?) })
+                Box::pin(async move {
+                    let batch = tx.prune_journal(cutoff, now, BATCH_SIZE, &HOLDS).await?;
+                    Ok(batch.into())
+                })
             })
             .await?;
         if batch.is_empty() {
@@ -126,22 +268,40 @@ async fn prune_run(ctx: Ctx, retention: Retention) -> Result<Pruned, Interrupt> 
 pub async fn prune(store: &Store, retention: Retention, now_ms: i64) -> store::Result<Pruned> {
     let cutoff = retention.cutoff(now_ms);
     let mut total = Pruned::default();
+    if let Some(cutoff) = cutoff {
+        loop {
+            let batch = store
+                .write(Write::isolated(), move |tx| {
+                    Box::pin(async move { webhooks::prune_batch(tx, cutoff, BATCH_SIZE).await })
+                })
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            total += batch.into();
+        }
+    }
     loop {
         let batch = store
             .write(Write::isolated(), move |tx| {
-                Box::pin(async move { tx.prune_batch(cutoff, now_ms, BATCH_SIZE).await })
+                Box::pin(async move { tx.prune_journal(cutoff, now_ms, BATCH_SIZE, &HOLDS).await })
             })
             .await?;
         if batch.is_empty() {
             return Ok(total);
         }
-        total += batch;
+        total += batch.into();
     }
 }
 
 /// What [`prune`] would delete at `now_ms`, deleting nothing.
 pub async fn prunable(store: &Store, retention: Retention, now_ms: i64) -> store::Result<Pruned> {
-    store.prunable(retention.cutoff(now_ms), now_ms).await
+    let cutoff = retention.cutoff(now_ms);
+    let mut pruned = Pruned::from(store.prunable_journal(cutoff, now_ms, &HOLDS).await?);
+    if let Some(cutoff) = cutoff {
+        pruned += webhooks::prunable(store, cutoff).await?.into();
+    }
+    Ok(pruned)
 }
 
 #[cfg(test)]

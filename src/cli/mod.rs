@@ -1,5 +1,10 @@
 //! The command line: `dev`, `serve`, `migrate`, `trigger`, `send`, `runs`, `replay`, `cancel`,
 //! `prune`, `backup`.
+//!
+//! A program parses a [`Cli`] (`Cli::parse()`) and hands it to [`run`] or [`run_with`]. Each
+//! [`Command`] holds its command's arguments; their options are documented by
+//! `paysteps <command> --help` and the README, and the fields holding internal settings are
+//! not part of the API.
 
 mod api;
 mod logging;
@@ -14,8 +19,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use logging::init_logging;
+pub use logging::{UnknownLogFormat, init_logging};
+pub use operations::{CancelArgs, ReplayArgs, RunsArgs};
+pub use send::SendArgs;
+#[doc(hidden)]
 pub use server::serve_until;
+pub use trigger::TriggerArgs;
+pub use upkeep::{BackupArgs, PruneArgs};
+pub use webhooks::WebhooksArgs;
 
 /// The command line: one of the [`Command`]s.
 #[derive(Debug, Parser)]
@@ -58,6 +69,7 @@ pub enum Command {
 }
 
 /// Settings shared by `dev` and `serve`.
+#[doc(hidden)]
 #[derive(Debug, Args)]
 pub struct EngineArgs {
     /// Stripe webhook signing secret(s), comma-separated while rolling a secret.
@@ -194,9 +206,11 @@ pub struct DevArgs {
     #[arg(long, env = "PAYSTEPS_DASHBOARD_TOKEN", hide_env_values = true)]
     pub dashboard_token: Option<String>,
     /// Webhook and worker settings.
+    #[doc(hidden)]
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Host names, sign-ins and cookies.
+    #[doc(hidden)]
     #[command(flatten)]
     pub access: crate::http::access::AccessArgs,
 }
@@ -218,9 +232,11 @@ pub struct ServeArgs {
     #[arg(long = "event-key", env = "PAYSTEPS_EVENT_KEY", hide_env_values = true)]
     pub event_key: Option<String>,
     /// Webhook and worker settings.
+    #[doc(hidden)]
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Host names, sign-ins and cookies.
+    #[doc(hidden)]
     #[command(flatten)]
     pub access: crate::http::access::AccessArgs,
 }

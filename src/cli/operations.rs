@@ -41,8 +41,10 @@ pub struct Filter {
     pub search: Option<String>,
 }
 
+/// Options of `paysteps runs`.
 #[derive(Debug, Args)]
 pub struct RunsArgs {
+    #[doc(hidden)]
     #[command(flatten)]
     pub filter: Filter,
     /// Most runs listed.
@@ -51,10 +53,12 @@ pub struct RunsArgs {
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[doc(hidden)]
     #[command(flatten)]
     pub remote: Remote,
 }
 
+/// Options of `paysteps replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The run to replay; without it, every run matching the filter (default status: failed).
@@ -62,24 +66,29 @@ pub struct ReplayArgs {
     /// Run every step again instead of resuming at the failed step.
     #[arg(long)]
     pub from_start: bool,
+    #[doc(hidden)]
     #[command(flatten)]
     pub filter: Filter,
     /// Replay a selection without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    #[doc(hidden)]
     #[command(flatten)]
     pub remote: Remote,
 }
 
+/// Options of `paysteps cancel`.
 #[derive(Debug, Args)]
 pub struct CancelArgs {
     /// The run to cancel; without it, every run matching the filter that has not ended.
     pub run_id: Option<String>,
+    #[doc(hidden)]
     #[command(flatten)]
     pub filter: Filter,
     /// Cancel a selection without asking.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    #[doc(hidden)]
     #[command(flatten)]
     pub remote: Remote,
 }

@@ -12,6 +12,7 @@ use crate::engine::system_now_ms;
 /// The key an Inngest SDK uses in development when none is configured.
 const NO_EVENT_KEY: &str = "NO_EVENT_KEY_SET";
 
+/// Options of `paysteps send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
     /// Event name, e.g. app/user.signed_up (`stripe/…` and `paysteps/…` are refused).

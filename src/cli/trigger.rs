@@ -12,6 +12,7 @@ use crate::store::{Store, redact_url, sqlite_path};
 use crate::stripe::fixtures::{self, Overrides};
 use crate::stripe::signer;
 
+/// Options of `paysteps trigger`.
 #[derive(Debug, Args)]
 pub struct TriggerArgs {
     /// Stripe event type, e.g. checkout.session.completed or invoice.payment_failed.
@@ -31,6 +32,7 @@ pub struct TriggerArgs {
     )]
     pub db: String,
     /// Checkout mode, for checkout.session.completed.
+    #[doc(hidden)]
     #[arg(long, value_enum, default_value_t = Mode::Subscription)]
     pub mode: Mode,
     /// Replace the fixture's user id (user_123).

@@ -8,12 +8,13 @@ use clap::Args;
 
 use super::DbArgs;
 use crate::engine::system_now_ms;
-use crate::retention::{self, Retention};
+use crate::retention::{self, Pruned, Retention};
 use crate::store::{self, Store, redact_url};
 
 /// Options of `paysteps prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// The database to prune.
     #[command(flatten)]
     pub database: DbArgs,
     /// Days what ended is kept; 0 keeps the journal for ever.
@@ -24,6 +25,7 @@ pub struct PruneArgs {
         allow_hyphen_values = true,
         value_parser = Retention::parse
     )]
+    #[doc(hidden)]
     pub retention: Retention,
     /// Count what would be deleted, and delete nothing.
     #[arg(long)]
@@ -83,7 +85,7 @@ pub async fn prune(args: PruneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_counts(pruned: &store::Pruned) {
+fn print_counts(pruned: &Pruned) {
     for (kind, count) in pruned.kinds() {
         println!("  {kind:<20}{count}");
     }

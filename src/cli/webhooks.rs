@@ -7,6 +7,7 @@ use reqwest::Method;
 use super::api::ApiClient;
 use serde_json::{Value, json};
 
+/// Options of `paysteps webhooks`: the server to manage and what to do.
 #[derive(Debug, Args)]
 pub struct WebhooksArgs {
     /// Base URL of the running server.
@@ -25,6 +26,7 @@ pub struct WebhooksArgs {
         global = true
     )]
     pub token: Option<String>,
+    #[doc(hidden)]
     #[command(subcommand)]
     pub command: WebhooksCommand,
 }

@@ -134,6 +134,7 @@ impl EngineBuilder {
     }
 
     /// Records into these metrics instead of a fresh set.
+    #[doc(hidden)]
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -243,7 +244,7 @@ impl Engine {
     }
 
     /// The engine's counters and histograms.
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
@@ -383,6 +384,7 @@ impl Engine {
     /// for due runs and found none left to claim, no execution is in progress, and it
     /// listens for runs that other processes queue. A test of a function can wait for
     /// it before asserting that something did not happen.
+    #[doc(hidden)]
     pub async fn idle(&self) {
         let workers = self.inner.config.workers.max(1);
         let mut activity = self.inner.activity.subscribe();
@@ -405,7 +407,9 @@ impl Engine {
         }
     }
 
-    /// Stops every task at once, as a crash would: no lease is released.
+    /// Stops every task at once, as a crash would: no lease is released. For tests of
+    /// recovery.
+    #[doc(hidden)]
     pub fn abort(&self) {
         for task in self.stop_tasks() {
             task.abort();
@@ -428,12 +432,14 @@ impl Engine {
     /// Fires every cron tick that is due now (at most one per function, however many
     /// were missed) and returns how many runs it started. Processes sharing the
     /// database may all call it: each tick starts one run in all.
+    #[doc(hidden)]
     pub async fn fire_cron(&self) -> crate::store::Result<usize> {
         cron::fire_cron(&self.inner).await
     }
 
     /// Executes runs that are due now, one after another, until none is left; returns
     /// how many executions it made. For tests and tools that drive time themselves.
+    #[doc(hidden)]
     pub async fn run_until_idle(&self) -> crate::store::Result<usize> {
         let mut executed = 0;
         while let Some(run) = worker::claim_one(&self.inner).await? {

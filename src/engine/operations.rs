@@ -114,7 +114,7 @@ pub enum BulkKind {
 
 impl Selection {
     /// The store query for this selection, checked against what `kind` may touch.
-    pub fn query(&self, kind: BulkKind) -> Result<RunQuery, OperationError> {
+    pub(crate) fn query(&self, kind: BulkKind) -> Result<RunQuery, OperationError> {
         let statuses = if self.statuses.is_empty() {
             match kind {
                 BulkKind::Replay => vec![RunStatus::Failed],
@@ -191,7 +191,7 @@ impl Engine {
     }
 
     /// How many runs a bulk operation on `selection` would touch.
-    pub async fn preview(
+    pub(crate) async fn preview(
         &self,
         selection: &Selection,
         kind: BulkKind,

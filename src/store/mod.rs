@@ -47,7 +47,8 @@ pub use flow::NewListener;
 pub use journal::{
     ClaimedRun, IngestOutcome, NewEvent, NewLease, NewRun, RunFilter, StepUpdate, queues_runs,
 };
-pub use retention::Pruned;
+pub use retention::{EventHold, JournalPruned};
+pub(crate) use retention::{as_count, id_list, ids};
 pub(crate) use rows::EventRow;
 pub use rows::{RunRow, StepRow};
 pub use sessions::NewSession;

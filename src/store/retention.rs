@@ -1,11 +1,12 @@
-//! Deleting what retention lets go: runs that ended before a cutoff with their steps,
-//! status history and listeners; outgoing webhook deliveries and attempts that ended
-//! before it, and business events left without deliveries; events left without runs;
-//! expired dashboard sessions.
+//! Deleting what retention lets go from the engine's tables: runs that ended before a
+//! cutoff with their steps, status history and listeners; events left without runs;
+//! function statistics from before the cutoff; expired dashboard sessions.
 //!
 //! A Stripe event (its dedupe key holds for ever) is not deleted: its payload is dropped
-//! and its row kept, so that a redelivery is still answered as a duplicate. Business
-//! tables are never touched, and a run that has not ended stays however old it is.
+//! and its row kept, so that a redelivery is still answered as a duplicate. A run that has
+//! not ended stays however old it is. Tables outside the engine's are pruned by their
+//! owners; those whose rows refer to events say so with an [`EventHold`], and an event
+//! they still refer to stays.
 //!
 //! `$1` is the cutoff and `$2` the batch size (or, for sessions, now) in every statement.
 
@@ -14,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::{Dialect, Result, Store, StoreTx};
 use crate::args;
 
-/// How many rows of each kind a prune deleted, or would delete.
+/// How many rows of the engine's tables a prune deleted, or would delete.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pruned {
+pub struct JournalPruned {
     /// Runs that ended before the cutoff.
     pub runs: u64,
     /// Their steps (memoized outputs).
@@ -27,12 +28,6 @@ pub struct Pruned {
     pub events: u64,
     /// Stripe events of that kind whose payload was dropped; the id stays for dedupe.
     pub payloads: u64,
-    /// Outgoing webhook deliveries that ended before the cutoff.
-    pub deliveries: u64,
-    /// Their attempts.
-    pub attempts: u64,
-    /// Business events made before the cutoff and left without deliveries.
-    pub messages: u64,
     /// Dashboard sessions that expired.
     pub sessions: u64,
     /// Rows of function statistics (counts and duration bins) of buckets before the
@@ -40,41 +35,45 @@ pub struct Pruned {
     pub statistics: u64,
 }
 
-impl Pruned {
+impl JournalPruned {
     /// Whether nothing at all was (or would be) deleted.
     pub fn is_empty(&self) -> bool {
-        *self == Pruned::default()
-    }
-
-    /// Every kind with its count, in the order an operator reads them.
-    pub fn kinds(&self) -> [(&'static str, u64); 10] {
-        [
-            ("runs", self.runs),
-            ("steps", self.steps),
-            ("status changes", self.history),
-            ("events", self.events),
-            ("event payloads", self.payloads),
-            ("webhook deliveries", self.deliveries),
-            ("webhook attempts", self.attempts),
-            ("webhook messages", self.messages),
-            ("dashboard sessions", self.sessions),
-            ("function statistics", self.statistics),
-        ]
+        *self == JournalPruned::default()
     }
 }
 
-impl std::ops::AddAssign for Pruned {
-    fn add_assign(&mut self, other: Pruned) {
-        self.runs += other.runs;
-        self.steps += other.steps;
-        self.history += other.history;
-        self.events += other.events;
-        self.payloads += other.payloads;
-        self.deliveries += other.deliveries;
-        self.attempts += other.attempts;
-        self.messages += other.messages;
-        self.sessions += other.sessions;
-        self.statistics += other.statistics;
+/// Another owner's table whose rows refer to events by id: retention deletes no event
+/// that one of its rows still refers to, and keeps the row of a Stripe event whole.
+#[derive(Debug, Clone, Copy)]
+pub struct EventHold {
+    /// The table.
+    pub table: &'static str,
+    /// Its column holding an event's id.
+    pub column: &'static str,
+    /// Which of its rows stay when its owner prunes at the cutoff `$1`: an SQL condition
+    /// on the row named by the alias given. What a dry run counts assumes that the
+    /// owner's prune ran first, so that only those rows still refer to events.
+    pub stays: fn(&str) -> String,
+}
+
+impl EventHold {
+    /// An event of `e` that one of the hold's rows refers to now.
+    fn refers(&self, e: &str) -> String {
+        let EventHold { table, column, .. } = self;
+        format!("EXISTS (SELECT 1 FROM {table} h WHERE h.{column} = {e}.id)")
+    }
+
+    /// An event of `e` that one of the hold's rows refers to once its owner pruned.
+    fn keeps(&self, e: &str) -> String {
+        let EventHold {
+            table,
+            column,
+            stays,
+        } = self;
+        format!(
+            "EXISTS (SELECT 1 FROM {table} h WHERE h.{column} = {e}.id AND ({}))",
+            stays("h")
+        )
     }
 }
 
@@ -100,35 +99,22 @@ fn run_goes(r: &str) -> String {
     )
 }
 
-/// A delivery of `d` that a prune keeps: pending, or ended since the cutoff.
-fn delivery_kept(d: &str) -> String {
-    format!("({d}.status = 'pending' OR {d}.ended_at IS NULL OR {d}.ended_at >= $1)")
-}
-
-/// A business event of `w` that goes once the deliveries that go are gone.
-fn message_goes(w: &str) -> String {
-    format!(
-        "{w}.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-         WHERE d.event_id = {w}.id AND {})",
-        delivery_kept("d")
-    )
-}
-
-/// A whole event of `e` received before the cutoff that no surviving run or business
-/// event needs.
-fn event_goes(e: &str) -> String {
-    format!(
+/// A whole event of `e` received before the cutoff that no surviving run, nor any row
+/// that stays of the `holds`, needs.
+fn event_goes(e: &str, holds: &[EventHold]) -> String {
+    let mut sql = format!(
         "{e}.pruned_at IS NULL AND {e}.received_at < $1 \
-         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = {e}.id AND NOT ({})) \
-         AND NOT EXISTS (SELECT 1 FROM webhook_events w WHERE w.engine_event_id = {e}.id \
-         AND NOT ({}))",
-        run_goes("r"),
-        message_goes("w")
-    )
+         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = {e}.id AND NOT ({}))",
+        run_goes("r")
+    );
+    for hold in holds {
+        sql.push_str(&format!(" AND NOT {}", hold.keeps(e)));
+    }
+    sql
 }
 
-/// The rows of a JSON array of ids bound as `$n`.
-fn ids(dialect: Dialect, n: usize) -> String {
+/// The rows of a JSON array of ids bound as `$n`, for `id IN (…)`.
+pub(crate) fn ids(dialect: Dialect, n: usize) -> String {
     match dialect {
         Dialect::Sqlite => format!("SELECT value FROM json_each(${n})"),
         Dialect::Postgres => format!("SELECT jsonb_array_elements_text(${n}::jsonb)"),
@@ -136,30 +122,23 @@ fn ids(dialect: Dialect, n: usize) -> String {
 }
 
 impl StoreTx {
-    /// Deletes one batch of at most `limit` rows of each kind (runs with all their rows,
-    /// deliveries with their attempts, business events, events, sessions) that ended
-    /// before `cutoff`; `None` keeps the journal and deletes only sessions expired at
-    /// `now`. Repeat until it answers [`Pruned::is_empty`].
-    #[doc(hidden)]
-    pub async fn prune_batch(
+    /// Deletes one batch of at most `limit` rows of each kind of the engine's tables (runs
+    /// with all their rows, events, statistics, sessions) that ended before `cutoff`,
+    /// keeping every event a row of the `holds` refers to; `None` keeps the journal and
+    /// deletes only sessions expired at `now`. Repeat until it answers
+    /// [`JournalPruned::is_empty`].
+    pub(crate) async fn prune_journal(
         &mut self,
         cutoff: Option<i64>,
         now: i64,
         limit: i64,
-    ) -> Result<Pruned> {
-        let mut pruned = Pruned::default();
+        holds: &[EventHold],
+    ) -> Result<JournalPruned> {
+        let mut pruned = JournalPruned::default();
         if let Some(cutoff) = cutoff {
             self.prune_runs(cutoff, limit, &mut pruned).await?;
-            self.prune_deliveries(cutoff, limit, &mut pruned).await?;
-            pruned.messages = self
-                .execute(
-                    "DELETE FROM webhook_events WHERE id IN (SELECT w.id FROM webhook_events w \
-                     WHERE w.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
-                     WHERE d.event_id = w.id) ORDER BY w.created_at LIMIT $2)",
-                    args![cutoff, limit],
-                )
+            self.prune_events(cutoff, now, limit, holds, &mut pruned)
                 .await?;
-            self.prune_events(cutoff, now, limit, &mut pruned).await?;
             for table in ["function_stats", "function_durations"] {
                 pruned.statistics += self
                     .execute(
@@ -176,7 +155,24 @@ impl StoreTx {
         Ok(pruned)
     }
 
-    async fn prune_runs(&mut self, cutoff: i64, limit: i64, pruned: &mut Pruned) -> Result<()> {
+    /// [`prune_journal`](StoreTx::prune_journal) with no table outside the engine's
+    /// referring to events: for tests of the engine's own pruning.
+    #[doc(hidden)]
+    pub async fn prune_batch(
+        &mut self,
+        cutoff: Option<i64>,
+        now: i64,
+        limit: i64,
+    ) -> Result<JournalPruned> {
+        self.prune_journal(cutoff, now, limit, &[]).await
+    }
+
+    async fn prune_runs(
+        &mut self,
+        cutoff: i64,
+        limit: i64,
+        pruned: &mut JournalPruned,
+    ) -> Result<()> {
         // A run a surviving run replays stays until that one goes: `replay_of` refers to it.
         let runs: Vec<(String,)> = self
             .fetch_all(
@@ -219,53 +215,26 @@ impl StoreTx {
         Ok(())
     }
 
-    async fn prune_deliveries(
-        &mut self,
-        cutoff: i64,
-        limit: i64,
-        pruned: &mut Pruned,
-    ) -> Result<()> {
-        let deliveries: Vec<(String,)> = self
-            .fetch_all(
-                "SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND ended_at < $1 \
-                 ORDER BY ended_at LIMIT $2",
-                args![cutoff, limit],
-            )
-            .await?;
-        if deliveries.is_empty() {
-            return Ok(());
-        }
-        let list = id_list(deliveries);
-        let within = ids(self.dialect(), 1);
-        pruned.attempts = self
-            .execute(
-                &format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({within})"),
-                args![&list],
-            )
-            .await?;
-        pruned.deliveries = self
-            .execute(
-                &format!("DELETE FROM webhook_deliveries WHERE id IN ({within})"),
-                args![&list],
-            )
-            .await?;
-        Ok(())
-    }
-
     async fn prune_events(
         &mut self,
         cutoff: i64,
         now: i64,
         limit: i64,
-        pruned: &mut Pruned,
+        holds: &[EventHold],
+        pruned: &mut JournalPruned,
     ) -> Result<()> {
+        let held: String = holds
+            .iter()
+            .map(|hold| format!(" AND NOT {}", hold.refers("e")))
+            .collect();
         let events: Vec<(String, Option<String>)> = self
             .fetch_all(
-                "SELECT e.id, e.dedupe_key FROM events e WHERE e.pruned_at IS NULL \
-                 AND e.received_at < $1 \
-                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id) \
-                 AND NOT EXISTS (SELECT 1 FROM webhook_events w WHERE w.engine_event_id = e.id) \
-                 ORDER BY e.received_at LIMIT $2",
+                &format!(
+                    "SELECT e.id, e.dedupe_key FROM events e WHERE e.pruned_at IS NULL \
+                     AND e.received_at < $1 \
+                     AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.event_id = e.id){held} \
+                     ORDER BY e.received_at LIMIT $2"
+                ),
                 args![cutoff, limit],
             )
             .await?;
@@ -299,19 +268,25 @@ impl StoreTx {
 }
 
 impl Store {
-    /// What [`StoreTx::prune_batch`], repeated until nothing is left, would delete for
-    /// `cutoff` and `now`; deletes nothing. A run replayed by a replay that is itself
-    /// replayed by a surviving run may be counted although it stays.
-    pub(crate) async fn prunable(&self, cutoff: Option<i64>, now: i64) -> Result<Pruned> {
+    /// What [`StoreTx::prune_journal`], repeated until nothing is left after the owners of
+    /// the `holds` pruned theirs, would delete for `cutoff` and `now`; deletes nothing. A
+    /// run replayed by a replay that is itself replayed by a surviving run may be counted
+    /// although it stays.
+    pub(crate) async fn prunable_journal(
+        &self,
+        cutoff: Option<i64>,
+        now: i64,
+        holds: &[EventHold],
+    ) -> Result<JournalPruned> {
         let sessions = self
             .count(
                 "SELECT COUNT(*) FROM dashboard_sessions WHERE expires_at <= $1",
                 args![now],
             )
             .await?;
-        let mut pruned = Pruned {
+        let mut pruned = JournalPruned {
             sessions: as_count(sessions),
-            ..Pruned::default()
+            ..JournalPruned::default()
         };
         let Some(cutoff) = cutoff else {
             return Ok(pruned);
@@ -335,28 +310,12 @@ impl Store {
         .await?;
         pruned.events = count(format!(
             "SELECT COUNT(*) FROM events e WHERE e.dedupe_key IS NULL AND {}",
-            event_goes("e")
+            event_goes("e", holds)
         ))
         .await?;
         pruned.payloads = count(format!(
             "SELECT COUNT(*) FROM events e WHERE e.dedupe_key IS NOT NULL AND {}",
-            event_goes("e")
-        ))
-        .await?;
-        pruned.deliveries = count(format!(
-            "SELECT COUNT(*) FROM webhook_deliveries d WHERE NOT {}",
-            delivery_kept("d")
-        ))
-        .await?;
-        pruned.attempts = count(format!(
-            "SELECT COUNT(*) FROM webhook_attempts a JOIN webhook_deliveries d \
-             ON d.id = a.delivery_id WHERE NOT {}",
-            delivery_kept("d")
-        ))
-        .await?;
-        pruned.messages = count(format!(
-            "SELECT COUNT(*) FROM webhook_events w WHERE {}",
-            message_goes("w")
+            event_goes("e", holds)
         ))
         .await?;
         for table in ["function_stats", "function_durations"] {
@@ -367,11 +326,12 @@ impl Store {
     }
 }
 
-/// The ids as a JSON array, bound as one text parameter.
-fn id_list(rows: Vec<(String,)>) -> String {
+/// The ids as a JSON array, bound as one text parameter for [`ids`].
+pub(crate) fn id_list(rows: Vec<(String,)>) -> String {
     serde_json::Value::from(rows.into_iter().map(|(id,)| id).collect::<Vec<_>>()).to_string()
 }
 
-fn as_count(n: i64) -> u64 {
+/// A `COUNT(*)` as a count of rows.
+pub(crate) fn as_count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }

@@ -8,7 +8,7 @@ use super::secret::ROTATION_OVERLAP_MS;
 use crate::args;
 use crate::config::Secret;
 use crate::ids::EventId;
-use crate::store::{Result, Store, StoreTx};
+use crate::store::{EventHold, Result, Store, StoreTx, as_count, id_list, ids};
 
 /// An endpoint as stored, without its secrets.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -507,4 +507,111 @@ pub async fn endpoint_failed(tx: &mut StoreTx, id: &str, now: i64) -> Result<Opt
         )
         .await?;
     Ok(since.and_then(|(s,)| s))
+}
+
+/// How many rows of the outgoing webhook tables a prune deleted, or would delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhooksPruned {
+    /// Deliveries that ended before the cutoff.
+    pub deliveries: u64,
+    /// Their attempts.
+    pub attempts: u64,
+    /// Business events made before the cutoff and left without deliveries.
+    pub messages: u64,
+}
+
+impl WebhooksPruned {
+    /// Whether nothing at all was (or would be) deleted.
+    pub fn is_empty(&self) -> bool {
+        *self == WebhooksPruned::default()
+    }
+}
+
+/// A business event keeps the engine event its delivery runs hang off for as long as it
+/// stays: a resend starts its run on that event.
+pub const ENGINE_EVENT_HOLD: EventHold = EventHold {
+    table: "webhook_events",
+    column: "engine_event_id",
+    stays: message_stays,
+};
+
+/// A delivery of `d` that a prune at the cutoff `$1` keeps: pending, or ended since.
+fn delivery_kept(d: &str) -> String {
+    format!("({d}.status = 'pending' OR {d}.ended_at IS NULL OR {d}.ended_at >= $1)")
+}
+
+/// A business event of `w` that goes once the deliveries that go are gone.
+fn message_goes(w: &str) -> String {
+    format!(
+        "{w}.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+         WHERE d.event_id = {w}.id AND {})",
+        delivery_kept("d")
+    )
+}
+
+fn message_stays(w: &str) -> String {
+    format!("NOT ({})", message_goes(w))
+}
+
+/// Deletes one batch of at most `limit` deliveries that ended before `cutoff` with their
+/// attempts, and of business events made before it and left without deliveries. Repeat
+/// until it answers [`WebhooksPruned::is_empty`]. Endpoints are never deleted.
+pub async fn prune_batch(tx: &mut StoreTx, cutoff: i64, limit: i64) -> Result<WebhooksPruned> {
+    let mut pruned = WebhooksPruned::default();
+    let deliveries: Vec<(String,)> = tx
+        .fetch_all(
+            "SELECT id FROM webhook_deliveries WHERE status <> 'pending' AND ended_at < $1 \
+             ORDER BY ended_at LIMIT $2",
+            args![cutoff, limit],
+        )
+        .await?;
+    if !deliveries.is_empty() {
+        let list = id_list(deliveries);
+        let within = ids(tx.dialect(), 1);
+        pruned.attempts = tx
+            .execute(
+                &format!("DELETE FROM webhook_attempts WHERE delivery_id IN ({within})"),
+                args![&list],
+            )
+            .await?;
+        pruned.deliveries = tx
+            .execute(
+                &format!("DELETE FROM webhook_deliveries WHERE id IN ({within})"),
+                args![&list],
+            )
+            .await?;
+    }
+    pruned.messages = tx
+        .execute(
+            "DELETE FROM webhook_events WHERE id IN (SELECT w.id FROM webhook_events w \
+             WHERE w.created_at < $1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d \
+             WHERE d.event_id = w.id) ORDER BY w.created_at LIMIT $2)",
+            args![cutoff, limit],
+        )
+        .await?;
+    Ok(pruned)
+}
+
+/// What [`prune_batch`], repeated until nothing is left, would delete for `cutoff`;
+/// deletes nothing.
+pub async fn prunable(store: &Store, cutoff: i64) -> Result<WebhooksPruned> {
+    let count = |sql: String| async move { store.count(&sql, args![cutoff]).await.map(as_count) };
+    Ok(WebhooksPruned {
+        deliveries: count(format!(
+            "SELECT COUNT(*) FROM webhook_deliveries d WHERE NOT {}",
+            delivery_kept("d")
+        ))
+        .await?,
+        attempts: count(format!(
+            "SELECT COUNT(*) FROM webhook_attempts a JOIN webhook_deliveries d \
+             ON d.id = a.delivery_id WHERE NOT {}",
+            delivery_kept("d")
+        ))
+        .await?,
+        messages: count(format!(
+            "SELECT COUNT(*) FROM webhook_events w WHERE {}",
+            message_goes("w")
+        ))
+        .await?,
+    })
 }

@@ -19,6 +19,7 @@ crate::on_both_backends!(
     what_ended_goes_and_what_runs_stays,
     a_pruned_stripe_event_is_still_a_duplicate,
     deliveries_that_ended_and_expired_sessions_go,
+    a_business_event_that_stays_keeps_its_engine_event,
     pruning_goes_in_batches_of_the_given_size,
     under_a_steady_load_the_database_levels_off,
 );
@@ -291,6 +292,61 @@ async fn deliveries_that_ended_and_expired_sessions_go(backend: Backend) {
         app.count("SELECT COUNT(*) FROM dashboard_sessions").await,
         1,
         "the live sign-in stays"
+    );
+    receiving.abort();
+}
+
+async fn a_business_event_that_stays_keeps_its_engine_event(backend: Backend) {
+    let app = TestApp::start_with(Setup {
+        backend,
+        webhooks: Some(Destinations::AllowPrivate),
+        ..Setup::default()
+    })
+    .await;
+    let (url, receiving) = receiver().await;
+    let (status, body) = app
+        .post(
+            "/api/v1/webhooks",
+            &json!({ "url": url, "events": ["payment.succeeded"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    app.deliver_fixture("payment_intent.succeeded", Overrides::default())
+        .await;
+    app.settle().await;
+    // A delivery left pending after its run ended (its run cancelled by an operator, say):
+    // the business event stays, and with it the engine event a resend would start on.
+    app.store()
+        .execute(
+            "UPDATE webhook_deliveries SET status = 'pending', ended_at = NULL".into(),
+            vec![],
+        )
+        .await
+        .expect("pending");
+    let held = "SELECT COUNT(*) FROM events e JOIN webhook_events w ON w.engine_event_id = e.id";
+    assert_eq!(app.count(held).await, 1);
+
+    app.clock.advance(31 * DAY);
+    let store = app.store();
+    let counted = retention::prunable(store, MONTH, app.clock.now_ms())
+        .await
+        .expect("count");
+    let pruned = retention::prune(store, MONTH, app.clock.now_ms())
+        .await
+        .expect("prune");
+    assert_eq!(pruned, counted);
+    assert_eq!(
+        (pruned.runs, pruned.payloads, pruned.events, pruned.messages),
+        (2, 1, 0, 0),
+        "both runs go, the Stripe event keeps its id, the held event stays: {pruned:?}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM runs").await, 0);
+    assert_eq!(app.count(held).await, 1, "the held event stays");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE pruned_at IS NULL")
+            .await,
+        1,
+        "whole, with its payload"
     );
     receiving.abort();
 }
