@@ -41,6 +41,9 @@ pub struct RemoteFunction {
 /// The name shown for errors thrown outside any step.
 const FUNCTION_CODE: &str = "(function code)";
 
+/// Calls in a row that may bring nothing new before the run fails.
+const MAX_IDLE_ROUNDS: u32 = 3;
+
 /// Longest wait or invocation when the app sets no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -51,10 +54,12 @@ pub async fn execute(
     ctx: Ctx,
 ) -> Result<Value, Interrupt> {
     let mut run = Execution::new(&client, &function, &ctx)?;
+    let mut idle_rounds = 0;
     loop {
         ctx.step.check_boundary()?;
         // What the app is about to do outside must build on every step stored so far.
         ctx.step.settle_or_halt().await?;
+        let memoized = run.memo.len();
         let targets = run.targets();
         let mut calls: FuturesUnordered<_> = targets
             .into_iter()
@@ -90,6 +95,17 @@ pub async fn execute(
         }
         if let Some(result) = result {
             return result;
+        }
+        // An app that answers with nothing new, again, would be called for ever.
+        if run.memo.len() == memoized && run.planned.is_empty() && parks.is_empty() {
+            idle_rounds += 1;
+            if idle_rounds >= MAX_IDLE_ROUNDS {
+                return Err(Interrupt::fail(
+                    "the app answered with no step to run and no result: the function's steps changed while it ran, or the SDK speaks another protocol version",
+                ));
+            }
+        } else {
+            idle_rounds = 0;
         }
         if run.planned.is_empty()
             && let Some(op) = parks.into_iter().next()

@@ -202,6 +202,8 @@ pub struct FunctionInfo {
     pub step_timeout_ms: Option<u128>,
     /// The id of the function's failure handler (`<id>.on_failure`), if it has one.
     pub on_failure: Option<FunctionId>,
+    /// The URL of the SDK app that runs it; `None` for a function compiled into paysteps.
+    pub app: Option<String>,
 }
 
 impl Engine {
@@ -279,6 +281,7 @@ impl Engine {
                     retries: f.retries,
                     step_timeout_ms: f.timeout.map(|t| t.as_millis()),
                     on_failure: f.on_failure.clone(),
+                    app: f.app.clone(),
                 }
             })
             .collect()

@@ -28,6 +28,8 @@ pub(crate) struct Registered {
     /// The failure handler's function id, when there is one.
     pub on_failure: Option<FunctionId>,
     pub flow: Flow,
+    /// The URL of the SDK app whose function it is; `None` for a Rust function.
+    pub app: Option<String>,
 }
 
 impl Registered {
@@ -85,6 +87,7 @@ impl Registered {
             handler: f.handler,
             on_failure: on_failure.clone(),
             flow: f.flow,
+            app: None,
         }];
         if let (Some(id), Some(handler)) = (on_failure, f.on_failure) {
             entries.push(Registered {
@@ -95,6 +98,7 @@ impl Registered {
                 handler,
                 on_failure: None,
                 flow: Flow::default(),
+                app: None,
             });
         }
         Ok(entries)
@@ -120,10 +124,11 @@ struct Functions {
 }
 
 impl Functions {
-    fn build(functions: Vec<Function>) -> Result<Functions, EngineError> {
+    fn build(functions: Vec<Function>, app: Option<&str>) -> Result<Functions, EngineError> {
         let mut built = Functions::default();
         for function in functions {
-            for entry in Registered::from_function(function)? {
+            for mut entry in Registered::from_function(function)? {
+                entry.app = app.map(str::to_owned);
                 if built.by_id.contains_key(&entry.id) {
                     return Err(EngineError::DuplicateFunction(entry.id.into_string()));
                 }
@@ -143,7 +148,7 @@ impl Registry {
     /// Registers each function and, after it, its failure handler as a function of its own.
     pub fn build(functions: Vec<Function>) -> Result<Registry, EngineError> {
         Ok(Registry {
-            fixed: Functions::build(functions)?,
+            fixed: Functions::build(functions, None)?,
             apps: RwLock::new(HashMap::new()),
             changed: Notify::new(),
             #[cfg(feature = "testing")]
@@ -165,7 +170,7 @@ impl Registry {
     /// Replaces the functions of the app at `app` with `functions`. Refused, changing
     /// nothing, when an id is taken by a function outside the app.
     pub fn install_app(&self, app: &str, functions: Vec<Function>) -> Result<(), EngineError> {
-        let built = Functions::build(functions)?;
+        let built = Functions::build(functions, Some(app))?;
         let mut apps = self.apps.write().unwrap_or_else(|p| p.into_inner());
         for id in &built.order {
             let elsewhere = self.fixed.by_id.contains_key(id)

@@ -101,6 +101,7 @@ function route() {
     case "runs": return parts[1] ? runDetail(parts[1]) : runsPage();
     case "events": return parts[1] ? eventDetail(parts[1]) : eventsPage();
     case "functions": return functionsPage();
+    case "apps": return appsPage();
     case "billing": return billingPage();
     default: return runsPage();
   }
@@ -401,7 +402,8 @@ function ms(v) {
 async function functionsPage() {
   const list = await api("/functions");
   const rows = list.functions.map((f) => h("tr", { testid: "function-row", "data-function": f.id },
-    h("td", { class: "fn" }, h("strong", {}, f.id), f.on_failure ? h("div", { class: "muted" }, "on failure: " + f.on_failure) : null),
+    h("td", { class: "fn" }, h("strong", {}, f.id), f.on_failure ? h("div", { class: "muted" }, "on failure: " + f.on_failure) : null,
+      f.app ? h("div", { class: "muted", testid: "function-app" }, "app: ", h("a", { href: "#/apps" }, f.app)) : null),
     h("td", {}, f.trigger || f.cron || "internal"),
     h("td", {}, `${f.retries} retries` + (f.step_timeout_ms ? `, step timeout ${f.step_timeout_ms} ms` : "")),
     ["hour", "day"].map((w) => {
@@ -416,6 +418,37 @@ async function functionsPage() {
     h("table", { testid: "functions-table" },
       h("thead", {}, h("tr", {}, ["Function", "Trigger", "Configuration", "Last hour", "Last day", "Latest errors"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows)));
+}
+
+// ---------- apps ----------
+
+async function syncApp(url) {
+  try {
+    const answer = await api("/apps/sync", { method: "POST", body: { url } });
+    say("ok", answer.functions !== undefined ? `Synced ${url}: ${answer.functions} functions.`
+      : answer.awaiting_registration ? `Asked ${url} to register; it syncs out of band.` : `Synced ${url}: nothing changed.`);
+  } catch (err) {
+    say("error", `Sync of ${url} failed: ${err.message}`);
+  }
+  refresh(false);
+}
+
+async function appsPage() {
+  const list = await api("/apps");
+  const rows = list.apps.map((a) => h("tr", { testid: "app-row", "data-app": a.url },
+    h("td", {}, h("strong", {}, a.app_id || "—"), h("div", { class: "muted" }, a.url)),
+    h("td", {}, [a.sdk, a.framework].filter(Boolean).join(" · ") || "—"),
+    h("td", { testid: "app-functions" }, String(a.function_count)),
+    h("td", {}, time(a.synced_at)),
+    h("td", { testid: "app-error" }, a.error ? h("span", { class: "error-cell" }, a.error) : "—"),
+    h("td", {}, h("button", { type: "button", testid: "app-sync", onclick: () => syncApp(a.url) }, "Sync"))));
+  return h("section", { testid: "apps-page" },
+    h("h1", {}, "Apps"),
+    message(),
+    list.apps.length ? h("table", { testid: "apps-table" },
+      h("thead", {}, h("tr", {}, ["App", "SDK", "Functions", "Last sync", "Error", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No apps. Start paysteps with --app-url http://127.0.0.1:3000/api/inngest to run an SDK app's functions."));
 }
 
 // ---------- billing ----------
