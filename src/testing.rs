@@ -3,6 +3,11 @@
 //! writes, the payment and webhook repositories. Not part of the public API; it may change
 //! in any release.
 
+/// Inngest SDK apps: their sync and the functions they register.
+pub mod apps {
+    pub use crate::apps::*;
+}
+
 /// The command line's pieces (`serve_until`, the argument structs).
 pub mod cli {
     pub use crate::cli::*;

@@ -41,6 +41,10 @@ pub struct RemoteFunction {
 /// The name shown for errors thrown outside any step.
 const FUNCTION_CODE: &str = "(function code)";
 
+/// How an app names a function compiled into paysteps: `referenceFunction({ appId:
+/// "paysteps", functionId: "<id>" })`.
+const RUST_APP_PREFIX: &str = "paysteps-";
+
 /// Calls in a row that may bring nothing new before the run fails.
 const MAX_IDLE_ROUNDS: u32 = 3;
 
@@ -447,12 +451,17 @@ impl<'a> Execution<'a> {
                 }
             }
             OpCode::InvokeFunction => {
-                let function_id = op
+                let named = op
                     .opts
                     .get("function_id")
                     .and_then(Value::as_str)
-                    .ok_or_else(|| Interrupt::fail(format!("invoke '{name}' names no function")))?
-                    .to_owned();
+                    .ok_or_else(|| Interrupt::fail(format!("invoke '{name}' names no function")))?;
+                // A function compiled into paysteps is addressed as one of app "paysteps".
+                let function_id = match named.strip_prefix(RUST_APP_PREFIX) {
+                    Some(rust) if !self.step.is_registered(named) => rust,
+                    _ => named,
+                }
+                .to_owned();
                 let data = op
                     .opts
                     .pointer("/payload/data")

@@ -44,16 +44,22 @@ struct AppsInner {
 /// Why a sync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The app could not be reached, or its answer read.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The registration declares what paysteps does not carry out.
     #[error("the registration was refused: {0}")]
     Refused(#[from] Refused),
+    /// A function id is taken by a function outside the app.
     #[error("{0}")]
     Engine(#[from] EngineError),
+    /// A registration for an app on an origin paysteps was not given.
     #[error("the app's URL {0} is not one paysteps was given (--app-url)")]
     UnknownApp(String),
+    /// A registration without an app id.
     #[error("the registration names no app (appName is empty)")]
     NoAppId,
+    /// The database failed.
     #[error(transparent)]
     Store(#[from] crate::store::Error),
 }
@@ -61,8 +67,11 @@ pub enum SyncError {
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncOutcome {
-    /// The functions changed; this many are registered now.
-    Updated { functions: usize },
+    /// The functions changed.
+    Updated {
+        /// Functions registered now.
+        functions: usize,
+    },
     /// Nothing changed since the registration accepted before.
     Unchanged,
     /// The app registers itself out of band, through `/fn/register`.
@@ -88,6 +97,7 @@ impl Apps {
         self.inner.urls.contains(url)
     }
 
+    /// The signing keys apps prove themselves with, when paysteps has them.
     pub fn keys(&self) -> Option<&SigningKeys> {
         self.inner.keys.as_ref()
     }

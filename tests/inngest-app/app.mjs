@@ -7,7 +7,7 @@
 import http from "node:http";
 
 import { serve } from "inngest/node";
-import { Inngest, NonRetriableError } from "inngest";
+import { Inngest, NonRetriableError, RetryAfterError, referenceFunction } from "inngest";
 
 const port = Number(process.env.PORT ?? 3939);
 const inngest = new Inngest({ id: "e2e-app" });
@@ -109,6 +109,30 @@ const checkout = inngest.createFunction(
 );
 
 // Sleeps long enough for the test to restart paysteps in the middle.
+// Throws outside any step on its first attempt, asking to be retried a second later.
+const outsideAttempts = new Map();
+const outside = inngest.createFunction(
+  { id: "outside", triggers: [{ event: "test/outside.started" }] },
+  async ({ event }) => {
+    const attempts = (outsideAttempts.get(event.id) ?? 0) + 1;
+    outsideAttempts.set(event.id, attempts);
+    if (attempts === 1) throw new RetryAfterError("not yet", "1s");
+    return { attempts };
+  },
+);
+
+// Invokes a function compiled into paysteps, addressed as app "paysteps".
+const cross = inngest.createFunction(
+  { id: "cross", triggers: [{ event: "test/cross.sdk" }] },
+  async ({ event, step }) => {
+    const tripled = await step.invoke("ask-rust", {
+      function: referenceFunction({ appId: "paysteps", functionId: "rust-triple" }),
+      data: { n: event.data.n },
+    });
+    return { tripled };
+  },
+);
+
 // One run per job; a `test/sleeper.cancelled` event for its job cancels it.
 const sleeper = inngest.createFunction(
   {
@@ -168,6 +192,8 @@ const handler = serve({
     caught,
     announced,
     checkout,
+    outside,
+    cross,
     sleeper,
     fragile,
     ticker,

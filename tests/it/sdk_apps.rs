@@ -16,12 +16,15 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use paysteps::testing::apps::Apps;
 use paysteps::testing::stripe::fixtures::Overrides;
 use paysteps::testing::stripe::signer;
+use paysteps::{Clock, Engine, EventInput, Function, IngestOutcome, Interrupt, RunStatus, Trigger};
 use sha2::{Digest, Sha256};
 
-use crate::common::fixture_event;
+use crate::common::db::{Backend, TestDb};
 use crate::common::serve::{free_port, http_client};
+use crate::common::{fixture_event, test_config};
 
 /// The signing key of the signed-mode tests, shared by paysteps and the app.
 const SIGNING_KEY: &str =
@@ -513,6 +516,13 @@ async fn failures(stack: &Stack) {
         .await;
     assert_eq!(announced["output"], json!({ "heard": "never works" }));
 
+    // An error thrown outside any step is retried, after the Retry-After it asks for.
+    let outside = stack.start("test/outside.started", json!({})).await;
+    let run = stack
+        .run_until(&outside, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], json!({ "attempts": 2 }), "{run:#}");
+
     // What an app polls for an event it sent: its runs, with Inngest's statuses.
     let response = stack
         .http
@@ -751,4 +761,102 @@ async fn a_sync_with_a_setting_paysteps_does_not_carry_out_is_refused_and_says_w
         .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.to_string().contains("debounce"), "{body}");
+}
+
+/// Rust functions and an app's functions invoke each other in one engine: the Rust
+/// function addresses the app's by its composite id, the app addresses the Rust one as
+/// a function of app "paysteps".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_and_sdk_functions_invoke_each_other() {
+    if !node_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let app_port = free_port();
+    let _app = start_app(Mode::Dev, dir.path(), app_port, free_port(), &[]);
+    let db = TestDb::create(Backend::Sqlite).await;
+    let triple = Function::new("rust-triple", Trigger::Internal, |ctx| async move {
+        let n = ctx.event.data["n"].as_i64().unwrap_or_default();
+        ctx.step
+            .run("triple", move || async move { Ok(n * 3) })
+            .await
+    });
+    let ask_app = Function::new(
+        "ask-app",
+        Trigger::event("test/cross.rust"),
+        |ctx| async move {
+            let data = json!({ "n": 5 });
+            match ctx
+                .step
+                .invoke(
+                    "double it",
+                    "e2e-app-double",
+                    &data,
+                    Duration::from_secs(30),
+                )
+                .await?
+            {
+                Ok(output) => Ok(output),
+                Err(error) => Err(Interrupt::fail(error)),
+            }
+        },
+    );
+    let engine = Engine::builder(db.store().await)
+        .config(test_config(Clock::System))
+        .register(triple)
+        .register(ask_app)
+        .build()
+        .expect("engine");
+    engine.start();
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{app_port}/api/inngest")).unwrap();
+    let apps = Apps::new(engine.clone(), vec![url.clone()], None);
+    apps.load().await.expect("load the apps");
+    let until = Instant::now() + Duration::from_secs(30);
+    while apps.sync(&url).await.is_err() {
+        assert!(Instant::now() < until, "the app did not sync");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let outputs = futures::future::join(
+        run_output(&engine, "test/cross.rust", json!({})),
+        run_output(&engine, "test/cross.sdk", json!({ "n": 7 })),
+    )
+    .await;
+    assert_eq!(outputs.0, json!({ "doubled": 10 }));
+    assert_eq!(outputs.1, json!({ "tripled": 21 }));
+    engine.shutdown().await;
+}
+
+/// Ingests an event and answers the output of the run it started, once it completed.
+async fn run_output(engine: &Engine, name: &str, data: Value) -> Value {
+    let outcome = engine
+        .ingest(EventInput::new(name, &data))
+        .await
+        .expect("ingest");
+    let IngestOutcome::Accepted { runs, .. } = outcome else {
+        panic!("{name} was a duplicate")
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let run = engine
+            .store()
+            .run(&runs[0])
+            .await
+            .expect("read the run")
+            .expect("the run");
+        match run.status {
+            RunStatus::Completed => {
+                return serde_json::from_str(run.output.as_deref().unwrap_or("null"))
+                    .expect("JSON");
+            }
+            RunStatus::Failed => panic!("{name}: the run failed: {:?}", run.error),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < until,
+            "{name}: the run is {} after 30 s",
+            run.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -88,6 +88,11 @@ impl Step {
         }
     }
 
+    /// Whether a function with this id is registered (for an invocation's target).
+    pub(crate) fn is_registered(&self, function_id: &str) -> bool {
+        self.settings().registry.get(function_id).is_some()
+    }
+
     /// Cancelled when the worker shuts down.
     pub(crate) fn shutdown_token(&self) -> CancellationToken {
         self.settings().shutdown.clone()
