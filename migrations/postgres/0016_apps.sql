@@ -8,7 +8,7 @@ CREATE TABLE apps (
     framework TEXT,
     registration TEXT,
     checksum TEXT,
-    function_count INTEGER NOT NULL DEFAULT 0,
+    function_count BIGINT NOT NULL DEFAULT 0,
     synced_at BIGINT,
     error TEXT,
     checked_at BIGINT,

@@ -122,12 +122,14 @@ enum Mode {
 /// The app, paysteps, and a client for both.
 struct Stack {
     mode: Mode,
-    dir: TempDir,
     app_port: u16,
     port: u16,
     _app: Process,
     paysteps: Process,
     http: reqwest::Client,
+    db: TestDb,
+    /// Last: the processes' logs are in it, printed when they are dropped.
+    dir: TempDir,
 }
 
 impl Stack {
@@ -137,13 +139,19 @@ impl Stack {
 
     /// Starts the app (with `app_env` besides its usual environment) and paysteps.
     async fn launch_with(mode: Mode, app_env: &[(&str, &str)]) -> Stack {
+        Stack::launch_on(Backend::Sqlite, mode, app_env).await
+    }
+
+    async fn launch_on(backend: Backend, mode: Mode, app_env: &[(&str, &str)]) -> Stack {
         let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDb::create(backend).await;
         let (app_port, port) = (free_port(), free_port());
         let app = start_app(mode, dir.path(), app_port, port, app_env);
-        let paysteps = start_paysteps(mode, dir.path(), app_port, port);
+        let paysteps = start_paysteps(mode, dir.path(), &db.url(), app_port, port);
         let mut stack = Stack {
             mode,
             dir,
+            db,
             app_port,
             port,
             _app: app,
@@ -177,7 +185,13 @@ impl Stack {
     /// Kills paysteps (no shutdown) and starts it again on the same port and database.
     async fn restart_paysteps(&mut self) {
         self.paysteps.kill();
-        self.paysteps = start_paysteps(self.mode, self.dir.path(), self.app_port, self.port);
+        self.paysteps = start_paysteps(
+            self.mode,
+            self.dir.path(),
+            &self.db.url(),
+            self.app_port,
+            self.port,
+        );
         self.wait_healthy().await;
     }
 
@@ -354,7 +368,15 @@ fn start_app(mode: Mode, dir: &Path, app_port: u16, port: u16, env: &[(&str, &st
     Process::spawn("app", command, dir)
 }
 
-fn start_paysteps(mode: Mode, dir: &Path, app_port: u16, port: u16) -> Process {
+fn start_paysteps(mode: Mode, dir: &Path, db_url: &str, app_port: u16, port: u16) -> Process {
+    Process::spawn(
+        "paysteps",
+        paysteps_command(mode, dir, db_url, app_port, port),
+        dir,
+    )
+}
+
+fn paysteps_command(mode: Mode, dir: &Path, db_url: &str, app_port: u16, port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_paysteps"));
     command
         .arg(match mode {
@@ -362,10 +384,7 @@ fn start_paysteps(mode: Mode, dir: &Path, app_port: u16, port: u16) -> Process {
             Mode::Signed => "serve",
         })
         .current_dir(dir)
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/paysteps.db", dir.display()),
-        )
+        .env("DATABASE_URL", db_url)
         .env("PAYSTEPS_BIND", format!("127.0.0.1:{port}"))
         .env(
             "PAYSTEPS_APP_URLS",
@@ -380,7 +399,7 @@ fn start_paysteps(mode: Mode, dir: &Path, app_port: u16, port: u16) -> Process {
             .env("PAYSTEPS_DASHBOARD_TOKEN", TOKEN)
             .env("PAYSTEPS_EVENT_KEY", "test-key");
     }
-    Process::spawn("paysteps", command, dir)
+    command
 }
 
 fn chrono_now() -> i64 {
@@ -557,6 +576,57 @@ async fn an_sdk_app_runs_its_functions_in_dev_mode() {
         .unwrap_or_else(|| panic!("no e2e-app-flow in {functions:#}"));
     assert_eq!(flow["trigger"], "test/flow.started");
     assert_eq!(flow["retries"], 2);
+    tokio::join!(every_step_tool(&stack), failures(&stack));
+}
+
+/// On PostgreSQL, two `serve` processes share the app's runs: each syncs the app, and
+/// whichever claims a run drives it, steps, parks and all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_app_runs_on_postgres_across_two_processes() {
+    if !node_ready() {
+        return;
+    }
+    if crate::common::db::postgres_url().is_none() {
+        crate::common::db::report_postgres_skipped();
+        return;
+    }
+    let stack = Stack::launch_on(Backend::Postgres, Mode::Signed, &[]).await;
+    let second_port = free_port();
+    let _second = Process::spawn(
+        "paysteps-2",
+        paysteps_command(
+            Mode::Signed,
+            stack.dir.path(),
+            &stack.db.url(),
+            stack.app_port,
+            second_port,
+        ),
+        stack.dir.path(),
+    );
+    stack.synced().await;
+    // The second process registered the app's functions too.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let functions = stack
+            .http
+            .get(format!("http://127.0.0.1:{second_port}/api/v1/functions"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok();
+        let text = match functions {
+            Some(response) => response.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if text.contains("e2e-app-flow") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the second process has no app functions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::join!(every_step_tool(&stack), failures(&stack));
 }
 
