@@ -162,13 +162,7 @@ impl Engine {
     /// Starts a new run of the same function on the same event, linked to the original
     /// by `replay_of`. The original must have ended.
     pub async fn replay(&self, run_id: &RunId, mode: ReplayMode) -> Result<RunRow, OperationError> {
-        let registered: Vec<FunctionId> = self
-            .inner
-            .registry
-            .all()
-            .iter()
-            .map(|f| f.id.clone())
-            .collect();
+        let registered = self.inner.registry.ids();
         let now = self.clock().now_ms();
         let run_id = run_id.clone();
         let new = self
@@ -214,13 +208,7 @@ impl Engine {
         expected: Option<i64>,
     ) -> Result<BulkOutcome, OperationError> {
         let query = selection.query(BulkKind::Replay)?;
-        let registered: Vec<FunctionId> = self
-            .inner
-            .registry
-            .all()
-            .iter()
-            .map(|f| f.id.clone())
-            .collect();
+        let registered = self.inner.registry.ids();
         let now = self.clock().now_ms();
         let outcome = self
             .store()

@@ -208,6 +208,11 @@ impl Registry {
             .collect()
     }
 
+    /// Every function's id.
+    pub fn ids(&self) -> Vec<FunctionId> {
+        self.all().iter().map(|f| f.id.clone()).collect()
+    }
+
     /// The functions an event with this name may start (their conditions aside).
     pub fn listening_to(&self, name: &str) -> Vec<Arc<Registered>> {
         let mut found: Vec<Arc<Registered>> = self
