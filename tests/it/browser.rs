@@ -23,8 +23,67 @@ use tokio::sync::Mutex;
 
 use crate::common::{Backend, Setup, TestApp, first_run, until_idle};
 use crate::payments_api::{dispute, intent_of, refund};
+use crate::sdk_apps::{Mode, Stack};
 
 crate::on_both_backends!(an_operator_replays_failed_payment_runs_from_the_dashboard);
+
+/// The Apps page of `paysteps dev` running an Inngest SDK app: the app with its SDK,
+/// function count and last sync, a Sync that answers, and the app named on its
+/// functions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_page_shows_an_sdk_app_and_syncs_it() {
+    let Some(binary) = chromedriver() else {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        crate::common::db::skipped(
+            &ONCE,
+            "browser suite skipped: chromedriver is not installed (apt-get install chromium chromium-driver)",
+        );
+        return;
+    };
+    if !crate::sdk_apps::node_ready() {
+        return;
+    }
+    let _one_browser = BROWSER.lock().await;
+    let stack = Stack::launch(Mode::Dev).await;
+    let synced = stack.synced().await;
+    let count = synced["function_count"]
+        .as_i64()
+        .expect("a count")
+        .to_string();
+    let driver = Driver::start(&binary);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let client = browser(&driver, profile.path()).await;
+
+    client.goto(&stack.url("/#/apps")).await.expect("open");
+    let row = text_when(&client, "[data-testid=apps-table] tbody", |t| {
+        t.contains("e2e-app") && t.contains("js:v4.24.0")
+    })
+    .await;
+    assert!(row.contains(&stack.app_url()), "{row}");
+    let functions = text_when(&client, "[data-testid=app-functions]", |t| !t.is_empty()).await;
+    assert_eq!(functions, count);
+    assert_eq!(
+        text_when(&client, "[data-testid=app-error]", |t| !t.is_empty()).await,
+        "—"
+    );
+    screenshot(&client, "apps").await;
+    click(&client, "[data-testid=app-sync]").await;
+    let said = text_when(&client, "[data-testid=action-message]", |t| {
+        t.contains("Synced")
+    })
+    .await;
+    assert!(said.contains(&stack.app_url()), "{said}");
+
+    client.goto(&stack.url("/#/functions")).await.expect("open");
+    let app = text_when(
+        &client,
+        "[data-function='e2e-app-flow'] [data-testid=function-app]",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert_eq!(app, format!("app: {}", stack.app_url()));
+    client.close().await.expect("close the browser");
+}
 
 const TOKEN: &str = "browser-dashboard-token";
 const FLAKY_STEP: &str = "record-payment-failure";

@@ -40,7 +40,7 @@ fn app_dir() -> PathBuf {
 
 /// Whether node and the app's dependencies are here; says once (or fails under
 /// `PAYSTEPS_TEST_REQUIRE_ALL`) when they are not.
-fn node_ready() -> bool {
+pub(crate) fn node_ready() -> bool {
     let node = Command::new("node")
         .arg("--version")
         .stdout(Stdio::null())
@@ -112,7 +112,7 @@ impl Drop for Process {
 
 /// How paysteps and the app are set up.
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub(crate) enum Mode {
     /// `paysteps dev` without a key; the SDK in dev mode.
     Dev,
     /// `paysteps serve` with a signing key; the SDK in cloud mode with the same key.
@@ -120,7 +120,7 @@ enum Mode {
 }
 
 /// The app, paysteps, and a client for both.
-struct Stack {
+pub(crate) struct Stack {
     mode: Mode,
     app_port: u16,
     port: u16,
@@ -133,7 +133,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn launch(mode: Mode) -> Stack {
+    pub(crate) async fn launch(mode: Mode) -> Stack {
         Stack::launch_with(mode, &[]).await
     }
 
@@ -162,11 +162,11 @@ impl Stack {
         stack
     }
 
-    fn app_url(&self) -> String {
+    pub(crate) fn app_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/inngest", self.app_port)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -230,7 +230,7 @@ impl Stack {
     }
 
     /// Waits until the app's functions are registered.
-    async fn synced(&self) -> Value {
+    pub(crate) async fn synced(&self) -> Value {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, body) = self.get("/api/v1/apps").await;
