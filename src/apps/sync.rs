@@ -102,9 +102,17 @@ impl Apps {
         self.inner.keys.as_ref()
     }
 
-    /// The apps as stored, for the Apps page.
+    /// The apps paysteps was given, as stored, for the Apps page.
     pub async fn list(&self) -> crate::store::Result<Vec<AppRow>> {
-        repo::list(self.inner.engine.store()).await
+        Ok(self.configured(repo::list(self.inner.engine.store()).await?))
+    }
+
+    /// The stored apps among those paysteps was given: one dropped from `--app-url` is
+    /// neither shown nor called.
+    fn configured(&self, apps: Vec<AppRow>) -> Vec<AppRow> {
+        apps.into_iter()
+            .filter(|app| self.inner.urls.iter().any(|u| u.as_str() == app.url))
+            .collect()
     }
 
     /// Records the configured apps and registers the functions accepted before, so runs
@@ -119,7 +127,7 @@ impl Apps {
 
     /// Registers every stored registration this process has not registered yet.
     async fn refresh(&self) -> crate::store::Result<()> {
-        for app in repo::list(self.inner.engine.store()).await? {
+        for app in self.list().await? {
             let (Some(registration), Some(checksum)) = (&app.registration, &app.checksum) else {
                 continue;
             };
@@ -195,18 +203,15 @@ impl Apps {
             serde_json::from_slice(body).map_err(|e| ClientError::Unreadable(e.to_string()))?;
         let url = Url::parse(&registration.url)
             .map_err(|_| SyncError::UnknownApp(registration.url.clone()))?;
-        let known = self
-            .inner
-            .urls
-            .iter()
-            .find(|u| u.origin() == url.origin())
-            .ok_or_else(|| SyncError::UnknownApp(registration.url.clone()))?;
+        if !self.knows(&url) {
+            return Err(SyncError::UnknownApp(registration.url.clone()));
+        }
         let result = self.accept(&url, &registration, body).await;
         if let Err(err) = &result {
             let now = self.inner.engine.clock().now_ms();
             repo::refuse(
                 self.inner.engine.store(),
-                known.as_str(),
+                url.as_str(),
                 &err.to_string(),
                 now,
             )

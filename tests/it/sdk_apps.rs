@@ -674,6 +674,29 @@ async fn a_signed_app_runs_its_functions_under_serve() {
         let body: Value = response.json().await.expect("JSON");
         assert_eq!(body["status"], 401, "{body}");
     }
+    // With the key, a registration for an app paysteps was not given is refused.
+    let foreign = json!({
+        "url": "http://169.254.169.254/api/inngest", "appName": "elsewhere",
+        "sdk": "js:v4.24.0", "functions": []
+    });
+    let response = stack
+        .http
+        .post(stack.url("/fn/register"))
+        .bearer_auth(stack.bearer())
+        .json(&foreign)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not one paysteps was given"),
+        "{body}"
+    );
     // The app's own out-of-band sync, which carries the hashed key, is accepted.
     let put = stack
         .http
