@@ -236,4 +236,47 @@ mod tests {
             )]
         );
     }
+
+    #[test]
+    fn expression_keys_read_the_event_as_the_function_sees_it() {
+        let expr = |s: &str| Some(Expr::compile(s, &["event"]).unwrap());
+        // An SDK function sees `{name, data: <payload>}`, whatever the source.
+        fn shape(name: &str, payload: &Value) -> Value {
+            json!({ "name": name, "data": payload })
+        }
+        let flow = Flow {
+            concurrency: Some(Concurrency {
+                limit: 2,
+                key: None,
+            }),
+            throttle: Some(Throttle {
+                limit: 10,
+                period: Duration::from_secs(60),
+                burst: 1,
+                key: None,
+            }),
+            exprs: Some(Arc::new(ExprKeys {
+                concurrency: expr("event.data.user"),
+                throttle: expr("event.data.user + '/' + event.data.plan"),
+                idempotency: expr("event.data.order"),
+                shape,
+            })),
+            ..Flow::default()
+        };
+        let id: FunctionId = "app-f".parse().unwrap();
+        let run = flow.for_event(
+            &id,
+            "app/order",
+            &json!({"user": "u1", "plan": "pro", "order": 7}),
+        );
+        assert_eq!(run.concurrency, Some(("app-f:concurrency:u1".into(), 2)));
+        assert_eq!(
+            run.throttle.map(|t| t.0).as_deref(),
+            Some("app-f:throttle:u1/pro")
+        );
+        assert_eq!(run.idempotency_key.as_deref(), Some("idempotency:app-f:7"));
+        // A key the event lacks is empty, as a missing path is.
+        let run = flow.for_event(&id, "app/order", &json!({}));
+        assert_eq!(run.concurrency, Some(("app-f:concurrency:".into(), 2)));
+    }
 }
