@@ -14,3 +14,7 @@ CREATE TABLE apps (
     checked_at INTEGER,
     created_at INTEGER NOT NULL
 );
+
+-- A wait or cancellation an SDK function declares with a condition (CEL over `event`,
+-- the run's own event, and `async`, the arriving one) rather than a field match.
+ALTER TABLE listeners ADD COLUMN condition TEXT;

@@ -144,12 +144,21 @@ pub struct ThrottleSpec {
     pub key: Option<Expr>,
 }
 
-/// Cancels a run when `event` arrives whose value at `path` equals the run's event's
-/// value there (what `cancelOn: { event, match: "data.x" }` declares).
+/// Cancels a run when `event` arrives and matches it.
 #[derive(Debug, Clone)]
 pub struct CancelSpec {
     pub event: String,
-    pub path: String,
+    pub when: CancelWhen,
+}
+
+/// When an arriving event cancels a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelWhen {
+    /// Its value at this path equals the run's event's value there (what
+    /// `cancelOn: { event, match: "data.x" }` declares): matched through an index.
+    Path(String),
+    /// This CEL condition over `event` and `async` holds.
+    Condition(String),
 }
 
 /// Why a registration was refused: every problem found, each naming its function.
@@ -389,22 +398,20 @@ fn read_cancel(raw: &RawCancel) -> Result<CancelSpec, String> {
     }
     let Some(condition) = raw.condition.as_deref() else {
         return Err(format!(
-            "cancelOn {}: paysteps cancels only on a match (match: \"data.…\")",
+            "cancelOn {}: a cancellation without a condition would cancel every run on any such event; paysteps needs `match` or `if`",
             raw.event
         ));
     };
     Expr::compile(condition, &["event", "async"])
         .map_err(|e| format!("cancelOn {}: {e}", raw.event))?;
-    match path_equality(condition) {
-        Some((left, right)) if left == right => Ok(CancelSpec {
-            event: raw.event.clone(),
-            path: left,
-        }),
-        _ => Err(format!(
-            "cancelOn {}: paysteps cancels on `event.<path> == async.<path>` (cancelOn.match), not on '{condition}'",
-            raw.event
-        )),
-    }
+    let when = match path_equality(condition) {
+        Some((left, right)) if left == right => CancelWhen::Path(left),
+        _ => CancelWhen::Condition(condition.to_owned()),
+    };
+    Ok(CancelSpec {
+        event: raw.event.clone(),
+        when,
+    })
 }
 
 fn key_expr(source: &str, what: &str) -> Result<Expr, String> {
@@ -486,7 +493,7 @@ mod tests {
         assert!(matches!(&f.triggers[1], AppTrigger::Cron(s) if s.time_zone() == "Europe/Paris"));
         assert_eq!(f.concurrency.as_ref().unwrap().limit, 1);
         assert_eq!(f.throttle.as_ref().unwrap().period, Duration::from_secs(60));
-        assert_eq!(f.cancel[0].path, "data.user");
+        assert_eq!(f.cancel[0].when, CancelWhen::Path("data.user".into()));
     }
 
     #[test]
@@ -536,8 +543,12 @@ mod tests {
                 "scope 'account'",
             ),
             (
-                function(json!({"cancel": [{"event": "x", "if": "async.data.a == 'b'"}]})),
+                function(json!({"cancel": [{"event": "x", "if": "async.data.a =="}]})),
                 "cancelOn x",
+            ),
+            (
+                function(json!({"cancel": [{"event": "x"}]})),
+                "needs `match` or `if`",
             ),
             (foreign, "not on the app's origin"),
         ];
@@ -545,6 +556,20 @@ mod tests {
             let text = read(vec![f]).unwrap_err().to_string();
             assert!(text.contains(expected), "{expected}: {text}");
         }
+    }
+
+    #[test]
+    fn cancellations_match_a_path_or_a_condition() {
+        let f = read(vec![function(json!({"cancel": [
+            {"event": "a", "if": "event.data.id == async.data.id"},
+            {"event": "b", "if": "async.data.id == event.data.id && async.data.ok"}
+        ]}))])
+        .unwrap();
+        assert_eq!(f[0].cancel[0].when, CancelWhen::Path("data.id".into()));
+        assert_eq!(
+            f[0].cancel[1].when,
+            CancelWhen::Condition("async.data.id == event.data.id && async.data.ok".into())
+        );
     }
 
     #[test]

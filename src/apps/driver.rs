@@ -26,6 +26,7 @@ use super::events::to_sdk;
 use super::protocol::{
     Answer, CallCtx, CallRequest, DISCOVERY, Memo, Op, OpCode, Stack, VERSION_UNKNOWN, sdk_error,
 };
+use crate::engine::expr::Expr;
 use crate::engine::{Ctx, Interrupt, Invoked, RemoteStep, Step, WaitFor};
 use crate::state::{RunStatus, StepKind, StepStatus};
 
@@ -500,12 +501,16 @@ fn wait_for(op: &Op, name: &str) -> Result<WaitFor, Interrupt> {
         .ok_or_else(|| Interrupt::fail(format!("wait '{name}' names no event")))?;
     let mut wait = WaitFor::event(event).timeout(timeout_of(op, name)?);
     if let Some(condition) = op.opts.get("if").and_then(Value::as_str) {
-        let Some((ours, theirs)) = path_equality(condition) else {
-            return Err(Interrupt::fail(format!(
-                "wait '{name}': paysteps matches waits on `event.<path> == async.<path>`, not on '{condition}'"
-            )));
+        // A field equality is matched through an index; anything else is evaluated
+        // against each event of the name that arrives.
+        wait = match path_equality(condition) {
+            Some((ours, theirs)) => wait.matching_paths(ours, theirs),
+            None => {
+                Expr::compile(condition, &["event", "async"])
+                    .map_err(|e| Interrupt::fail(format!("wait '{name}': {e}")))?;
+                wait.condition(condition)
+            }
         };
-        wait = wait.matching_paths(ours, theirs);
     }
     Ok(wait)
 }

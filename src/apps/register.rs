@@ -7,7 +7,7 @@ use futures::FutureExt;
 use serde_json::Value;
 
 use super::client::AppClient;
-use super::config::{AppFunction, AppTrigger};
+use super::config::{AppFunction, AppTrigger, CancelWhen};
 use super::driver::{self, RemoteFunction};
 use super::events::{internal_name, to_sdk, to_sdk_parts};
 use crate::engine::expr::Expr;
@@ -57,9 +57,22 @@ fn function_of(client: AppClient, f: AppFunction) -> Function {
         cancel_on: f
             .cancel
             .iter()
-            .map(|c| CancelOn {
-                event: internal_name(&c.event).to_owned(),
-                matching: c.path.clone(),
+            .filter_map(|c| match &c.when {
+                CancelWhen::Path(path) => Some(CancelOn {
+                    event: internal_name(&c.event).to_owned(),
+                    matching: path.clone(),
+                }),
+                CancelWhen::Condition(_) => None,
+            })
+            .collect(),
+        cancel_when: f
+            .cancel
+            .iter()
+            .filter_map(|c| match &c.when {
+                CancelWhen::Condition(condition) => {
+                    Some((internal_name(&c.event).to_owned(), condition.clone()))
+                }
+                CancelWhen::Path(_) => None,
             })
             .collect(),
         exprs: Some(Arc::new(ExprKeys {

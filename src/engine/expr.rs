@@ -11,6 +11,12 @@ use std::sync::Arc;
 
 use cel::{Context, Program, Value};
 
+/// An event as expressions read it: `{name, data}`, `data` being its payload (a Stripe
+/// event's payload is the Stripe event itself), as SDK functions see their events.
+pub fn view(name: &str, payload: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "name": name, "data": payload })
+}
+
 /// A compiled expression and its source.
 #[derive(Clone)]
 pub struct Expr {

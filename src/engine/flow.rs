@@ -57,6 +57,9 @@ pub(crate) struct Flow {
     /// A path whose value, once seen, starts no further run of the function for 24 h.
     pub idempotency: Option<String>,
     pub cancel_on: Vec<CancelOn>,
+    /// Events that cancel a run when a CEL condition over `event` (the run's own) and
+    /// `async` (the arriving one) holds: event name and condition.
+    pub cancel_when: Vec<(String, String)>,
     /// Keys written as expressions (an SDK function's), read instead of the paths.
     pub exprs: Option<Arc<ExprKeys>>,
 }
@@ -110,6 +113,8 @@ pub(crate) struct RunFlow {
     pub idempotency_key: Option<String>,
     /// Event names and the values that cancel the run.
     pub cancel_on: Vec<(String, String, String)>,
+    /// Event names and the conditions under which they cancel the run.
+    pub cancel_when: Vec<(String, String)>,
 }
 
 impl RunFlow {
@@ -157,6 +162,7 @@ impl Flow {
                         .map(|v| (c.event.clone(), c.matching.clone(), path::key_text(&v)))
                 })
                 .collect(),
+            cancel_when: self.cancel_when.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::event::{Event, EventInput};
+use super::expr::{self, Expr};
 use super::flow::{Flow, IDEMPOTENCY_WINDOW, RunFlow, throttle_slot};
 use super::registry::Registry;
 use super::{Engine, clock::duration_ms, new_id, path};
@@ -257,11 +258,43 @@ async fn start_run(
             event_name: event_name.clone(),
             match_path: Some(match_path.clone()),
             match_value: Some(match_value.clone()),
+            condition: None,
+            expires_at: None,
+        })
+        .await?;
+    }
+    for (event_name, condition) in &flow.cancel_when {
+        tx.insert_listener(&NewListener {
+            id: new_id("lis"),
+            run_id: planned.run.id.clone(),
+            kind: ListenerKind::Cancel,
+            step_key: None,
+            event_name: event_name.clone(),
+            match_path: None,
+            match_value: None,
+            condition: Some(condition.clone()),
             expires_at: None,
         })
         .await?;
     }
     Ok(true)
+}
+
+/// Whether a listener's condition holds for the arriving event (`async`), read beside
+/// the run's own (`event`). A condition that does not compile, or cannot be evaluated,
+/// does not hold.
+fn condition_holds(
+    condition: &str,
+    own_name: Option<&str>,
+    own_data: Option<&str>,
+    arriving: &Value,
+) -> bool {
+    let own_data = own_data
+        .and_then(|d| serde_json::from_str::<Value>(d).ok())
+        .unwrap_or(Value::Null);
+    let own = expr::view(own_name.unwrap_or_default(), &own_data);
+    Expr::compile(condition, &["event", "async"])
+        .is_ok_and(|expr| expr.matches(&[("event", &own), ("async", arriving)]))
 }
 
 /// Completes the steps waiting for this event and cancels the runs it cancels; true
@@ -275,6 +308,7 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
     let payload: Value = serde_json::from_str(&event.data)?;
     let now = event.received_at;
     let mut as_step_output = None;
+    let mut arriving = None;
     for listener in listeners {
         let matched = match (&listener.match_path, &listener.match_value) {
             (None, _) => true,
@@ -284,6 +318,13 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
         };
         if !matched {
             continue;
+        }
+        if let Some(condition) = &listener.condition {
+            let arriving = arriving.get_or_insert_with(|| expr::view(&event.name, &payload));
+            let (own_name, own_data) = (listener.own_name.as_deref(), listener.own_data.as_deref());
+            if !condition_holds(condition, own_name, own_data, arriving) {
+                continue;
+            }
         }
         match (listener.kind, &listener.step_key) {
             (ListenerKind::Wait, Some(step_key)) => {

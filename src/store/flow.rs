@@ -26,6 +26,9 @@ pub struct NewListener {
     pub match_path: Option<String>,
     /// The value at `match_path` in the run's own event, as JSON text.
     pub match_value: Option<String>,
+    /// A CEL condition over `event` (the run's own event) and `async` (the arriving one)
+    /// that must hold as well.
+    pub condition: Option<String>,
     /// When the listener lapses, in milliseconds since the Unix epoch; `None` never.
     pub expires_at: Option<i64>,
 }
@@ -43,6 +46,12 @@ pub struct ListenerRow {
     pub match_path: Option<String>,
     /// The value at `match_path` in the run's own event, as JSON text.
     pub match_value: Option<String>,
+    /// The listener's condition, if it has one.
+    pub condition: Option<String>,
+    /// With a condition: the name of the run's own event.
+    pub own_name: Option<String>,
+    /// With a condition: the payload of the run's own event, as JSON text.
+    pub own_data: Option<String>,
 }
 
 impl StoreTx {
@@ -174,6 +183,7 @@ impl StoreTx {
             .bind(&mut params, "event_name", &listener.event_name)
             .bind(&mut params, "match_path", listener.match_path.clone())
             .bind(&mut params, "match_value", listener.match_value.clone())
+            .bind(&mut params, "condition", listener.condition.clone())
             .bind(&mut params, "expires_at", listener.expires_at);
         let sql = format!(
             "INSERT INTO listeners ({}) VALUES ({})",
@@ -184,11 +194,15 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Every listener for events named `event_name`.
+    /// Every listener for events named `event_name`; one with a condition comes with its
+    /// run's own event, which the condition reads.
     pub(crate) async fn listeners_for(&mut self, event_name: &str) -> Result<Vec<ListenerRow>> {
         self.fetch_all(
-            "SELECT run_id, kind, step_key, match_path, match_value FROM listeners \
-             WHERE event_name = $1 ORDER BY id",
+            "SELECT l.run_id, l.kind, l.step_key, l.match_path, l.match_value, l.condition, \
+             e.name AS own_name, e.data AS own_data FROM listeners l \
+             LEFT JOIN runs r ON l.condition IS NOT NULL AND r.id = l.run_id \
+             LEFT JOIN events e ON e.id = r.event_id \
+             WHERE l.event_name = $1 ORDER BY l.id",
             args![event_name],
         )
         .await

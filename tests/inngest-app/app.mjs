@@ -133,6 +133,26 @@ const cross = inngest.createFunction(
   },
 );
 
+// Waits on a condition that is more than a field equality; cancelled by a close that
+// gives a reason.
+const gate = inngest.createFunction(
+  {
+    id: "gate",
+    triggers: [{ event: "test/gate.waiting" }],
+    cancelOn: [
+      { event: "test/gate.closed", if: "async.data.user == event.data.user && async.data.reason != 'none'" },
+    ],
+  },
+  async ({ step }) => {
+    const opened = await step.waitForEvent("vip", {
+      event: "test/gate.opened",
+      timeout: "1m",
+      if: "async.data.level > 2 && async.data.user == event.data.user",
+    });
+    return { level: opened?.data?.level ?? null };
+  },
+);
+
 // One run per job; a `test/sleeper.cancelled` event for its job cancels it.
 const sleeper = inngest.createFunction(
   {
@@ -172,6 +192,25 @@ const ticker = inngest.createFunction(
   async ({ step }) => await step.run("tick", () => "ticked"),
 );
 
+// At most one run per lane at a time.
+const laned = inngest.createFunction(
+  { id: "laned", concurrency: { limit: 1, key: "event.data.lane" }, triggers: [{ event: "test/laned" }] },
+  async ({ event, step }) => {
+    await step.sleep("hold", "3s");
+    return event.data.lane;
+  },
+);
+
+// With PAYSTEPS_TEST_EXTRA set, the app has one more function, for the re-sync test.
+const extra = process.env.PAYSTEPS_TEST_EXTRA
+  ? [
+      inngest.createFunction(
+        { id: "extra", triggers: [{ event: "test/extra" }] },
+        async () => "extra",
+      ),
+    ]
+  : [];
+
 // With PAYSTEPS_TEST_UNSUPPORTED set, the app also declares a setting paysteps does
 // not carry out, so its sync is refused.
 const unsupported = process.env.PAYSTEPS_TEST_UNSUPPORTED
@@ -194,9 +233,12 @@ const handler = serve({
     checkout,
     outside,
     cross,
+    gate,
+    laned,
     sleeper,
     fragile,
     ticker,
+    ...extra,
     ...unsupported,
   ],
 });

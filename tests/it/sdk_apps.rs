@@ -124,7 +124,7 @@ pub(crate) struct Stack {
     mode: Mode,
     app_port: u16,
     port: u16,
-    _app: Process,
+    app: Process,
     paysteps: Process,
     http: reqwest::Client,
     db: TestDb,
@@ -154,7 +154,7 @@ impl Stack {
             db,
             app_port,
             port,
-            _app: app,
+            app,
             paysteps,
             http: http_client(),
         };
@@ -180,6 +180,24 @@ impl Stack {
             assert!(Instant::now() < until, "paysteps not healthy after 30 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops the app and starts it again on the same port, with `env` besides its usual
+    /// environment (a new version of it, deployed).
+    fn restart_app(&mut self, env: &[(&str, &str)]) {
+        self.app.kill();
+        self.app = start_app(self.mode, self.dir.path(), self.app_port, self.port, env);
+    }
+
+    /// The ids of the functions paysteps has registered.
+    async fn function_ids(&self) -> Vec<String> {
+        let (_, functions) = self.get("/api/v1/functions").await;
+        functions["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["id"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Kills paysteps (no shutdown) and starts it again on the same port and database.
@@ -796,6 +814,149 @@ async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_f
         run["output"],
         json!({ "first": "done once", "second": "fixed", "firstRuns": 1 }),
         "{run:#}"
+    );
+}
+
+/// Waits and cancellations whose `if` is more than a field equality: only an event for
+/// which the whole condition holds resumes or cancels the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_decide_which_event_resumes_or_cancels_a_run() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch(Mode::Dev).await;
+    stack.synced().await;
+    let waiting = stack
+        .start("test/gate.waiting", json!({ "user": "u1" }))
+        .await;
+    let doomed = stack
+        .start("test/gate.waiting", json!({ "user": "u2" }))
+        .await;
+    for run in [&waiting, &doomed] {
+        stack
+            .run_until(run, &["waiting"], Duration::from_secs(30))
+            .await;
+    }
+    // Each of these fails one part of a condition.
+    for (name, data) in [
+        ("test/gate.opened", json!({ "user": "u1", "level": 1 })),
+        ("test/gate.opened", json!({ "user": "u3", "level": 5 })),
+        (
+            "test/gate.closed",
+            json!({ "user": "u2", "reason": "none" }),
+        ),
+        (
+            "test/gate.closed",
+            json!({ "user": "u3", "reason": "done" }),
+        ),
+    ] {
+        stack.send(name, data).await;
+    }
+    for run in [&waiting, &doomed] {
+        let (_, run) = stack.get(&format!("/api/v1/runs/{run}")).await;
+        assert_eq!(run["status"], "waiting", "{run:#}");
+    }
+    stack
+        .send("test/gate.opened", json!({ "user": "u1", "level": 3 }))
+        .await;
+    stack
+        .send(
+            "test/gate.closed",
+            json!({ "user": "u2", "reason": "done" }),
+        )
+        .await;
+    let run = stack
+        .run_until(&waiting, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], json!({ "level": 3 }), "{run:#}");
+    let run = stack
+        .run_until(
+            &doomed,
+            &["cancelled", "completed", "failed"],
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(run["status"], "cancelled", "{run:#}");
+}
+
+/// A new version of the app drops a function: the next sync archives it (no new run),
+/// while a run in flight of another function goes on across the sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_sync_archives_a_dropped_function_and_runs_in_flight_go_on() {
+    if !node_ready() {
+        return;
+    }
+    let mut stack = Stack::launch_with(Mode::Dev, &[("PAYSTEPS_TEST_EXTRA", "1")]).await;
+    stack.synced().await;
+    assert!(
+        stack
+            .function_ids()
+            .await
+            .contains(&"e2e-app-extra".to_owned())
+    );
+    let sleeper = stack
+        .start(
+            "test/sleeper.started",
+            json!({ "job": "resync", "sleep": "6s" }),
+        )
+        .await;
+    stack
+        .run_until(&sleeper, &["sleeping"], Duration::from_secs(30))
+        .await;
+    stack.restart_app(&[]);
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack
+        .function_ids()
+        .await
+        .contains(&"e2e-app-extra".to_owned())
+    {
+        assert!(
+            Instant::now() < until,
+            "e2e-app-extra is still registered after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, apps) = stack.get("/api/v1/apps").await;
+    assert_eq!(apps["apps"][0]["error"], Value::Null, "{apps}");
+    let dropped = stack.send("test/extra", json!({})).await;
+    assert!(stack.runs_of(&dropped, 0).await.is_empty());
+    let run = stack
+        .run_until(&sleeper, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], "slept and woke", "{run:#}");
+}
+
+/// A concurrency limit keyed by an expression: one run per lane at a time, lanes apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expression_keyed_concurrency_limit_runs_one_run_per_lane() {
+    if !node_ready() {
+        return;
+    }
+    let stack = Stack::launch(Mode::Dev).await;
+    stack.synced().await;
+    let first = stack.start("test/laned", json!({ "lane": "x" })).await;
+    stack
+        .run_until(&first, &["sleeping"], Duration::from_secs(30))
+        .await;
+    let second = stack.start("test/laned", json!({ "lane": "x" })).await;
+    let other = stack.start("test/laned", json!({ "lane": "y" })).await;
+    // The other lane runs while the first holds lane x; the second waits its turn.
+    stack
+        .run_until(&other, &["sleeping", "completed"], Duration::from_secs(30))
+        .await;
+    let (_, run) = stack.get(&format!("/api/v1/runs/{second}")).await;
+    assert_eq!(run["status"], "pending", "{run:#}");
+    for run in [&first, &second, &other] {
+        let run = stack
+            .run_until(run, &["completed", "failed"], Duration::from_secs(30))
+            .await;
+        assert_eq!(run["status"], "completed", "{run:#}");
+    }
+    let (_, first) = stack.get(&format!("/api/v1/runs/{first}")).await;
+    let (_, second) = stack.get(&format!("/api/v1/runs/{second}")).await;
+    assert!(
+        second["started_at"].as_i64() >= first["ended_at"].as_i64(),
+        "lane x ran two at once: {first:#} {second:#}"
     );
 }
 

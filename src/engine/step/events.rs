@@ -41,6 +41,8 @@ pub struct WaitFor {
     own: Option<String>,
     /// The path read in the awaited event.
     matching: Option<String>,
+    /// A CEL condition over `event` (the run's own event) and `async` (the awaited one).
+    condition: Option<String>,
     timeout: Duration,
 }
 
@@ -51,6 +53,7 @@ impl WaitFor {
             event: name.into(),
             own: None,
             matching: None,
+            condition: None,
             timeout: Duration::from_secs(24 * 60 * 60),
         }
     }
@@ -71,6 +74,13 @@ impl WaitFor {
     pub fn matching_paths(mut self, ours: impl Into<String>, theirs: impl Into<String>) -> WaitFor {
         self.own = Some(ours.into());
         self.matching = Some(theirs.into());
+        self
+    }
+
+    /// Only an event for which `condition`, a CEL expression over `event` (the run's own
+    /// event) and `async` (the candidate), holds; checked by [`crate::engine::expr`].
+    pub(crate) fn condition(mut self, condition: impl Into<String>) -> WaitFor {
+        self.condition = Some(condition.into());
         self
     }
 
@@ -136,6 +146,7 @@ impl Step {
                     event_name: wait.event,
                     match_path: wait.matching,
                     match_value,
+                    condition: wait.condition,
                     expires_at: Some(until),
                 };
                 Err(self.halt(Halt::Wait {
@@ -284,6 +295,7 @@ impl Step {
                     event_name: FUNCTION_FINISHED.to_owned(),
                     match_path: Some("data.run_id".to_owned()),
                     match_value: Some(child.run.id.to_string()),
+                    condition: None,
                     expires_at: Some(until),
                 };
                 let mut input = EventInput::new(FUNCTION_INVOKED, data);

@@ -115,7 +115,8 @@ impl Ending {
         };
         Ok(Ending {
             release_slot: flow.is_some_and(|f| f.concurrency.is_some()),
-            drop_listeners: flow.is_some_and(|f| !f.cancel_on.is_empty()),
+            drop_listeners: flow
+                .is_some_and(|f| !f.cancel_on.is_empty() || !f.cancel_when.is_empty()),
             finished,
         })
     }

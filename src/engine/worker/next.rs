@@ -174,6 +174,7 @@ mod tests {
             event_name: "app/approved".into(),
             match_path: None,
             match_value: None,
+            condition: None,
             expires_at: Some(NOW + 60_000),
         })
     }
