@@ -272,8 +272,12 @@ fn read_function(raw: &RawFunction, app_url: &Url) -> Result<AppFunction, Vec<St
         None => None,
     };
     let mut cancel = Vec::new();
+    let stripe_triggered = raw
+        .triggers
+        .iter()
+        .any(|t| t.event.as_deref().is_some_and(|e| e.starts_with("stripe/")));
     for c in raw.cancel.iter().flatten() {
-        match read_cancel(c) {
+        match read_cancel(c, stripe_triggered) {
             Ok(spec) => cancel.push(spec),
             Err(e) => refuse(e),
         }
@@ -389,7 +393,10 @@ fn read_throttle(raw: &RawThrottle) -> Result<ThrottleSpec, String> {
     })
 }
 
-fn read_cancel(raw: &RawCancel) -> Result<CancelSpec, String> {
+/// A cancellation; a field equality goes through the listeners' index, except where a
+/// Stripe event is involved: the index reads a Stripe event's fields from the Stripe
+/// event itself, where the app reads them under `data`.
+fn read_cancel(raw: &RawCancel, stripe_triggered: bool) -> Result<CancelSpec, String> {
     if raw.timeout.is_some() {
         return Err(format!(
             "cancelOn {}: a timeout is not supported by paysteps",
@@ -404,8 +411,9 @@ fn read_cancel(raw: &RawCancel) -> Result<CancelSpec, String> {
     };
     Expr::compile(condition, &["event", "async"])
         .map_err(|e| format!("cancelOn {}: {e}", raw.event))?;
+    let indexed = !stripe_triggered && !raw.event.starts_with("stripe/");
     let when = match path_equality(condition) {
-        Some((left, right)) if left == right => CancelWhen::Path(left),
+        Some((left, right)) if left == right && indexed => CancelWhen::Path(left),
         _ => CancelWhen::Condition(condition.to_owned()),
     };
     Ok(CancelSpec {

@@ -126,6 +126,8 @@ struct Execution<'a> {
     function: &'a RemoteFunction,
     run_id: String,
     event: Value,
+    /// The name of the run's event, as stored.
+    own_event_name: String,
     /// Memoized steps by hashed id.
     memo: BTreeMap<String, Memo>,
     /// Their ids in the order they completed.
@@ -150,6 +152,7 @@ impl<'a> Execution<'a> {
             function,
             run_id: ctx.run_id.to_string(),
             event: to_sdk(&ctx.event),
+            own_event_name: ctx.event.name.clone(),
             memo: BTreeMap::new(),
             stack: Vec::new(),
             planned: BTreeMap::new(),
@@ -445,7 +448,7 @@ impl<'a> Execution<'a> {
                 Memo::Nothing
             }
             OpCode::WaitForEvent => {
-                let wait = wait_for(&op, &name)?;
+                let wait = wait_for(&op, &name, &self.own_event_name)?;
                 match self.step.wait_keyed(&op.id, &name, wait).await? {
                     Some(event) => Memo::Event(to_sdk(&event)),
                     None => Memo::Nothing,
@@ -492,7 +495,7 @@ impl<'a> Execution<'a> {
 
 /// A `WaitForEvent` op as paysteps' wait: the event name, the match its `if` asks for,
 /// and the timeout.
-fn wait_for(op: &Op, name: &str) -> Result<WaitFor, Interrupt> {
+fn wait_for(op: &Op, name: &str, own_event: &str) -> Result<WaitFor, Interrupt> {
     let event = op
         .opts
         .get("event")
@@ -502,8 +505,11 @@ fn wait_for(op: &Op, name: &str) -> Result<WaitFor, Interrupt> {
     let mut wait = WaitFor::event(event).timeout(timeout_of(op, name)?);
     if let Some(condition) = op.opts.get("if").and_then(Value::as_str) {
         // A field equality is matched through an index; anything else is evaluated
-        // against each event of the name that arrives.
-        wait = match path_equality(condition) {
+        // against each event of the name that arrives. The index reads a Stripe event's
+        // fields from the Stripe event itself, where the app reads them under `data`: a
+        // wait that involves one goes by its condition.
+        let stripe = is_stripe(event) || is_stripe(own_event);
+        wait = match path_equality(condition).filter(|_| !stripe) {
             Some((ours, theirs)) => wait.matching_paths(ours, theirs),
             None => {
                 Expr::compile(condition, &["event", "async"])
@@ -513,6 +519,11 @@ fn wait_for(op: &Op, name: &str) -> Result<WaitFor, Interrupt> {
         };
     }
     Ok(wait)
+}
+
+/// Whether an event is a Stripe one (`stripe/<type>`).
+pub(super) fn is_stripe(event_name: &str) -> bool {
+    event_name.starts_with("stripe/")
 }
 
 fn timeout_of(op: &Op, name: &str) -> Result<Duration, Interrupt> {

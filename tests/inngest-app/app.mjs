@@ -109,6 +109,19 @@ const checkout = inngest.createFunction(
 );
 
 // Sleeps long enough for the test to restart paysteps in the middle.
+// After a checkout, waits for the same customer's paid invoice: both Stripe events.
+const awaitInvoice = inngest.createFunction(
+  { id: "await-invoice", triggers: [{ event: "stripe/checkout.session.completed" }] },
+  async ({ step }) => {
+    const paid = await step.waitForEvent("invoice-paid", {
+      event: "stripe/invoice.paid",
+      timeout: "1m",
+      if: "async.data.data.object.customer == event.data.data.object.customer",
+    });
+    return { invoice: paid?.data?.data?.object?.id ?? null };
+  },
+);
+
 // Throws outside any step on its first attempt, asking to be retried a second later.
 const outsideAttempts = new Map();
 const outside = inngest.createFunction(
@@ -231,6 +244,7 @@ const handler = serve({
     caught,
     announced,
     checkout,
+    awaitInvoice,
     outside,
     cross,
     gate,

@@ -337,7 +337,13 @@ impl Stack {
     /// Delivers a signed `checkout.session.completed` to the Stripe webhook and answers
     /// the session's id.
     async fn deliver_stripe_checkout(&self) -> String {
-        let event = fixture_event("checkout.session.completed", Overrides::default());
+        self.deliver_stripe("checkout.session.completed", Overrides::default())
+            .await
+    }
+
+    /// Delivers a signed Stripe event made from a fixture and answers its object's id.
+    async fn deliver_stripe(&self, fixture: &str, overrides: Overrides) -> String {
+        let event = fixture_event(fixture, overrides);
         let body = serde_json::to_vec(&event).expect("JSON");
         let signature = signer::sign(STRIPE_SECRET, &body, chrono_now());
         let response = self
@@ -737,6 +743,27 @@ async fn a_signed_app_runs_its_functions_under_serve() {
         json!({ "type": "checkout.session.completed", "session": session }),
         "{run:#}"
     );
+
+    // A wait for another Stripe event of the same customer: another customer's invoice
+    // does not end it, the customer's own does.
+    let waiting = stack.run_of_function("e2e-app-await-invoice").await;
+    stack
+        .run_until(&waiting, &["waiting"], Duration::from_secs(30))
+        .await;
+    let other = Overrides {
+        customer: Some("cus_someone_else".into()),
+        ..Overrides::default()
+    };
+    let not_theirs = stack.deliver_stripe("invoice.paid", other).await;
+    let (_, run) = stack.get(&format!("/api/v1/runs/{waiting}")).await;
+    assert_eq!(run["status"], "waiting", "{not_theirs}: {run:#}");
+    let invoice = stack
+        .deliver_stripe("invoice.paid", Overrides::default())
+        .await;
+    let run = stack
+        .run_until(&waiting, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["output"], json!({ "invoice": invoice }), "{run:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
