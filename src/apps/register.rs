@@ -34,12 +34,10 @@ fn function_of(client: AppClient, f: AppFunction) -> Function {
         .map(|t| match t {
             AppTrigger::Event { name, condition } => Starter {
                 trigger: Trigger::event(internal_name(&name)),
+                condition_text: condition.as_ref().map(|c| c.source().to_owned()),
                 condition: condition.map(condition_of),
             },
-            AppTrigger::Cron(schedule) => Starter {
-                trigger: Trigger::Cron(schedule),
-                condition: None,
-            },
+            AppTrigger::Cron(schedule) => Starter::new(Trigger::Cron(schedule)),
         })
         .collect();
     let flow = Flow {

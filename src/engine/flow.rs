@@ -167,6 +167,49 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// The settings in words, for the functions page: `concurrency 1 per event.data.user`,
+    /// `throttle 10 per 60 s`, `idempotency by data.order`, `cancelled by app/x matching data.id`.
+    pub fn describe(&self) -> Vec<String> {
+        let exprs = self.exprs.as_deref();
+        let key = |expr: Option<&Expr>, path: &Option<String>| {
+            expr.map(|e| e.source().to_owned()).or_else(|| path.clone())
+        };
+        let mut said = Vec::new();
+        if let Some(c) = &self.concurrency {
+            said.push(
+                match key(exprs.and_then(|e| e.concurrency.as_ref()), &c.key) {
+                    Some(key) => format!("concurrency {} per {key}", c.limit),
+                    None => format!("concurrency {}", c.limit),
+                },
+            );
+        }
+        if let Some(t) = &self.throttle {
+            let mut text = format!("throttle {} per {} s", t.limit, t.period.as_secs_f64());
+            if t.burst > 1 {
+                text.push_str(&format!(", burst {}", t.burst));
+            }
+            if let Some(key) = key(exprs.and_then(|e| e.throttle.as_ref()), &t.key) {
+                text.push_str(&format!(", per {key}"));
+            }
+            said.push(text);
+        }
+        if let Some(key) = key(
+            exprs.and_then(|e| e.idempotency.as_ref()),
+            &self.idempotency,
+        ) {
+            said.push(format!("idempotency by {key}"));
+        }
+        for c in &self.cancel_on {
+            said.push(format!("cancelled by {} matching {}", c.event, c.matching));
+        }
+        for (event, condition) in &self.cancel_when {
+            said.push(format!("cancelled by {event} if {condition}"));
+        }
+        said
+    }
+}
+
 /// When a throttled run may start, given the key's next free time (`None` for a new
 /// key), and the key's next free time after it: starts are `spacing` apart, except that
 /// up to `burst` milliseconds of them may be taken early.

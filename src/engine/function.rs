@@ -24,6 +24,8 @@ pub(crate) type Condition = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 pub(crate) struct Starter {
     pub trigger: Trigger,
     pub condition: Option<Condition>,
+    /// The condition as written, to show.
+    pub condition_text: Option<String>,
 }
 
 impl Starter {
@@ -31,6 +33,7 @@ impl Starter {
         Starter {
             trigger,
             condition: None,
+            condition_text: None,
         }
     }
 }

@@ -202,6 +202,8 @@ pub struct FunctionInfo {
     pub step_timeout_ms: Option<u128>,
     /// The id of the function's failure handler (`<id>.on_failure`), if it has one.
     pub on_failure: Option<FunctionId>,
+    /// Its flow control in words (`concurrency 1 per event.data.user`, …).
+    pub flow: Vec<String>,
     /// The URL of the SDK app that runs it; `None` for a function compiled into paysteps.
     pub app: Option<String>,
 }
@@ -265,9 +267,10 @@ impl Engine {
                 let events: Vec<String> = f
                     .starters
                     .iter()
-                    .filter_map(|s| match &s.trigger {
-                        Trigger::Event(name) => Some(name.clone()),
-                        Trigger::Cron(_) | Trigger::Internal => None,
+                    .filter_map(|s| match (&s.trigger, &s.condition_text) {
+                        (Trigger::Event(name), None) => Some(name.clone()),
+                        (Trigger::Event(name), Some(when)) => Some(format!("{name} if {when}")),
+                        (Trigger::Cron(_) | Trigger::Internal, _) => None,
                     })
                     .collect();
                 let crons: Vec<String> = f
@@ -281,6 +284,7 @@ impl Engine {
                     retries: f.retries,
                     step_timeout_ms: f.timeout.map(|t| t.as_millis()),
                     on_failure: f.on_failure.clone(),
+                    flow: f.flow.describe(),
                     app: f.app.clone(),
                 }
             })

@@ -405,7 +405,8 @@ async function functionsPage() {
     h("td", { class: "fn" }, h("strong", {}, f.id), f.on_failure ? h("div", { class: "muted" }, "on failure: " + f.on_failure) : null,
       f.app ? h("div", { class: "muted", testid: "function-app" }, "app: ", h("a", { href: "#/apps" }, f.app)) : null),
     h("td", {}, f.trigger || f.cron || "internal"),
-    h("td", {}, `${f.retries} retries` + (f.step_timeout_ms ? `, step timeout ${f.step_timeout_ms} ms` : "")),
+    h("td", { testid: "function-config" }, `${f.retries} retries` + (f.step_timeout_ms ? `, step timeout ${f.step_timeout_ms} ms` : ""),
+      (f.flow || []).map((line) => h("div", { class: "muted" }, line))),
     ["hour", "day"].map((w) => {
       const s = f.stats[w];
       return h("td", { testid: "stats-" + w, class: "stats" },

@@ -98,7 +98,7 @@ const checkout = inngest.createFunction(
   {
     id: "stripe-checkout",
     triggers: [
-      { event: "stripe/checkout.session.completed", expression: "event.data.livemode == false" },
+      { event: "stripe/checkout.session.completed", if: "event.data.livemode == false" },
     ],
   },
   async ({ event, step }) =>
@@ -205,6 +205,22 @@ const ticker = inngest.createFunction(
   async ({ step }) => await step.run("tick", () => "ticked"),
 );
 
+// step.fetch asks the server to make the request (a Gateway op), which paysteps does
+// not do: the run fails naming the op.
+const fetcher = inngest.createFunction(
+  { id: "fetcher", triggers: [{ event: "test/fetcher.started" }] },
+  async ({ step }) => {
+    const response = await step.fetch("http://127.0.0.1:9/");
+    return response.status;
+  },
+);
+
+// Started only by events whose condition holds.
+const picky = inngest.createFunction(
+  { id: "picky", triggers: [{ event: "test/picky", if: "event.data.plan == 'pro' && event.data.seats > 1" }] },
+  async ({ event }) => event.data.seats,
+);
+
 // At most one run per lane at a time.
 const laned = inngest.createFunction(
   { id: "laned", concurrency: { limit: 1, key: "event.data.lane" }, triggers: [{ event: "test/laned" }] },
@@ -249,6 +265,8 @@ const handler = serve({
     cross,
     gate,
     laned,
+    fetcher,
+    picky,
     sleeper,
     fragile,
     ticker,

@@ -559,6 +559,20 @@ async fn failures(stack: &Stack) {
         .await;
     assert_eq!(announced["output"], json!({ "heard": "never works" }));
 
+    // An op paysteps does not carry out fails the run, naming it.
+    let fetcher = stack.start("test/fetcher.started", json!({})).await;
+    let run = stack
+        .run_until(&fetcher, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "failed", "{run:#}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the app asked for Gateway"),
+        "{run:#}"
+    );
+
     // An error thrown outside any step is retried, after the Retry-After it asks for.
     let outside = stack.start("test/outside.started", json!({})).await;
     let run = stack
@@ -600,6 +614,30 @@ async fn an_sdk_app_runs_its_functions_in_dev_mode() {
         .unwrap_or_else(|| panic!("no e2e-app-flow in {functions:#}"));
     assert_eq!(flow["trigger"], "test/flow.started");
     assert_eq!(flow["retries"], 2);
+    let settings = |id: &str| {
+        functions["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .map(|f| (f["trigger"].clone(), f["flow"].clone()))
+            .unwrap_or_else(|| panic!("no {id} in {functions:#}"))
+    };
+    assert_eq!(
+        settings("e2e-app-laned").1,
+        json!(["concurrency 1 per event.data.lane"])
+    );
+    assert_eq!(
+        settings("e2e-app-sleeper").1,
+        json!([
+            "idempotency by event.data.job",
+            "cancelled by test/sleeper.cancelled matching data.job"
+        ])
+    );
+    assert_eq!(
+        settings("e2e-app-stripe-checkout").0,
+        "stripe/checkout.session.completed if event.data.livemode == false"
+    );
     tokio::join!(every_step_tool(&stack), failures(&stack));
 }
 
