@@ -14,4 +14,4 @@ pub(crate) mod signing;
 mod sync;
 
 pub use signing::{SigningKey, SigningKeys};
-pub use sync::{Apps, SyncError, SyncOutcome};
+pub use sync::{Apps, RESYNC_EVERY, SyncError, SyncOutcome};

@@ -166,6 +166,18 @@ pub async fn dev(mut args: DevArgs, functions: Vec<Function>) -> anyhow::Result<
             days => format!("what ended is deleted after {days}"),
         }
     );
+    if args.engine.app_urls.is_empty() {
+        println!(
+            "  SDK apps        none (--app-url http://127.0.0.1:3000/api/inngest runs an Inngest SDK app's functions)"
+        );
+    } else {
+        for url in &args.engine.app_urls {
+            println!(
+                "  SDK app         {url} (synced every {} s)",
+                crate::apps::RESYNC_EVERY.as_secs()
+            );
+        }
+    }
     println!("  try it          paysteps trigger checkout.session.completed");
     println!("                  paysteps send app/hello --data '{{\"name\":\"Ada\"}}'");
     let engine = build_engine(store, &args.engine, functions)?;
