@@ -42,6 +42,29 @@ pub struct RemoteFunction {
 /// The name shown for errors thrown outside any step.
 const FUNCTION_CODE: &str = "(function code)";
 
+/// Most steps a run may have, as in Inngest.
+const MAX_STEPS: usize = 1_000;
+
+/// Largest output a step may return, as in Inngest.
+const MAX_STEP_OUTPUT: usize = 4 << 20;
+
+/// Fails the run, as Inngest does, when a step's output or the run's steps are more
+/// than a run may hold: every call carries them all.
+fn check_limits(name: &str, memoized: usize, output: Option<&str>) -> Result<(), Interrupt> {
+    if memoized >= MAX_STEPS {
+        return Err(Interrupt::fail(format!(
+            "step '{name}' would be the run's {}th: a run holds at most {MAX_STEPS} steps",
+            memoized + 1
+        )));
+    }
+    match output.map(str::len) {
+        Some(len) if len > MAX_STEP_OUTPUT => Err(Interrupt::fail(format!(
+            "step '{name}' returned {len} bytes: a step's output holds at most 4 MiB"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// How an app names a function compiled into paysteps: `referenceFunction({ appId:
 /// "paysteps", functionId: "<id>" })`.
 const RUST_APP_PREFIX: &str = "paysteps-";
@@ -342,6 +365,7 @@ impl<'a> Execution<'a> {
             Memo::Error(error) => (None, Some(error.to_string())),
             Memo::Nothing | Memo::Event(_) => (None, None),
         };
+        check_limits(op.label(), self.memo.len(), output.as_deref())?;
         self.step
             .record_remote(RemoteStep {
                 key: op.id.clone(),
@@ -579,5 +603,20 @@ fn event_to_sdk(stored: Value) -> Value {
     match serde_json::from_value::<crate::engine::Event>(stored.clone()) {
         Ok(event) => to_sdk(&event),
         Err(_) => stored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_holds_at_most_a_thousand_steps_of_at_most_four_mib_each() {
+        assert!(check_limits("s", MAX_STEPS - 1, Some("1")).is_ok());
+        assert!(check_limits("s", MAX_STEPS, Some("1")).is_err());
+        let big = "x".repeat(MAX_STEP_OUTPUT + 1);
+        assert!(check_limits("s", 0, Some(&big)).is_err());
+        assert!(check_limits("s", 0, Some(&big[1..])).is_ok());
+        assert!(check_limits("s", 0, None).is_ok());
     }
 }

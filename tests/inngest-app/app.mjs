@@ -215,6 +215,12 @@ const fetcher = inngest.createFunction(
   },
 );
 
+// A step whose output is more than a run may hold.
+const bulky = inngest.createFunction(
+  { id: "bulky", triggers: [{ event: "test/bulky.started" }] },
+  async ({ step }) => (await step.run("big", () => "x".repeat(5 * 1024 * 1024))).length,
+);
+
 // Started only by events whose condition holds.
 const picky = inngest.createFunction(
   { id: "picky", triggers: [{ event: "test/picky", if: "event.data.plan == 'pro' && event.data.seats > 1" }] },
@@ -267,6 +273,7 @@ const handler = serve({
     laned,
     fetcher,
     picky,
+    bulky,
     sleeper,
     fragile,
     ticker,

@@ -573,6 +573,21 @@ async fn failures(stack: &Stack) {
         "{run:#}"
     );
 
+    // A step's output over 4 MiB fails the run.
+    let bulky = stack.start("test/bulky.started", json!({})).await;
+    let run = stack
+        .run_until(&bulky, &["completed", "failed"], Duration::from_secs(30))
+        .await;
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("a step's output holds at most 4 MiB"),
+        "{}",
+        run["error"]
+    );
+
     // An error thrown outside any step is retried, after the Retry-After it asks for.
     let outside = stack.start("test/outside.started", json!({})).await;
     let run = stack
