@@ -184,15 +184,19 @@ impl Apps {
             Ok(Synced::OutOfBand) => Ok(SyncOutcome::Awaiting),
             Err(err) => Err(err.into()),
         };
+        self.noted(url, result).await
+    }
+
+    /// Records why a sync failed, for the Apps page, and answers its outcome.
+    async fn noted(
+        &self,
+        url: &Url,
+        result: Result<SyncOutcome, SyncError>,
+    ) -> Result<SyncOutcome, SyncError> {
         if let Err(err) = &result {
             let now = self.inner.engine.clock().now_ms();
-            repo::refuse(
-                self.inner.engine.store(),
-                url.as_str(),
-                &err.to_string(),
-                now,
-            )
-            .await?;
+            let store = self.inner.engine.store();
+            repo::refuse(store, url.as_str(), &err.to_string(), now).await?;
         }
         result
     }
@@ -207,17 +211,7 @@ impl Apps {
             return Err(SyncError::UnknownApp(registration.url.clone()));
         }
         let result = self.accept(&url, &registration, body).await;
-        if let Err(err) = &result {
-            let now = self.inner.engine.clock().now_ms();
-            repo::refuse(
-                self.inner.engine.store(),
-                url.as_str(),
-                &err.to_string(),
-                now,
-            )
-            .await?;
-        }
-        result
+        self.noted(&url, result).await
     }
 
     async fn accept(

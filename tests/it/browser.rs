@@ -32,12 +32,7 @@ crate::on_both_backends!(an_operator_replays_failed_payment_runs_from_the_dashbo
 /// functions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apps_page_shows_an_sdk_app_and_syncs_it() {
-    let Some(binary) = chromedriver() else {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        crate::common::db::skipped(
-            &ONCE,
-            "browser suite skipped: chromedriver is not installed (apt-get install chromium chromium-driver)",
-        );
+    let Some(binary) = chromedriver_or_skip() else {
         return;
     };
     if !crate::sdk_apps::node_ready() {
@@ -99,6 +94,20 @@ fn chromedriver() -> Option<PathBuf> {
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join("chromedriver"))
         .find(|path| path.is_file())
+}
+
+/// chromedriver, or `None` after saying once that the browser suite is skipped (or
+/// failing under `PAYSTEPS_TEST_REQUIRE_ALL`).
+fn chromedriver_or_skip() -> Option<PathBuf> {
+    let found = chromedriver();
+    if found.is_none() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        crate::common::db::skipped(
+            &ONCE,
+            "browser suite skipped: chromedriver is not installed (apt-get install chromium chromium-driver)",
+        );
+    }
+    found
 }
 
 /// chromedriver on a free loopback port, killed on drop.
@@ -384,12 +393,7 @@ async fn money_story(app: &TestApp) {
 }
 
 async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Backend) {
-    let Some(binary) = chromedriver() else {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        crate::common::db::skipped(
-            &ONCE,
-            "browser suite skipped: chromedriver is not installed (apt-get install chromium chromium-driver)",
-        );
+    let Some(binary) = chromedriver_or_skip() else {
         return;
     };
     let _one_browser = BROWSER.lock().await;
@@ -657,12 +661,7 @@ async fn an_operator_replays_failed_payment_runs_from_the_dashboard(backend: Bac
 /// rotates its secret and deletes it, and each action reaches the database.
 #[tokio::test]
 async fn an_operator_manages_webhook_endpoints_on_their_page() {
-    let Some(binary) = chromedriver() else {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        crate::common::db::skipped(
-            &ONCE,
-            "browser test of the webhooks page skipped: no chromedriver",
-        );
+    let Some(binary) = chromedriver_or_skip() else {
         return;
     };
     let _one_browser = BROWSER.lock().await;

@@ -137,6 +137,17 @@ impl Stack {
         Stack::launch_with(mode, &[]).await
     }
 
+    /// The app and `paysteps dev`, once the app is synced; `None` when the Node suite is
+    /// skipped.
+    async fn synced_dev() -> Option<Stack> {
+        if !node_ready() {
+            return None;
+        }
+        let stack = Stack::launch(Mode::Dev).await;
+        stack.synced().await;
+        Some(stack)
+    }
+
     /// Starts the app (with `app_env` besides its usual environment) and paysteps.
     async fn launch_with(mode: Mode, app_env: &[(&str, &str)]) -> Stack {
         Stack::launch_on(Backend::Sqlite, mode, app_env).await
@@ -821,11 +832,9 @@ async fn a_signed_app_runs_its_functions_under_serve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_failed_step() {
-    if !node_ready() {
+    let Some(mut stack) = Stack::synced_dev().await else {
         return;
-    }
-    let mut stack = Stack::launch(Mode::Dev).await;
-    stack.synced().await;
+    };
 
     // The idempotency key starts one run per job; the cancel event stops another job's.
     let sleeper = stack
@@ -901,11 +910,9 @@ async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_f
 /// which the whole condition holds resumes or cancels the run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conditions_decide_which_event_resumes_or_cancels_a_run() {
-    if !node_ready() {
+    let Some(stack) = Stack::synced_dev().await else {
         return;
-    }
-    let stack = Stack::launch(Mode::Dev).await;
-    stack.synced().await;
+    };
     let waiting = stack
         .start("test/gate.waiting", json!({ "user": "u1" }))
         .await;
@@ -1009,11 +1016,9 @@ async fn a_re_sync_archives_a_dropped_function_and_runs_in_flight_go_on() {
 /// A concurrency limit keyed by an expression: one run per lane at a time, lanes apart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expression_keyed_concurrency_limit_runs_one_run_per_lane() {
-    if !node_ready() {
+    let Some(stack) = Stack::synced_dev().await else {
         return;
-    }
-    let stack = Stack::launch(Mode::Dev).await;
-    stack.synced().await;
+    };
     let first = stack.start("test/laned", json!({ "lane": "x" })).await;
     stack
         .run_until(&first, &["sleeping"], Duration::from_secs(30))
@@ -1042,11 +1047,9 @@ async fn an_expression_keyed_concurrency_limit_runs_one_run_per_lane() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_function_of_an_app_fires() {
-    if !node_ready() {
+    let Some(stack) = Stack::synced_dev().await else {
         return;
-    }
-    let stack = Stack::launch(Mode::Dev).await;
-    stack.synced().await;
+    };
     // `* * * * *`: the next minute starts within 60 s.
     let run = stack
         .run_of_function_within("e2e-app-ticker", Duration::from_secs(75))
