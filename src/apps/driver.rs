@@ -23,12 +23,13 @@ use super::client::AppClient;
 use super::config::path_equality;
 use super::duration;
 use super::events::to_sdk;
+use super::memo::{self, Stored};
 use super::protocol::{
     Answer, CallCtx, CallRequest, DISCOVERY, Memo, Op, OpCode, Stack, VERSION_UNKNOWN, sdk_error,
 };
 use crate::engine::expr::Expr;
 use crate::engine::{Ctx, Interrupt, Invoked, RemoteStep, Step, WaitFor};
-use crate::state::{RunStatus, StepKind, StepStatus};
+use crate::state::{StepKind, StepStatus};
 
 /// What the driver needs to know of the function it runs.
 #[derive(Debug, Clone)]
@@ -41,29 +42,6 @@ pub struct RemoteFunction {
 
 /// The name shown for errors thrown outside any step.
 const FUNCTION_CODE: &str = "(function code)";
-
-/// Most steps a run may have, as in Inngest.
-const MAX_STEPS: usize = 1_000;
-
-/// Largest output a step may return, as in Inngest.
-const MAX_STEP_OUTPUT: usize = 4 << 20;
-
-/// Fails the run, as Inngest does, when a step's output or the run's steps are more
-/// than a run may hold: every call carries them all.
-fn check_limits(name: &str, memoized: usize, output: Option<&str>) -> Result<(), Interrupt> {
-    if memoized >= MAX_STEPS {
-        return Err(Interrupt::fail(format!(
-            "step '{name}' would be the run's {}th: a run holds at most {MAX_STEPS} steps",
-            memoized + 1
-        )));
-    }
-    match output.map(str::len) {
-        Some(len) if len > MAX_STEP_OUTPUT => Err(Interrupt::fail(format!(
-            "step '{name}' returned {len} bytes: a step's output holds at most 4 MiB"
-        ))),
-        _ => Ok(()),
-    }
-}
 
 /// How an app names a function compiled into paysteps: `referenceFunction({ appId:
 /// "paysteps", functionId: "<id>" })`.
@@ -81,7 +59,7 @@ pub async fn execute(
     function: Arc<RemoteFunction>,
     ctx: Ctx,
 ) -> Result<Value, Interrupt> {
-    let mut run = Execution::new(&client, &function, &ctx)?;
+    let mut run = Execution::new(&function, &ctx)?;
     let mut idle_rounds = 0;
     loop {
         ctx.step.check_boundary()?;
@@ -165,11 +143,7 @@ struct Execution<'a> {
 }
 
 impl<'a> Execution<'a> {
-    fn new(
-        _client: &AppClient,
-        function: &'a RemoteFunction,
-        ctx: &'a Ctx,
-    ) -> Result<Execution<'a>, Interrupt> {
+    fn new(function: &'a RemoteFunction, ctx: &'a Ctx) -> Result<Execution<'a>, Interrupt> {
         let mut run = Execution {
             step: &ctx.step,
             function,
@@ -184,30 +158,16 @@ impl<'a> Execution<'a> {
             version: VERSION_UNKNOWN,
         };
         for row in ctx.step.stored_rows() {
-            let (status, kind) = (row.status, row.kind);
-            let memo = match (kind, status) {
-                (_, StepStatus::Errored) => {
-                    let attempts = u32::try_from(row.attempts).unwrap_or(u32::MAX);
-                    run.errored
-                        .insert(row.step_key.clone(), (row.name.clone(), attempts));
-                    continue;
+            match memo::read(&row) {
+                Stored::Memo(memo) => {
+                    run.stack.push(row.step_key.clone());
+                    run.memo.insert(row.step_key, memo);
                 }
-                _ if row.step_key == DISCOVERY => continue,
-                (StepKind::Run, StepStatus::Completed) => Memo::Data(parse(row.output.as_deref())),
-                (StepKind::Run, StepStatus::Failed) => {
-                    Memo::Error(error_value(row.error.as_deref()))
+                Stored::Errored { attempts } => {
+                    run.errored.insert(row.step_key, (row.name, attempts));
                 }
-                (StepKind::Sleep, StepStatus::Completed) => Memo::Nothing,
-                (StepKind::Wait, StepStatus::Completed) => match parse(row.output.as_deref()) {
-                    Value::Null => Memo::Nothing,
-                    event => Memo::Event(event_to_sdk(event)),
-                },
-                (StepKind::Invoke, StepStatus::Completed) => invoked_memo(row.output.as_deref()),
-                // Sleeping, waiting: not memoized; the app reports them again.
-                _ => continue,
-            };
-            run.stack.push(row.step_key.clone());
-            run.memo.insert(row.step_key, memo);
+                Stored::Pending => {}
+            }
         }
         Ok(run)
     }
@@ -365,7 +325,7 @@ impl<'a> Execution<'a> {
             Memo::Error(error) => (None, Some(error.to_string())),
             Memo::Nothing | Memo::Event(_) => (None, None),
         };
-        check_limits(op.label(), self.memo.len(), output.as_deref())?;
+        memo::check_limits(op.label(), self.memo.len(), output.as_deref())?;
         self.step
             .record_remote(RemoteStep {
                 key: op.id.clone(),
@@ -558,65 +518,11 @@ fn timeout_of(op: &Op, name: &str) -> Result<Duration, Interrupt> {
     }
 }
 
-fn parse(text: Option<&str>) -> Value {
-    text.and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null)
-}
-
-/// A stored error: the SDK's `{name, message, stack}` as JSON, or plain text from before.
-fn error_value(text: Option<&str>) -> Value {
-    match text.map(serde_json::from_str::<Value>) {
-        Some(Ok(value @ Value::Object(_))) => value,
-        _ => sdk_error("Error", text.unwrap_or("step failed")),
-    }
-}
-
 fn error_message(error: &Value) -> String {
     let message = error.get("message").and_then(Value::as_str);
     match (error.get("name").and_then(Value::as_str), message) {
         (Some(name), Some(message)) if name != "Error" => format!("{name}: {message}"),
         (_, Some(message)) => message.to_owned(),
         _ => error.to_string(),
-    }
-}
-
-/// An invocation's end as the app reads it: the invoked run's output, or its error.
-fn invoked_memo(output: Option<&str>) -> Memo {
-    let finished = serde_json::from_value::<crate::engine::Event>(parse(output))
-        .ok()
-        .and_then(|event| serde_json::from_value::<crate::engine::Finished>(event.data).ok());
-    match finished {
-        Some(f) if f.status == RunStatus::Completed => Memo::Data(f.output.unwrap_or(Value::Null)),
-        Some(f) => Memo::Error(sdk_error(
-            "Error",
-            f.error.as_deref().unwrap_or("the invoked run failed"),
-        )),
-        None => Memo::Error(sdk_error(
-            "Error",
-            "the invoked run's result cannot be read",
-        )),
-    }
-}
-
-/// A stored event (as `wait_for_event` keeps it) as the SDK reads it.
-fn event_to_sdk(stored: Value) -> Value {
-    match serde_json::from_value::<crate::engine::Event>(stored.clone()) {
-        Ok(event) => to_sdk(&event),
-        Err(_) => stored,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_run_holds_at_most_a_thousand_steps_of_at_most_four_mib_each() {
-        assert!(check_limits("s", MAX_STEPS - 1, Some("1")).is_ok());
-        assert!(check_limits("s", MAX_STEPS, Some("1")).is_err());
-        let big = "x".repeat(MAX_STEP_OUTPUT + 1);
-        assert!(check_limits("s", 0, Some(&big)).is_err());
-        assert!(check_limits("s", 0, Some(&big[1..])).is_ok());
-        assert!(check_limits("s", 0, None).is_ok());
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod config;
 mod driver;
 pub(crate) mod duration;
 pub(crate) mod events;
+mod memo;
 pub(crate) mod protocol;
 mod register;
 pub(crate) mod repo;
