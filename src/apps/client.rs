@@ -121,7 +121,8 @@ impl AppClient {
     }
 
     /// Calls the function at `url` for `step_id` (`step` for discovery, or a planned
-    /// step's hashed id). A failure to reach the app is a retriable error answer.
+    /// step's hashed id). An app that cannot be reached, or whose answer breaks off, is
+    /// [`Answer::Unreachable`]; a request paysteps cannot make is a retriable error.
     pub async fn call(
         &self,
         url: &Url,
@@ -130,9 +131,10 @@ impl AppClient {
     ) -> (Answer, Option<i64>) {
         match self.try_call(url, step_id, request).await {
             Ok(answer) => answer,
-            Err(message) => (
+            Err(ClientError::Unreachable(message)) => (Answer::Unreachable(message), None),
+            Err(err) => (
                 Answer::Error {
-                    error: super::protocol::sdk_error("Error", &message),
+                    error: super::protocol::sdk_error("Error", &err.to_string()),
                     retriable: true,
                     retry_after: None,
                 },
@@ -146,7 +148,7 @@ impl AppClient {
         url: &Url,
         step_id: &str,
         request: &CallRequest,
-    ) -> Result<(Answer, Option<i64>), String> {
+    ) -> Result<(Answer, Option<i64>), ClientError> {
         let mut target = url.clone();
         let pairs: Vec<(String, String)> = url
             .query_pairs()
@@ -158,8 +160,9 @@ impl AppClient {
             .clear()
             .extend_pairs(pairs)
             .append_pair("stepId", step_id);
-        let (body, mut headers) = self.signed(request).map_err(|e| e.to_string())?;
-        let header = |v: &str| HeaderValue::from_str(v).map_err(|e| e.to_string());
+        let (body, mut headers) = self.signed(request)?;
+        let header =
+            |v: &str| HeaderValue::from_str(v).map_err(|e| ClientError::Unreadable(e.to_string()));
         headers.insert("x-run-id", header(&request.ctx.run_id)?);
         headers.insert("x-inngest-step-id", header(step_id)?);
         if request.version >= 0 {
@@ -176,10 +179,10 @@ impl AppClient {
             .timeout(CALL_TIMEOUT)
             .send()
             .await
-            .map_err(|e| format!("the app could not be reached: {}", error_chain(&e)))?;
+            .map_err(|e| ClientError::Unreachable(error_chain(&e)))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let bytes = read_limited(response).await.map_err(|e| e.to_string())?;
+        let bytes = read_limited(response).await?;
         Ok(read_answer(status, &headers, &bytes))
     }
 }

@@ -47,6 +47,9 @@ const FUNCTION_CODE: &str = "(function code)";
 /// "paysteps", functionId: "<id>" })`.
 const RUST_APP_PREFIX: &str = "paysteps-";
 
+/// How long an app may be unreachable before its runs fail: a day, in milliseconds.
+const UNREACHABLE_FOR: i64 = 24 * 3600 * 1000;
+
 /// Calls in a row that may bring nothing new before the run fails.
 const MAX_IDLE_ROUNDS: u32 = 3;
 
@@ -239,6 +242,10 @@ impl<'a> Execution<'a> {
                 let name = self.target_name(&target);
                 Err(self.failed_attempt(&target, &name, attempt, error, retriable, retry_after))
             }
+            Answer::Unreachable(message) => {
+                let name = self.target_name(&target);
+                Err(self.unreachable(&target, &name, attempt, &message))
+            }
             Answer::Ops {
                 ops,
                 no_retry,
@@ -335,6 +342,7 @@ impl<'a> Execution<'a> {
                 attempts: i64::from(attempt) + 1,
                 output,
                 error,
+                since: None,
             })
             .await?;
         self.errored.remove(&op.id);
@@ -356,6 +364,7 @@ impl<'a> Execution<'a> {
                     attempts: 0,
                     output: None,
                     error: None,
+                    since: None,
                 })
                 .await?;
         }
@@ -399,6 +408,7 @@ impl<'a> Execution<'a> {
                         attempts: i64::from(attempts),
                         output: None,
                         error: Some(error.to_string()),
+                        since: None,
                     },
                     self.step.now_ms() + delay,
                 )
@@ -406,6 +416,40 @@ impl<'a> Execution<'a> {
             None if target == DISCOVERY => Interrupt::fail(message),
             None => Interrupt::fail(format!("step '{name}' failed: {message}")),
         }
+    }
+
+    /// The app could not be reached: nothing ran, so no attempt is spent. The target is
+    /// called again after a delay that grows with how long the app has been away (a
+    /// quarter of it, from 1 s to 1 min), so a deploy or a restart loses no run; after a
+    /// day away, the run fails.
+    fn unreachable(&self, target: &str, name: &str, attempts: u32, message: &str) -> Interrupt {
+        let now = self.step.now_ms();
+        let since = self
+            .step
+            .stored_step(target)
+            .filter(|row| row.status == StepStatus::Errored)
+            .filter(|row| memo::is_unreachable(row.error.as_deref()))
+            .map_or(now, |row| row.started_at);
+        let away = now - since;
+        if away > UNREACHABLE_FOR {
+            return Interrupt::fail(format!(
+                "the app has not been reachable for a day: {message}"
+            ));
+        }
+        let delay = (away / 4).clamp(1_000, 60_000);
+        self.step.retry_later(
+            RemoteStep {
+                key: target.to_owned(),
+                name: name.to_owned(),
+                kind: StepKind::Run,
+                status: StepStatus::Errored,
+                attempts: i64::from(attempts),
+                output: None,
+                error: Some(memo::unreachable_error(message).to_string()),
+                since: Some(since),
+            },
+            now + delay,
+        )
     }
 
     /// Parks the run for a sleep, a wait or an invocation the app asked for; once it is

@@ -40,6 +40,24 @@ pub(super) fn read(row: &StepRow) -> Stored {
     Stored::Memo(memo)
 }
 
+/// The name of the error a step is stored with while its app cannot be reached.
+const UNREACHABLE: &str = "AppUnreachable";
+
+/// The error stored while the app cannot be reached.
+pub(super) fn unreachable_error(message: &str) -> Value {
+    sdk_error(
+        UNREACHABLE,
+        &format!("the app could not be reached: {message}"),
+    )
+}
+
+/// Whether a stored error is [`unreachable_error`]'s.
+pub(super) fn is_unreachable(error: Option<&str>) -> bool {
+    error
+        .and_then(|e| serde_json::from_str::<Value>(e).ok())
+        .is_some_and(|e| e["name"] == UNREACHABLE)
+}
+
 /// Most steps a run may have, as in Inngest.
 pub(super) const MAX_STEPS: usize = 1_000;
 

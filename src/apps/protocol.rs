@@ -173,6 +173,10 @@ pub enum Answer {
         no_retry: bool,
         retry_after: Option<Duration>,
     },
+    /// The app could not be reached, or a proxy in front of it answered that it is away
+    /// (`502`, `503`, `504` without the SDK's header): nothing ran, nothing counts as an
+    /// attempt.
+    Unreachable(String),
     /// The function threw, or the call failed.
     Error {
         error: Value,
@@ -217,6 +221,7 @@ pub fn read_answer(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> (Ans
             Some(Err(message)) => error(message),
             None => error("the app's 206 answer is not JSON".into()),
         },
+        502..=504 if !from_sdk => Answer::Unreachable(format!("the app answered {status}")),
         201 => error("streaming answers (INNGEST_STREAMING) are not supported".into()),
         401 => error("the app refused the request's signature (401): check that it and paysteps share the signing key".into()),
         _ => Answer::Error {
@@ -337,6 +342,23 @@ mod tests {
                 retry_after: Some(Duration::from_secs(30)),
             }
         );
+    }
+
+    #[test]
+    fn a_proxy_saying_the_app_is_away_is_no_attempt_but_the_app_s_own_503_is() {
+        let (answer, _) = read_answer(StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"bad gateway");
+        assert_eq!(
+            answer,
+            Answer::Unreachable("the app answered 502 Bad Gateway".into())
+        );
+        let (answer, _) = read_answer(StatusCode::SERVICE_UNAVAILABLE, &headers(&[]), b"{}");
+        assert!(matches!(
+            answer,
+            Answer::Error {
+                retriable: true,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -1045,6 +1045,45 @@ async fn an_expression_keyed_concurrency_limit_runs_one_run_per_lane() {
     );
 }
 
+/// An app that is away (a deploy, a crash) costs its runs no attempt: a function with
+/// no retries at all waits for it and completes once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waits_out_an_app_that_cannot_be_reached() {
+    let Some(mut stack) = Stack::synced_dev().await else {
+        return;
+    };
+    stack.app.kill();
+    let run_id = stack.start("test/caught.started", json!({})).await;
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = stack.get(&format!("/api/v1/runs/{run_id}")).await;
+        assert_ne!(run["status"], "failed", "{run:#}");
+        let away = run["steps"].as_array().into_iter().flatten().any(|s| {
+            s["status"] == "errored"
+                && s["error"]
+                    .to_string()
+                    .contains("the app could not be reached")
+        });
+        if away && run["history"].as_array().is_some_and(|h| h.len() >= 4) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no unreachable attempt recorded: {run:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stack.restart_app(&[]);
+    let run = stack
+        .run_until(&run_id, &["completed", "failed"], Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        run["output"],
+        json!({ "recovered": "never works", "after": "went on" }),
+        "{run:#}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cron_function_of_an_app_fires() {
     let Some(stack) = Stack::synced_dev().await else {

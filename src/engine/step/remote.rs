@@ -20,6 +20,8 @@ pub(crate) struct RemoteStep {
     pub attempts: i64,
     pub output: Option<String>,
     pub error: Option<String>,
+    /// When the step began, when the caller says (else when it was first stored).
+    pub since: Option<i64>,
 }
 
 impl Step {
@@ -35,7 +37,9 @@ impl Step {
         let existing = self.memo(&step.key);
         let position = existing.map_or_else(|| self.take_position(), |row| row.position);
         let now = self.now();
-        let started_at = existing.map_or(now, |row| row.started_at);
+        let started_at = step
+            .since
+            .unwrap_or_else(|| existing.map_or(now, |row| row.started_at));
         let ended_at = ended.then(|| {
             let mut progress = self.progress();
             let at = now.max(progress.last_ended_at + 1);
@@ -55,6 +59,11 @@ impl Step {
             started_at,
             ended_at,
         }
+    }
+
+    /// The step stored under `key` when this execution began.
+    pub(crate) fn stored_step(&self, key: &str) -> Option<&StepRow> {
+        self.memo(key)
     }
 
     /// Records a step the app ran: completed, or failed for good (its error memoized for
