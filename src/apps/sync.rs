@@ -25,6 +25,11 @@ use crate::engine::{Engine, EngineError};
 /// How often each app is synced again.
 pub const RESYNC_EVERY: Duration = Duration::from_secs(5);
 
+/// How often a process picks up the registrations other processes accepted: an event
+/// arriving here starts the app's functions at most this long after another process
+/// learnt of them.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
 /// The apps paysteps runs functions of.
 #[derive(Clone)]
 pub struct Apps {
@@ -253,21 +258,26 @@ impl Apps {
         Ok(SyncOutcome::Updated { functions })
     }
 
-    /// Syncs every app now, then every [`RESYNC_EVERY`] until `shutdown`.
+    /// Syncs every app now, then every [`RESYNC_EVERY`] until `shutdown`; between syncs,
+    /// reads the apps table every second for what other processes accepted.
     pub fn spawn_poller(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         let apps = self.clone();
         tokio::spawn(async move {
+            let mut next_sync = tokio::time::Instant::now();
             loop {
-                for url in &apps.inner.urls {
-                    if let Err(err) = apps.sync(url).await {
-                        tracing::debug!(app = %url, error = %err, "app sync failed");
+                if tokio::time::Instant::now() >= next_sync {
+                    next_sync += RESYNC_EVERY;
+                    for url in &apps.inner.urls {
+                        if let Err(err) = apps.sync(url).await {
+                            tracing::debug!(app = %url, error = %err, "app sync failed");
+                        }
                     }
                 }
                 if let Err(err) = apps.refresh().await {
                     tracing::warn!(error = %err, "reading the apps failed");
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(RESYNC_EVERY) => {}
+                    () = tokio::time::sleep(REFRESH_EVERY) => {}
                     () = shutdown.cancelled() => return,
                 }
             }

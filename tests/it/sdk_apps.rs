@@ -259,12 +259,20 @@ impl Stack {
     }
 
     /// Waits until the app's functions are registered.
+    /// Waits until the app is synced and this process has registered its functions (on
+    /// a shared database, another process may have synced it first).
     pub(crate) async fn synced(&self) -> Value {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, body) = self.get("/api/v1/apps").await;
             let app = body["apps"][0].clone();
-            if app["function_count"].as_i64().unwrap_or(0) > 0 {
+            if app["function_count"].as_i64().unwrap_or(0) > 0
+                && self
+                    .function_ids()
+                    .await
+                    .iter()
+                    .any(|id| id == "e2e-app-flow")
+            {
                 return app;
             }
             assert!(
