@@ -269,18 +269,12 @@ impl<'a> Execution<'a> {
                                 .await?;
                         }
                         OpCode::StepFailed => {
-                            let error = op
-                                .error
-                                .clone()
-                                .unwrap_or_else(|| sdk_error("Error", "step failed"));
+                            let error = op.error_or_default();
                             self.store(&op, StepStatus::Failed, Memo::Error(error), attempt)
                                 .await?;
                         }
                         OpCode::StepError => {
-                            let error = op
-                                .error
-                                .clone()
-                                .unwrap_or_else(|| sdk_error("Error", "step failed"));
+                            let error = op.error_or_default();
                             let name = op.label().to_owned();
                             if outcome.is_ok() {
                                 outcome = Err(self.failed_attempt(

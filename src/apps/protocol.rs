@@ -113,6 +113,13 @@ impl Op {
         OpCode::parse(&self.op)
     }
 
+    /// The step's error as the app reported it, or a plain one when it sent none.
+    pub fn error_or_default(&self) -> Value {
+        self.error
+            .clone()
+            .unwrap_or_else(|| sdk_error("Error", "step failed"))
+    }
+
     /// The name to show for the step.
     pub fn label(&self) -> &str {
         self.display_name

@@ -40,6 +40,17 @@ fn function_of(client: AppClient, f: AppFunction) -> Function {
             AppTrigger::Cron(schedule) => Starter::new(Trigger::Cron(schedule)),
         })
         .collect();
+    let keys = ExprKeys {
+        concurrency: f.concurrency.as_ref().and_then(|c| c.key.clone()),
+        throttle: f.throttle.as_ref().and_then(|t| t.key.clone()),
+        idempotency: f.idempotency,
+        shape: to_sdk_parts_of,
+    };
+    // A function without key expressions keeps a plain flow: its events are not read
+    // for keys it does not have.
+    let has_keys =
+        keys.concurrency.is_some() || keys.throttle.is_some() || keys.idempotency.is_some();
+    let exprs = has_keys.then(|| Arc::new(keys));
     let flow = Flow {
         concurrency: f.concurrency.as_ref().map(|c| Concurrency {
             limit: c.limit,
@@ -73,12 +84,7 @@ fn function_of(client: AppClient, f: AppFunction) -> Function {
                 CancelWhen::Path(_) => None,
             })
             .collect(),
-        exprs: Some(Arc::new(ExprKeys {
-            concurrency: f.concurrency.and_then(|c| c.key),
-            throttle: f.throttle.and_then(|t| t.key),
-            idempotency: f.idempotency,
-            shape: to_sdk_parts_of,
-        })),
+        exprs,
     };
     Function::remote(
         f.id,

@@ -73,13 +73,6 @@ pub(crate) struct ExprKeys {
     pub shape: fn(&str, &Value) -> Value,
 }
 
-impl ExprKeys {
-    fn read(&self, expr: Option<&Expr>, name: &str, payload: &Value) -> Option<String> {
-        let event = (self.shape)(name, payload);
-        expr?.key(&[("event", &event)])
-    }
-}
-
 impl PartialEq for ExprKeys {
     fn eq(&self, other: &Self) -> bool {
         self.concurrency == other.concurrency
@@ -129,11 +122,11 @@ impl Flow {
         let read = |p: &str| {
             path::lookup(name, payload, p).map_or_else(String::new, |v| path::key_text(&v))
         };
-        let exprs = self.exprs.as_deref();
+        // The event as the expressions read it, made once for all of them.
+        let exprs = self.exprs.as_deref().map(|e| (e, (e.shape)(name, payload)));
         let by_expr = |pick: fn(&ExprKeys) -> Option<&Expr>| {
-            exprs
-                .and_then(|e| pick(e).map(|expr| e.read(Some(expr), name, payload)))
-                .map(Option::unwrap_or_default)
+            let (keys, event) = exprs.as_ref()?;
+            pick(keys).map(|expr| expr.key(&[("event", event)]).unwrap_or_default())
         };
         let keyed = |scope: &str, key: &Option<String>, expr: Option<String>| match (expr, key) {
             (Some(value), _) => format!("{function_id}:{scope}:{value}"),

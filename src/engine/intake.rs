@@ -1,6 +1,8 @@
 //! Storing an event with the runs it starts, inside a transaction: flow control decides
 //! how each run begins, and runs listening for the event are resumed or cancelled.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::event::{Event, EventInput};
@@ -249,30 +251,23 @@ async fn start_run(
     let concurrency_key = flow.concurrency.as_ref().map(|(key, _)| key.as_str());
     tx.insert_run_as(event_id, &planned.run, status, run_at, concurrency_key, now)
         .await?;
-    for (event_name, match_path, match_value) in &flow.cancel_on {
+    // A cancellation matches a field of the run's event, or holds a condition.
+    let by_field = flow
+        .cancel_on
+        .iter()
+        .map(|(name, path, value)| (name, Some(path.clone()), Some(value.clone()), None));
+    let by_condition = (flow.cancel_when.iter())
+        .map(|(name, condition)| (name, None, None, Some(condition.clone())));
+    for (event_name, match_path, match_value, condition) in by_field.chain(by_condition) {
         tx.insert_listener(&NewListener {
             id: new_id("lis"),
             run_id: planned.run.id.clone(),
             kind: ListenerKind::Cancel,
             step_key: None,
             event_name: event_name.clone(),
-            match_path: Some(match_path.clone()),
-            match_value: Some(match_value.clone()),
-            condition: None,
-            expires_at: None,
-        })
-        .await?;
-    }
-    for (event_name, condition) in &flow.cancel_when {
-        tx.insert_listener(&NewListener {
-            id: new_id("lis"),
-            run_id: planned.run.id.clone(),
-            kind: ListenerKind::Cancel,
-            step_key: None,
-            event_name: event_name.clone(),
-            match_path: None,
-            match_value: None,
-            condition: Some(condition.clone()),
+            match_path,
+            match_value,
+            condition,
             expires_at: None,
         })
         .await?;
@@ -281,10 +276,9 @@ async fn start_run(
 }
 
 /// Whether a listener's condition holds for the arriving event (`async`), read beside
-/// the run's own (`event`). A condition that does not compile, or cannot be evaluated,
-/// does not hold.
+/// the run's own (`event`). A condition that cannot be evaluated does not hold.
 fn condition_holds(
-    condition: &str,
+    condition: &Expr,
     own_name: Option<&str>,
     own_data: Option<&str>,
     arriving: &Value,
@@ -293,8 +287,7 @@ fn condition_holds(
         .and_then(|d| serde_json::from_str::<Value>(d).ok())
         .unwrap_or(Value::Null);
     let own = expr::view(own_name.unwrap_or_default(), &own_data);
-    Expr::compile(condition, &["event", "async"])
-        .is_ok_and(|expr| expr.matches(&[("event", &own), ("async", arriving)]))
+    condition.matches(&[("event", &own), ("async", arriving)])
 }
 
 /// Completes the steps waiting for this event and cancels the runs it cancels; true
@@ -309,7 +302,10 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
     let now = event.received_at;
     let mut as_step_output = None;
     let mut arriving = None;
-    for listener in listeners {
+    // Runs waiting on the same condition share its compiled form; one that does not
+    // compile matches nothing.
+    let mut compiled: HashMap<&str, Option<Expr>> = HashMap::new();
+    for listener in &listeners {
         let matched = match (&listener.match_path, &listener.match_value) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -320,6 +316,10 @@ async fn notify_listeners(tx: &mut StoreTx, event: &NewEvent) -> store::Result<b
             continue;
         }
         if let Some(condition) = &listener.condition {
+            let compiled = compiled
+                .entry(condition.as_str())
+                .or_insert_with(|| Expr::compile(condition, &["event", "async"]).ok());
+            let Some(condition) = compiled else { continue };
             let arriving = arriving.get_or_insert_with(|| expr::view(&event.name, &payload));
             let (own_name, own_data) = (listener.own_name.as_deref(), listener.own_data.as_deref());
             if !condition_holds(condition, own_name, own_data, arriving) {

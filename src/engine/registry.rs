@@ -1,7 +1,7 @@
 //! The functions an engine runs, by id and in registration order: those registered when
 //! it was built, and those of SDK apps, which a sync replaces while the engine runs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -107,8 +107,8 @@ impl Registered {
 
 pub(crate) struct Registry {
     fixed: Functions,
-    /// Each SDK app's functions, by the app's URL.
-    apps: RwLock<HashMap<String, Functions>>,
+    /// Each SDK app's functions, by the app's URL (in URL order).
+    apps: RwLock<BTreeMap<String, Functions>>,
     /// Woken when an app's functions change, for the cron loop.
     pub changed: Notify,
     /// The steps a test makes fail, in every function.
@@ -149,7 +149,7 @@ impl Registry {
     pub fn build(functions: Vec<Function>) -> Result<Registry, EngineError> {
         Ok(Registry {
             fixed: Functions::build(functions, None)?,
-            apps: RwLock::new(HashMap::new()),
+            apps: RwLock::new(BTreeMap::new()),
             changed: Notify::new(),
             #[cfg(feature = "testing")]
             fault_plan: FaultPlan::default(),
@@ -199,11 +199,9 @@ impl Registry {
     /// Every function, in registration order: those built in, then each app's.
     pub fn all(&self) -> Vec<Arc<Registered>> {
         let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
-        let mut urls: Vec<&String> = apps.keys().collect();
-        urls.sort();
         self.fixed
             .iter()
-            .chain(urls.into_iter().flat_map(|url| apps[url].iter()))
+            .chain(apps.values().flat_map(Functions::iter))
             .cloned()
             .collect()
     }
@@ -215,21 +213,13 @@ impl Registry {
 
     /// The functions an event with this name may start (their conditions aside).
     pub fn listening_to(&self, name: &str) -> Vec<Arc<Registered>> {
-        let mut found: Vec<Arc<Registered>> = self
-            .fixed
+        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
+        self.fixed
             .iter()
+            .chain(apps.values().flat_map(Functions::iter))
             .filter(|f| f.listens_to(name))
             .cloned()
-            .collect();
-        let apps = self.apps.read().unwrap_or_else(|p| p.into_inner());
-        if !apps.is_empty() {
-            let mut urls: Vec<&String> = apps.keys().collect();
-            urls.sort();
-            for url in urls {
-                found.extend(apps[url].iter().filter(|f| f.listens_to(name)).cloned());
-            }
-        }
-        found
+            .collect()
     }
 
     /// The functions `event` starts.
