@@ -297,6 +297,12 @@ impl Stack {
         }
     }
 
+    /// The run once it completed or failed (within 30 s).
+    async fn ended(&self, run_id: &str) -> Value {
+        self.run_until(run_id, &["completed", "failed"], Duration::from_secs(30))
+            .await
+    }
+
     /// The run once its status is one of `statuses`.
     async fn run_until(&self, run_id: &str, statuses: &[&str], within: Duration) -> Value {
         let until = Instant::now() + within;
@@ -496,9 +502,7 @@ async fn every_step_tool(stack: &Stack) {
     stack
         .send("test/flow.approved", json!({ "user": "u1", "by": "ops" }))
         .await;
-    let run = stack
-        .run_until(&run_id, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&run_id).await;
     assert_eq!(
         run["output"],
         json!({
@@ -539,9 +543,7 @@ async fn failures(stack: &Stack) {
         .as_str()
         .unwrap()
         .to_owned();
-    let run = stack
-        .run_until(&fatal, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&fatal).await;
     assert_eq!(run["status"], "failed", "{run:#}");
     assert!(
         run["error"]
@@ -551,38 +553,26 @@ async fn failures(stack: &Stack) {
         "{run:#}"
     );
     let handler = stack.run_of_function("e2e-app-fatal-failure").await;
-    let handler = stack
-        .run_until(&handler, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let handler = stack.ended(&handler).await;
     assert_eq!(
         handler["output"],
         json!({ "failed": "e2e-app-fatal", "message": "card declined for good" }),
         "{handler:#}"
     );
 
-    let run = stack
-        .run_until(&caught, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&caught).await;
     assert_eq!(
         run["output"],
         json!({ "recovered": "never works", "after": "went on" }),
         "{run:#}"
     );
     let announced = stack.run_of_function("e2e-app-announced").await;
-    let announced = stack
-        .run_until(
-            &announced,
-            &["completed", "failed"],
-            Duration::from_secs(30),
-        )
-        .await;
+    let announced = stack.ended(&announced).await;
     assert_eq!(announced["output"], json!({ "heard": "never works" }));
 
     // An op paysteps does not carry out fails the run, naming it.
     let fetcher = stack.start("test/fetcher.started", json!({})).await;
-    let run = stack
-        .run_until(&fetcher, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&fetcher).await;
     assert_eq!(run["status"], "failed", "{run:#}");
     assert!(
         run["error"]
@@ -594,9 +584,7 @@ async fn failures(stack: &Stack) {
 
     // A step's output over 4 MiB fails the run.
     let bulky = stack.start("test/bulky.started", json!({})).await;
-    let run = stack
-        .run_until(&bulky, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&bulky).await;
     assert_eq!(run["status"], "failed");
     assert!(
         run["error"]
@@ -609,9 +597,7 @@ async fn failures(stack: &Stack) {
 
     // An error thrown outside any step is retried, after the Retry-After it asks for.
     let outside = stack.start("test/outside.started", json!({})).await;
-    let run = stack
-        .run_until(&outside, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&outside).await;
     assert_eq!(run["output"], json!({ "attempts": 2 }), "{run:#}");
 
     // What an app polls for an event it sent: its runs, with Inngest's statuses.
@@ -807,9 +793,7 @@ async fn a_signed_app_runs_its_functions_under_serve() {
     // A verified Stripe webhook starts the app's function on that Stripe event.
     let session = stack.deliver_stripe_checkout().await;
     let run = stack.run_of_function("e2e-app-stripe-checkout").await;
-    let run = stack
-        .run_until(&run, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&run).await;
     assert_eq!(
         run["output"],
         json!({ "type": "checkout.session.completed", "session": session }),
@@ -832,9 +816,7 @@ async fn a_signed_app_runs_its_functions_under_serve() {
     let invoice = stack
         .deliver_stripe("invoice.paid", Overrides::default())
         .await;
-    let run = stack
-        .run_until(&waiting, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&waiting).await;
     assert_eq!(run["output"], json!({ "invoice": invoice }), "{run:#}");
 }
 
@@ -865,9 +847,7 @@ async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_f
         .send("test/sleeper.cancelled", json!({ "job": "b" }))
         .await;
     stack.restart_paysteps().await;
-    let run = stack
-        .run_until(&sleeper, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&sleeper).await;
     assert_eq!(run["output"], "slept and woke", "{run:#}");
     let run = stack
         .run_until(
@@ -880,9 +860,7 @@ async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_f
 
     // A run failed at its second step is replayed, once fixed, from that step.
     let fragile = stack.start("test/fragile.started", json!({})).await;
-    let run = stack
-        .run_until(&fragile, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&fragile).await;
     assert_eq!(run["status"], "failed", "{run:#}");
     let fixed = stack
         .http
@@ -900,13 +878,7 @@ async fn an_sdk_run_resumes_after_a_restart_mid_sleep_and_is_replayed_from_its_f
         .or(replay["run"]["id"].as_str())
         .unwrap_or_else(|| panic!("no replay id in {replay}"))
         .to_owned();
-    let run = stack
-        .run_until(
-            &replay_id,
-            &["completed", "failed"],
-            Duration::from_secs(30),
-        )
-        .await;
+    let run = stack.ended(&replay_id).await;
     assert_eq!(
         run["output"],
         json!({ "first": "done once", "second": "fixed", "firstRuns": 1 }),
@@ -960,9 +932,7 @@ async fn conditions_decide_which_event_resumes_or_cancels_a_run() {
             json!({ "user": "u2", "reason": "done" }),
         )
         .await;
-    let run = stack
-        .run_until(&waiting, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&waiting).await;
     assert_eq!(run["output"], json!({ "level": 3 }), "{run:#}");
     let run = stack
         .run_until(
@@ -1015,9 +985,7 @@ async fn a_re_sync_archives_a_dropped_function_and_runs_in_flight_go_on() {
     assert_eq!(apps["apps"][0]["error"], Value::Null, "{apps}");
     let dropped = stack.send("test/extra", json!({})).await;
     assert!(stack.runs_of(&dropped, 0).await.is_empty());
-    let run = stack
-        .run_until(&sleeper, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&sleeper).await;
     assert_eq!(run["output"], "slept and woke", "{run:#}");
 }
 
@@ -1040,9 +1008,7 @@ async fn an_expression_keyed_concurrency_limit_runs_one_run_per_lane() {
     let (_, run) = stack.get(&format!("/api/v1/runs/{second}")).await;
     assert_eq!(run["status"], "pending", "{run:#}");
     for run in [&first, &second, &other] {
-        let run = stack
-            .run_until(run, &["completed", "failed"], Duration::from_secs(30))
-            .await;
+        let run = stack.ended(run).await;
         assert_eq!(run["status"], "completed", "{run:#}");
     }
     let (_, first) = stack.get(&format!("/api/v1/runs/{first}")).await;
@@ -1101,9 +1067,7 @@ async fn a_cron_function_of_an_app_fires() {
     let run = stack
         .run_of_function_within("e2e-app-ticker", Duration::from_secs(75))
         .await;
-    let run = stack
-        .run_until(&run, &["completed", "failed"], Duration::from_secs(30))
-        .await;
+    let run = stack.ended(&run).await;
     assert_eq!(run["output"], "ticked", "{run:#}");
     assert_eq!(run["event"]["name"], "paysteps/cron.tick", "{run:#}");
 }
